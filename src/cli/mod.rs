@@ -1,0 +1,226 @@
+//! Command-line parsing and the mapping of outcomes to exit codes: 0 success, 1 the script
+//! or goal failed, 2 usage, configuration or infrastructure error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use planbox::sandbox::{self, DockerSandbox, Job, Policy, Sandbox};
+
+/// Turn a data-analysis goal into Python scripts that really run, each in a fresh,
+/// locked-down Docker container.
+#[derive(Debug, Parser)]
+#[command(name = "planbox", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one Python script in the sandbox and report how it ended.
+    Exec(ExecArgs),
+    /// Manage the sandbox image.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct ExecArgs {
+    /// The script to run.
+    script: PathBuf,
+    /// A file the script may read, mounted read-only at /data/<file name> (repeatable).
+    #[arg(long = "input", short = 'i')]
+    inputs: Vec<PathBuf>,
+    /// Folder that receives the files the script writes to /out (new or empty).
+    #[arg(long, default_value = "planbox-out")]
+    out: PathBuf,
+    /// Wall-clock limit in seconds (at most 600).
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Memory limit, e.g. 512m or 2g (swap is set equal: none).
+    #[arg(long, default_value = "2g", value_parser = parse_bytes)]
+    memory: i64,
+    /// CPUs the script may use.
+    #[arg(long, default_value_t = 1.0)]
+    cpus: f64,
+    /// OCI runtime to use, e.g. runsc for gVisor.
+    #[arg(long)]
+    runtime: Option<String>,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Build the sandbox image (reused when current).
+    Build {
+        /// Base image to build on instead of a Debian rootfs (needs a registry).
+        #[arg(long)]
+        base: Option<String>,
+        /// Rebuild even if the current image exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the tag of the current sandbox image.
+    Tag,
+}
+
+fn parse_bytes(text: &str) -> Result<i64, String> {
+    let text = text.trim().to_ascii_lowercase();
+    let (number, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len()));
+    let number: f64 = number.parse().map_err(|_| format!("not a size: {text} (try 512m or 2g)"))?;
+    let unit = match unit.trim_end_matches(['b', 'i']) {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown size unit {other:?} (use k, m or g)")),
+    };
+    Ok((number * unit) as i64)
+}
+
+/// Parse arguments, run, map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("planbox: cannot start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("planbox: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Exec(args) => exec(args).await,
+        Command::Image(ImageCommand::Tag) => {
+            println!("{}", sandbox::image::tag());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Image(ImageCommand::Build { base, force }) => {
+            let docker = sandbox::docker::connect().await?;
+            let options = sandbox::image::BuildOptions { base, force };
+            let tag = sandbox::image::build(&docker, &options, |line| eprintln!("{line}")).await?;
+            println!("{tag}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let script = std::fs::read(&args.script).map_err(|err| planbox::Error::Script {
+        path: args.script.clone(),
+        reason: match err.kind() {
+            std::io::ErrorKind::NotFound => "no such file".into(),
+            _ => err.to_string(),
+        },
+    })?;
+    let script = String::from_utf8(script).map_err(|_| planbox::Error::Script {
+        path: args.script.clone(),
+        reason: "not UTF-8 text: save it as UTF-8".into(),
+    })?;
+    if !(args.timeout > 0.0 && args.timeout <= 600.0) {
+        anyhow::bail!("--timeout must be in (0, 600] seconds");
+    }
+    let policy = Policy {
+        memory: args.memory,
+        nano_cpus: (args.cpus * 1e9) as i64,
+        timeout: Duration::from_secs_f64(args.timeout),
+        runtime: args.runtime,
+        ..Policy::default()
+    };
+    let docker = sandbox::docker::connect().await?;
+    let sandbox = DockerSandbox::new(docker, policy, sandbox::image::tag()).await?;
+    let reaped = sandbox.reap().await.context("reaping leftover containers")?;
+    if reaped > 0 {
+        tracing::info!(reaped, "removed leftover containers of earlier runs");
+    }
+    let job = Job {
+        inputs: args.inputs,
+        out_dir: args.out.clone(),
+        run_id: format!("exec-{}", std::process::id()),
+    };
+    let work = sandbox.exec(&job, &script);
+    let output = tokio::select! {
+        output = work => output?,
+        signal = shutdown_signal() => {
+            sandbox.shutdown().await;
+            eprintln!("planbox: stopped by {signal}; containers removed");
+            return Ok(ExitCode::from(130));
+        }
+    };
+    if args.json {
+        let value = serde_json::json!({
+            "status": output.status,
+            "exit_code": match output.status { sandbox::Status::Exited(code) => Some(code), _ => None },
+            "success": output.status.success(),
+            "start_ms": output.start.as_millis() as u64,
+            "run_ms": output.run.as_millis() as u64,
+            "stdout": output.stdout,
+            "stderr": output.stderr,
+            "stdout_bytes": output.stdout_bytes,
+            "stderr_bytes": output.stderr_bytes,
+            "out_dir": args.out,
+            "artifacts": output.artifacts,
+        });
+        println!("{value}");
+    } else {
+        let clean = |text: &str| planbox::text::strip_escapes(text);
+        print!("{}", clean(&output.stdout));
+        if !output.stderr.is_empty() {
+            eprint!("{}", clean(&output.stderr));
+        }
+        eprintln!(
+            "planbox: {} (start {:.2}s, run {:.2}s)",
+            output.status,
+            output.start.as_secs_f64(),
+            output.run.as_secs_f64()
+        );
+        for artifact in &output.artifacts {
+            eprintln!("  {} ({} bytes)", args.out.join(&artifact.path).display(), artifact.size);
+        }
+    }
+    Ok(if output.status.success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Resolves on SIGINT or SIGTERM with the signal's name.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_bytes("512m"), Ok(512 * 1024 * 1024));
+        assert_eq!(parse_bytes("2g"), Ok(2 * 1024 * 1024 * 1024));
+        assert_eq!(parse_bytes("2GiB"), Ok(2 * 1024 * 1024 * 1024));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("5t").is_err());
+    }
+}

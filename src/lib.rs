@@ -1,0 +1,14 @@
+//! planbox turns a data-analysis goal into Python scripts that really run, each in a fresh,
+//! locked-down Docker container.
+//!
+//! # Layout
+//! - [`sandbox`]: run one untrusted script in a disposable container (policy, capture,
+//!   harvest, image build, warm start, leftover reaping).
+//! - [`text`]: escape-sequence stripping for output shown to people and models.
+//! - [`error`]: the library's one error enum.
+
+pub mod error;
+pub mod sandbox;
+pub mod text;
+
+pub use error::{Error, Result};
