@@ -71,8 +71,13 @@ enum ImageCommand {
 
 fn parse_bytes(text: &str) -> Result<i64, String> {
     let text = text.trim().to_ascii_lowercase();
-    let (number, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len()));
-    let number: f64 = number.parse().map_err(|_| format!("not a size: {text} (try 512m or 2g)"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("not a size: {text} (try 512m or 2g)"))?;
     let unit = match unit.trim_end_matches(['b', 'i']) {
         "" => 1.0,
         "k" => 1024.0,
@@ -147,7 +152,10 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     };
     let docker = sandbox::docker::connect().await?;
     let sandbox = DockerSandbox::new(docker, policy, sandbox::image::tag()).await?;
-    let reaped = sandbox.reap().await.context("reaping leftover containers")?;
+    let reaped = sandbox
+        .reap()
+        .await
+        .context("reaping leftover containers")?;
     if reaped > 0 {
         tracing::info!(reaped, "removed leftover containers of earlier runs");
     }
@@ -179,10 +187,10 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             "out_dir": args.out,
             "artifacts": output.artifacts,
         });
-        println!("{value}");
+        print_stdout(&format!("{value}\n"));
     } else {
         let clean = |text: &str| planbox::text::strip_escapes(text);
-        print!("{}", clean(&output.stdout));
+        print_stdout(&clean(&output.stdout));
         if !output.stderr.is_empty() {
             eprint!("{}", clean(&output.stderr));
         }
@@ -193,16 +201,36 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             output.run.as_secs_f64()
         );
         for artifact in &output.artifacts {
-            eprintln!("  {} ({} bytes)", args.out.join(&artifact.path).display(), artifact.size);
+            eprintln!(
+                "  {} ({} bytes)",
+                args.out.join(&artifact.path).display(),
+                artifact.size
+            );
         }
     }
-    Ok(if output.status.success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if output.status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Write to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }
 
 /// Resolves on SIGINT or SIGTERM with the signal's name.
 async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return std::future::pending().await;
     };
     tokio::select! {

@@ -11,9 +11,9 @@ use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, VolumeCreateRequest};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder,
-    ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -51,8 +51,12 @@ pub struct DockerSandbox {
 /// Connect to the engine named by `DOCKER_HOST` (or the default socket) and agree on an API
 /// version it speaks: the engine may be older than bollard's default.
 pub async fn connect() -> Result<Docker> {
-    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    let unreachable = |reason: String| Error::DockerUnreachable { host: host.clone(), reason };
+    let host =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let unreachable = |reason: String| Error::DockerUnreachable {
+        host: host.clone(),
+        reason,
+    };
     let docker = Docker::connect_with_defaults().map_err(|err| unreachable(err.to_string()))?;
     let docker = docker.with_timeout(Duration::from_secs(120));
     docker.negotiate_version().await.map_err(|err| {
@@ -103,18 +107,23 @@ impl DockerSandbox {
 
     /// Remove everything this sandbox created and still holds: the Ctrl-C path.
     pub async fn shutdown(&self) {
-        let (containers, volumes) = {
+        let (containers, volumes): (Vec<String>, Vec<String>) = {
             let live = self.live.lock().expect("live set poisoned");
-            (live.containers.iter().cloned().collect::<Vec<_>>(), live.volumes.iter().cloned().collect::<Vec<_>>())
+            (
+                live.containers.iter().cloned().collect(),
+                live.volumes.iter().cloned().collect(),
+            )
         };
-        remove_all(&self.docker, &self.live, &containers, volumes.first().map(String::as_str)).await;
-        for volume in volumes.iter().skip(1) {
+        remove_all(&self.docker, &self.live, &containers, None).await;
+        for volume in &volumes {
             remove_volume(&self.docker, &self.live, volume).await;
         }
     }
 
     fn labels(&self, run_id: &str) -> HashMap<String, String> {
-        let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         HashMap::from([
             (LABEL.to_string(), "1".to_string()),
             (OWNER_LABEL.to_string(), self.owner.clone()),
@@ -126,7 +135,11 @@ impl DockerSandbox {
     async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
         let _ = name;
         let created = self.docker.create_container(None, body).await?;
-        self.live.lock().expect("live set poisoned").containers.insert(created.id.clone());
+        self.live
+            .lock()
+            .expect("live set poisoned")
+            .containers
+            .insert(created.id.clone());
         Ok(created.id)
     }
 }
@@ -136,7 +149,10 @@ fn input_mounts(inputs: &[PathBuf]) -> Result<Vec<(String, String)>> {
     let mut seen = HashSet::new();
     let mut mounts = Vec::new();
     for path in inputs {
-        let bad = |reason: &str| Error::Input { path: path.clone(), reason: reason.to_string() };
+        let bad = |reason: &str| Error::Input {
+            path: path.clone(),
+            reason: reason.to_string(),
+        };
         let meta = std::fs::metadata(path).map_err(|err| match err.kind() {
             std::io::ErrorKind::NotFound => bad("no such file"),
             std::io::ErrorKind::PermissionDenied => bad("permission denied"),
@@ -155,9 +171,14 @@ fn input_mounts(inputs: &[PathBuf]) -> Result<Vec<(String, String)>> {
             .ok_or_else(|| bad("the file name is not UTF-8"))?
             .to_string();
         if !seen.insert(name.clone()) {
-            return Err(bad(&format!("another input is also named {name}: rename one of them")));
+            return Err(bad(&format!(
+                "another input is also named {name}: rename one of them"
+            )));
         }
-        let source = absolute.to_str().ok_or_else(|| bad("the path is not UTF-8"))?.to_string();
+        let source = absolute
+            .to_str()
+            .ok_or_else(|| bad("the path is not UTF-8"))?
+            .to_string();
         mounts.push((source, name));
     }
     Ok(mounts)
@@ -181,7 +202,11 @@ impl Sandbox for DockerSandbox {
                 ..Default::default()
             })
             .await?;
-        self.live.lock().expect("live set poisoned").volumes.insert(volume.clone());
+        self.live
+            .lock()
+            .expect("live set poisoned")
+            .volumes
+            .insert(volume.clone());
         let mut cleanup = Cleanup {
             docker: self.docker.clone(),
             live: self.live.clone(),
@@ -194,7 +219,7 @@ impl Sandbox for DockerSandbox {
         let base = ContainerCreateBody {
             image: Some(self.image.clone()),
             user: Some("1000:1000".into()),
-            env: Some(ENV.iter().map(|e| e.to_string()).collect()),
+            env: Some(ENV.iter().map(ToString::to_string).collect()),
             working_dir: Some(OUT_DIR.into()),
             labels: Some(labels),
             network_disabled: Some(true),
@@ -216,7 +241,10 @@ impl Sandbox for DockerSandbox {
             host_config: Some(holder_host.clone()),
             ..base
         };
-        let (holder, script) = tokio::join!(self.create("holder", holder_body), self.create("script", script_body));
+        let (holder, script) = tokio::join!(
+            self.create("holder", holder_body),
+            self.create("script", script_body)
+        );
         for id in [&holder, &script].into_iter().flatten() {
             cleanup.containers.push(id.clone());
         }
@@ -226,7 +254,12 @@ impl Sandbox for DockerSandbox {
         // daemon default, a plugin). A container whose settings differ never starts.
         let mut rejected = None;
         for (id, wanted) in [(&script, &script_host), (&holder, &holder_host)] {
-            let actual = self.docker.inspect_container(id, None).await?.host_config.unwrap_or_default();
+            let actual = self
+                .docker
+                .inspect_container(id, None)
+                .await?
+                .host_config
+                .unwrap_or_default();
             if let Err(why) = self.policy.check(wanted, &actual) {
                 rejected = Some(why);
             }
@@ -313,7 +346,15 @@ impl DockerWarm {
 
 impl Warm for DockerWarm {
     async fn run(self, script: &str) -> Result<Output> {
-        let DockerWarm { state, cleanup, script: id, holder, policy, out_dir, prepared: _ } = self;
+        let DockerWarm {
+            state,
+            cleanup,
+            script: id,
+            holder,
+            policy,
+            out_dir,
+            prepared: _,
+        } = self;
         let started = Instant::now();
         let attached = match state {
             WarmState::Rejected(why) => {
@@ -331,7 +372,16 @@ impl Warm for DockerWarm {
             }
             WarmState::Ready(attached) => attached,
         };
-        let outcome = drive(&cleanup.docker, &id, &holder, &policy, &out_dir, attached, script).await;
+        let outcome = drive(
+            &cleanup.docker,
+            &id,
+            &holder,
+            &policy,
+            &out_dir,
+            attached,
+            script,
+        )
+        .await;
         cleanup.finish().await;
         let mut output = outcome?;
         output.run = started.elapsed();
@@ -349,7 +399,10 @@ async fn drive(
     attached: bollard::container::AttachContainerResults,
     script: &str,
 ) -> Result<Output> {
-    let bollard::container::AttachContainerResults { mut output, mut input } = attached;
+    let bollard::container::AttachContainerResults {
+        mut output,
+        mut input,
+    } = attached;
     let deadline = tokio::time::Instant::now() + policy.timeout;
     let mut stdout = Capture::new(policy.capture_bytes);
     let mut stderr = Capture::new(policy.capture_bytes);
@@ -396,15 +449,25 @@ async fn drive(
         // The container may have exited before reading all of stdin; that is its business.
         tracing::debug!(%err, "writing the script to stdin failed");
     }
+    // Close the attach connection before waiting: the engine does not finish a container's
+    // exit while its output copier is blocked on a reader that stopped reading.
+    drop(output);
+    drop(input);
     if forced.is_some() {
         kill(docker, id).await;
     }
 
     // The attach stream can end a moment before the engine records the exit.
-    let wait = WaitContainerOptionsBuilder::new().condition("not-running").build();
+    let wait = WaitContainerOptionsBuilder::new()
+        .condition("not-running")
+        .build();
     let mut waits = docker.wait_container(id, Some(wait));
     let _ = tokio::time::timeout(Duration::from_secs(10), waits.next()).await;
-    let state = docker.inspect_container(id, None).await?.state.unwrap_or_default();
+    let state = docker
+        .inspect_container(id, None)
+        .await?
+        .state
+        .unwrap_or_default();
     if state.running == Some(true) {
         kill(docker, id).await;
     }
@@ -415,7 +478,11 @@ async fn drive(
         Status::Exited(state.exit_code.unwrap_or(-1))
     });
 
-    let caps = Caps { bytes: policy.out_bytes, files: policy.out_files, depth: policy.out_depth };
+    let caps = Caps {
+        bytes: policy.out_bytes,
+        files: policy.out_files,
+        depth: policy.out_depth,
+    };
     let artifacts = match harvest_from(docker, holder, out_dir, caps).await? {
         Ok(artifacts) => artifacts,
         Err(why) => {
@@ -445,7 +512,9 @@ async fn harvest_from(
     out_dir: &Path,
     caps: Caps,
 ) -> Result<std::result::Result<Vec<super::Artifact>, harvest::Rejection>> {
-    let options = DownloadFromContainerOptionsBuilder::new().path(OUT_DIR).build();
+    let options = DownloadFromContainerOptionsBuilder::new()
+        .path(OUT_DIR)
+        .build();
     let mut stream = docker.download_from_container(holder, Some(options));
     let spool = tempfile::tempfile().map_err(Error::io("creating a spool file for the harvest"))?;
     let mut spool = tokio::fs::File::from_std(spool);
@@ -457,9 +526,14 @@ async fn harvest_from(
         let chunk = chunk?;
         written += chunk.len() as u64;
         if written > limit {
-            return Ok(Err(format!("the output folder's archive exceeds {limit} bytes")));
+            return Ok(Err(format!(
+                "the output folder's archive exceeds {limit} bytes"
+            )));
         }
-        spool.write_all(&chunk).await.map_err(Error::io("spooling the harvest"))?;
+        spool
+            .write_all(&chunk)
+            .await
+            .map_err(Error::io("spooling the harvest"))?;
     }
     let mut spool = spool.into_std().await;
     let out_dir = out_dir.to_path_buf();
@@ -469,12 +543,18 @@ async fn harvest_from(
         harvest::unpack(std::io::BufReader::new(spool), &out_dir, caps)
     })
     .await
-    .map_err(|err| Error::Io { context: "harvest task".into(), source: std::io::Error::other(err) })?
+    .map_err(|err| Error::Io {
+        context: "harvest task".into(),
+        source: std::io::Error::other(err),
+    })?
     .map_err(Error::io("writing harvested files"))
 }
 
 async fn kill(docker: &Docker, id: &str) {
-    if let Err(err) = docker.kill_container(id, None::<bollard::query_parameters::KillContainerOptions>).await {
+    if let Err(err) = docker
+        .kill_container(id, None::<bollard::query_parameters::KillContainerOptions>)
+        .await
+    {
         tracing::debug!(%err, id, "kill failed (the container may have exited already)");
     }
 }
@@ -516,32 +596,81 @@ impl Drop for Cleanup {
     }
 }
 
-async fn remove_all(docker: &Docker, live: &Arc<Mutex<Live>>, containers: &[String], volume: Option<&str>) {
-    let force = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
-    let removals = containers.iter().map(|id| {
-        let force = force.clone();
-        async move {
-            match docker.remove_container(id, Some(force)).await {
-                Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-                    live.lock().expect("live set poisoned").containers.remove(id);
-                }
-                Err(err) => tracing::warn!(%err, id, "removing a container failed"),
-            }
-        }
-    });
+async fn remove_all(
+    docker: &Docker,
+    live: &Arc<Mutex<Live>>,
+    containers: &[String],
+    volume: Option<&str>,
+) {
+    let removals = containers
+        .iter()
+        .map(|id| remove_container(docker, live, id));
     futures_util::future::join_all(removals).await;
     if let Some(volume) = volume {
         remove_volume(docker, live, volume).await;
     }
 }
 
-async fn remove_volume(docker: &Docker, live: &Arc<Mutex<Live>>, volume: &str) {
-    let options = RemoveVolumeOptionsBuilder::new().force(true).build();
-    match docker.remove_volume(volume, Some(options)).await {
-        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-            live.lock().expect("live set poisoned").volumes.remove(volume);
+async fn remove_container(docker: &Docker, live: &Arc<Mutex<Live>>, id: &str) {
+    use bollard::errors::Error::DockerResponseServerError;
+    let options = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    // 409: another cleanup (a dropped future's, or the signal handler's) is removing it; wait
+    // until the engine says it is gone, so the caller can rely on it.
+    for attempt in 0..50 {
+        match docker.remove_container(id, Some(options.clone())).await {
+            Ok(())
+            | Err(DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                live.lock()
+                    .expect("live set poisoned")
+                    .containers
+                    .remove(id);
+                return;
+            }
+            Err(DockerResponseServerError {
+                status_code: 409, ..
+            }) if attempt < 49 => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => {
+                tracing::warn!(%err, id, "removing a container failed");
+                return;
+            }
         }
-        Err(err) => tracing::warn!(%err, volume, "removing a volume failed"),
+    }
+}
+
+async fn remove_volume(docker: &Docker, live: &Arc<Mutex<Live>>, volume: &str) {
+    use bollard::errors::Error::DockerResponseServerError;
+    let options = RemoveVolumeOptionsBuilder::new().force(true).build();
+    // A volume stays in use (409) until the engine has finished removing its containers,
+    // which a concurrent cleanup may still be doing: retry briefly.
+    for attempt in 0..30 {
+        match docker.remove_volume(volume, Some(options.clone())).await {
+            Ok(())
+            | Err(DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                live.lock()
+                    .expect("live set poisoned")
+                    .volumes
+                    .remove(volume);
+                return;
+            }
+            Err(DockerResponseServerError {
+                status_code: 409, ..
+            }) if attempt < 29 => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => {
+                tracing::warn!(%err, volume, "removing a volume failed");
+                return;
+            }
+        }
     }
 }
 
@@ -550,24 +679,39 @@ const MAX_AGE: Duration = Duration::from_secs(600 + 120);
 
 async fn reap(docker: &Docker, me: &str) -> Result<usize> {
     let filters = HashMap::from([("label", vec![OWNER_LABEL])]);
-    let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let stale = |labels: &HashMap<String, String>| {
         let owner = labels.get(OWNER_LABEL).map(String::as_str).unwrap_or("");
-        let created: u64 = labels.get(CREATED_LABEL).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let created: u64 = labels
+            .get(CREATED_LABEL)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         owner != me && (!owner_alive(owner) || now.saturating_sub(created) > MAX_AGE.as_secs())
     };
     let mut removed = 0;
     let none = Arc::new(Mutex::new(Live::default()));
     for container in docker.list_containers(Some(options)).await? {
-        let (Some(id), Some(labels)) = (container.id, container.labels) else { continue };
+        let (Some(id), Some(labels)) = (container.id, container.labels) else {
+            continue;
+        };
         if stale(&labels) {
             remove_all(docker, &none, std::slice::from_ref(&id), None).await;
             removed += 1;
         }
     }
     let options = ListVolumesOptionsBuilder::new().filters(&filters).build();
-    for volume in docker.list_volumes(Some(options)).await?.volumes.unwrap_or_default() {
+    for volume in docker
+        .list_volumes(Some(options))
+        .await?
+        .volumes
+        .unwrap_or_default()
+    {
         if stale(&volume.labels) {
             remove_volume(docker, &none, &volume.name).await;
         }
@@ -578,7 +722,11 @@ async fn reap(docker: &Docker, me: &str) -> Result<usize> {
 /// `host:pid:start-time` of this process; the start time tells a reused pid apart.
 fn owner_id() -> String {
     let pid = std::process::id();
-    format!("{}:{pid}:{}", hostname(), start_time(pid).unwrap_or_default())
+    format!(
+        "{}:{pid}:{}",
+        hostname(),
+        start_time(pid).unwrap_or_default()
+    )
 }
 
 fn hostname() -> String {
@@ -607,7 +755,9 @@ fn owner_alive(owner: &str) -> bool {
 }
 
 fn unique() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{}-{nanos:x}-{count}", std::process::id())
 }

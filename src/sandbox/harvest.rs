@@ -40,7 +40,10 @@ pub fn checked_path(path: &Path, max_depth: usize) -> Result<String, Rejection> 
             }
             Component::CurDir => {}
             Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
-                return Err(format!("path escapes the output folder: {}", path.display()));
+                return Err(format!(
+                    "path escapes the output folder: {}",
+                    path.display()
+                ));
             }
         }
     }
@@ -56,7 +59,11 @@ pub fn checked_path(path: &Path, max_depth: usize) -> Result<String, Rejection> 
 /// Unpack a tar of the output folder (as the engine's archive API returns it, every path
 /// under one top folder) into `dest`, which must not exist yet. On any rejection `dest` is
 /// removed and the reason returned.
-pub fn unpack(tar: impl Read, dest: &Path, caps: Caps) -> io::Result<Result<Vec<Artifact>, Rejection>> {
+pub fn unpack(
+    tar: impl Read,
+    dest: &Path,
+    caps: Caps,
+) -> io::Result<Result<Vec<Artifact>, Rejection>> {
     fs::create_dir_all(dest)?;
     let outcome = unpack_into(tar, dest, caps);
     match outcome {
@@ -75,7 +82,11 @@ pub fn unpack(tar: impl Read, dest: &Path, caps: Caps) -> io::Result<Result<Vec<
     }
 }
 
-fn unpack_into(tar: impl Read, dest: &Path, caps: Caps) -> io::Result<Result<Vec<Artifact>, Rejection>> {
+fn unpack_into(
+    tar: impl Read,
+    dest: &Path,
+    caps: Caps,
+) -> io::Result<Result<Vec<Artifact>, Rejection>> {
     let mut archive = tar::Archive::new(tar);
     let mut artifacts = Vec::new();
     let mut total = 0u64;
@@ -128,7 +139,10 @@ fn unpack_into(tar: impl Read, dest: &Path, caps: Caps) -> io::Result<Result<Vec
         let copied = io::copy(&mut (&mut entry).take(size), &mut file)?;
         file.flush()?;
         // Mode bits are not carried over: a setuid bit from the container stays there.
-        artifacts.push(Artifact { path: rel, size: copied });
+        artifacts.push(Artifact {
+            path: rel,
+            size: copied,
+        });
     }
     Ok(Ok(artifacts))
 }
@@ -138,7 +152,11 @@ mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
 
-    const CAPS: Caps = Caps { bytes: 1000, files: 3, depth: 3 };
+    const CAPS: Caps = Caps {
+        bytes: 1000,
+        files: 3,
+        depth: 3,
+    };
 
     fn tar_of(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
@@ -159,7 +177,9 @@ mod tests {
         builder.into_inner().unwrap()
     }
 
-    fn harvest(entries: &[(&str, tar::EntryType, &[u8])]) -> (Result<Vec<Artifact>, Rejection>, bool) {
+    fn harvest(
+        entries: &[(&str, tar::EntryType, &[u8])],
+    ) -> (Result<Vec<Artifact>, Rejection>, bool) {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("files");
         let outcome = unpack(tar_of(entries).as_slice(), &dest, CAPS).unwrap();
@@ -176,8 +196,14 @@ mod tests {
         assert_eq!(
             outcome,
             Ok(vec![
-                Artifact { path: "b.csv".into(), size: 4 },
-                Artifact { path: "charts/a.png".into(), size: 3 },
+                Artifact {
+                    path: "b.csv".into(),
+                    size: 4
+                },
+                Artifact {
+                    path: "charts/a.png".into(),
+                    size: 3
+                },
             ])
         );
     }
@@ -189,7 +215,10 @@ mod tests {
         let tar = tar_of(&[("out/suid", tar::EntryType::Regular, b"#!/bin/sh")]);
         unpack(tar.as_slice(), &dest, CAPS).unwrap().unwrap();
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(dest.join("suid")).unwrap().permissions().mode();
+        let mode = fs::metadata(dest.join("suid"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o7000, 0);
     }
 
@@ -213,15 +242,24 @@ mod tests {
     #[test]
     fn rejects_names_that_escape_or_carry_control_characters() {
         let (outcome, _) = harvest(&[("out/../../etc/x", tar::EntryType::Regular, b"x")]);
-        assert_eq!(outcome, Err("path escapes the output folder: ../../etc/x".into()));
+        assert_eq!(
+            outcome,
+            Err("path escapes the output folder: ../../etc/x".into())
+        );
         let (outcome, _) = harvest(&[("out/a\nb", tar::EntryType::Regular, b"x")]);
-        assert_eq!(outcome, Err("name with control characters \"a\\nb\"".into()));
+        assert_eq!(
+            outcome,
+            Err("name with control characters \"a\\nb\"".into())
+        );
     }
 
     #[test]
     fn rejects_past_each_cap() {
         let (outcome, _) = harvest(&[("out/a/b/c/d", tar::EntryType::Regular, b"x")]);
-        assert_eq!(outcome, Err("a/b/c/d is nested deeper than 3 levels".into()));
+        assert_eq!(
+            outcome,
+            Err("a/b/c/d is nested deeper than 3 levels".into())
+        );
         let many: Vec<(String, tar::EntryType, &[u8])> = (0..4)
             .map(|i| (format!("out/{i}"), tar::EntryType::Regular, b"x".as_slice()))
             .collect();

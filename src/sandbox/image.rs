@@ -15,16 +15,39 @@ use crate::error::{Error, Result};
 
 /// The image's build files, by name.
 pub const FILES: &[(&str, &str)] = &[
-    ("Dockerfile", include_str!("../../sandbox-images/python/Dockerfile")),
-    ("entry.sh", include_str!("../../sandbox-images/python/entry.sh")),
-    ("build-rootfs.sh", include_str!("../../sandbox-images/python/build-rootfs.sh")),
-    ("strip-rootfs.sh", include_str!("../../sandbox-images/python/strip-rootfs.sh")),
-    ("packages.txt", include_str!("../../sandbox-images/python/packages.txt")),
-    ("strip-packages.txt", include_str!("../../sandbox-images/python/strip-packages.txt")),
+    (
+        "Dockerfile",
+        include_str!("../../sandbox-images/python/Dockerfile"),
+    ),
+    (
+        "entry.sh",
+        include_str!("../../sandbox-images/python/entry.sh"),
+    ),
+    (
+        "build-rootfs.sh",
+        include_str!("../../sandbox-images/python/build-rootfs.sh"),
+    ),
+    (
+        "strip-rootfs.sh",
+        include_str!("../../sandbox-images/python/strip-rootfs.sh"),
+    ),
+    (
+        "packages.txt",
+        include_str!("../../sandbox-images/python/packages.txt"),
+    ),
+    (
+        "strip-packages.txt",
+        include_str!("../../sandbox-images/python/strip-packages.txt"),
+    ),
 ];
 
 /// Files that shape the imported base (the rootfs); the rest only shape the layer on top.
-const BASE_FILES: &[&str] = &["build-rootfs.sh", "strip-rootfs.sh", "packages.txt", "strip-packages.txt"];
+const BASE_FILES: &[&str] = &[
+    "build-rootfs.sh",
+    "strip-rootfs.sh",
+    "packages.txt",
+    "strip-packages.txt",
+];
 
 fn hash_of(names: &[&str]) -> String {
     let mut hasher = Sha256::new();
@@ -62,14 +85,20 @@ pub struct BuildOptions {
 pub async fn exists(docker: &Docker, name: &str) -> Result<bool> {
     match docker.inspect_image(name).await {
         Ok(_) => Ok(true),
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(false),
         Err(err) => Err(err.into()),
     }
 }
 
 /// Make sure the current sandbox image exists, building what is missing. `progress` gets one
 /// line at a time. Returns the image tag.
-pub async fn build(docker: &Docker, options: &BuildOptions, mut progress: impl FnMut(&str)) -> Result<String> {
+pub async fn build(
+    docker: &Docker,
+    options: &BuildOptions,
+    mut progress: impl FnMut(&str),
+) -> Result<String> {
     let tag = tag();
     if !options.force && options.base.is_none() && exists(docker, &tag).await? {
         progress(&format!("{tag} is current"));
@@ -140,7 +169,12 @@ fn write_script(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Build the Dockerfile on top of `base` through the engine's build API, streaming its log.
-async fn build_layer(docker: &Docker, base: &str, tag: &str, progress: &mut impl FnMut(&str)) -> Result<()> {
+async fn build_layer(
+    docker: &Docker,
+    base: &str,
+    tag: &str,
+    progress: &mut impl FnMut(&str),
+) -> Result<()> {
     let mut context = tar::Builder::new(Vec::new());
     for (name, text) in FILES {
         let mut header = tar::Header::new_gnu();
@@ -151,7 +185,9 @@ async fn build_layer(docker: &Docker, base: &str, tag: &str, progress: &mut impl
             .append_data(&mut header, name, text.as_bytes())
             .map_err(Error::io("packing the build context"))?;
     }
-    let context = context.into_inner().map_err(Error::io("packing the build context"))?;
+    let context = context
+        .into_inner()
+        .map_err(Error::io("packing the build context"))?;
     let args = HashMap::from([("BASE", base)]);
     let labels = HashMap::from([("planbox.image", "sandbox")]);
     let options = BuildImageOptionsBuilder::new()
@@ -179,7 +215,9 @@ async fn build_layer(docker: &Docker, base: &str, tag: &str, progress: &mut impl
         }
     }
     if !exists(docker, tag).await? {
-        return Err(Error::ImageBuild(format!("the engine reported no error but has no {tag}")));
+        return Err(Error::ImageBuild(format!(
+            "the engine reported no error but has no {tag}"
+        )));
     }
     Ok(())
 }
@@ -190,8 +228,8 @@ mod tests {
 
     #[test]
     fn tags_are_content_hashes() {
-        let tag = tag();
-        let hash = tag.strip_prefix("planbox-sandbox:").unwrap();
+        let current = tag();
+        let hash = current.strip_prefix("planbox-sandbox:").unwrap();
         assert_eq!(hash.len(), 12);
         assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(tag(), base_tag().replace("planbox-base", "planbox-sandbox"));

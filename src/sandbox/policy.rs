@@ -84,13 +84,17 @@ impl Policy {
     pub fn validate(&self) -> Result<()> {
         let secs = self.timeout.as_secs_f64();
         if !(0.0 < secs && secs <= 600.0) {
-            return Err(Error::Config(format!("timeout must be in (0, 600] seconds, got {secs}")));
+            return Err(Error::Config(format!(
+                "timeout must be in (0, 600] seconds, got {secs}"
+            )));
         }
         if self.memory < 64 * MIB {
             return Err(Error::Config("memory must be at least 64 MiB".into()));
         }
         if self.nano_cpus <= 0 || self.pids < 8 || self.nofile < 16 {
-            return Err(Error::Config("cpus, pids (>= 8) and nofile (>= 16) must be positive".into()));
+            return Err(Error::Config(
+                "cpus, pids (>= 8) and nofile (>= 16) must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -177,8 +181,16 @@ impl Policy {
 
     /// Compare what the engine reports for a created container with what was asked; any
     /// difference names the setting.
-    pub fn check(&self, wanted: &HostConfig, actual: &HostConfig) -> std::result::Result<(), String> {
-        fn differs<T: PartialEq + std::fmt::Debug>(name: &str, want: &T, got: &T) -> Option<String> {
+    pub fn check(
+        &self,
+        wanted: &HostConfig,
+        actual: &HostConfig,
+    ) -> std::result::Result<(), String> {
+        fn differs<T: PartialEq + std::fmt::Debug>(
+            name: &str,
+            want: &T,
+            got: &T,
+        ) -> Option<String> {
             (want != got).then(|| format!("{name}: wanted {want:?}, engine has {got:?}"))
         }
         let sorted = |v: &Option<Vec<String>>| {
@@ -191,7 +203,13 @@ impl Policy {
                 .ulimits
                 .iter()
                 .flatten()
-                .map(|u| (u.name.clone().unwrap_or_default(), u.soft.unwrap_or(-1), u.hard.unwrap_or(-1)))
+                .map(|u| {
+                    (
+                        u.name.clone().unwrap_or_default(),
+                        u.soft.unwrap_or(-1),
+                        u.hard.unwrap_or(-1),
+                    )
+                })
                 .collect();
             v.sort();
             v
@@ -201,7 +219,15 @@ impl Policy {
                 .mounts
                 .iter()
                 .flatten()
-                .map(|m| format!("{:?} {:?}->{:?} ro={:?}", m.typ, m.source, m.target, m.read_only.unwrap_or(false)))
+                .map(|m| {
+                    format!(
+                        "{:?} {:?}->{:?} ro={:?}",
+                        m.typ,
+                        m.source,
+                        m.target,
+                        m.read_only.unwrap_or(false)
+                    )
+                })
                 .collect();
             v.sort();
             v
@@ -209,10 +235,26 @@ impl Policy {
         let log = |h: &HostConfig| h.log_config.as_ref().and_then(|l| l.typ.clone());
         let problems = [
             differs("network_mode", &wanted.network_mode, &actual.network_mode),
-            differs("readonly_rootfs", &wanted.readonly_rootfs, &actual.readonly_rootfs),
-            differs("cap_drop", &sorted(&wanted.cap_drop), &sorted(&actual.cap_drop)),
-            differs("cap_add", &sorted(&wanted.cap_add), &sorted(&actual.cap_add)),
-            differs("security_opt", &sorted(&wanted.security_opt), &sorted(&actual.security_opt)),
+            differs(
+                "readonly_rootfs",
+                &wanted.readonly_rootfs,
+                &actual.readonly_rootfs,
+            ),
+            differs(
+                "cap_drop",
+                &sorted(&wanted.cap_drop),
+                &sorted(&actual.cap_drop),
+            ),
+            differs(
+                "cap_add",
+                &sorted(&wanted.cap_add),
+                &sorted(&actual.cap_add),
+            ),
+            differs(
+                "security_opt",
+                &sorted(&wanted.security_opt),
+                &sorted(&actual.security_opt),
+            ),
             differs("memory", &wanted.memory, &actual.memory),
             differs("memory_swap", &wanted.memory_swap, &actual.memory_swap),
             differs("nano_cpus", &wanted.nano_cpus, &actual.nano_cpus),
@@ -220,16 +262,35 @@ impl Policy {
             differs("ulimits", &ulimits(wanted), &ulimits(actual)),
             differs("init", &wanted.init, &actual.init),
             differs("log driver", &log(wanted), &log(actual)),
-            differs("privileged", &Some(false), &actual.privileged.or(Some(false))),
+            differs(
+                "privileged",
+                &Some(false),
+                &actual.privileged.or(Some(false)),
+            ),
             differs("mounts", &mounts(wanted), &mounts(actual)),
             differs("binds", &sorted(&wanted.binds), &sorted(&actual.binds)),
             differs("tmpfs", &wanted.tmpfs, &actual.tmpfs),
             differs("devices", &0, &actual.devices.as_ref().map_or(0, Vec::len)),
-            differs("pid_mode", &String::new(), &actual.pid_mode.clone().unwrap_or_default()),
-            differs("ipc_mode", &true, &matches!(actual.ipc_mode.as_deref(), None | Some("" | "private" | "shareable" | "none"))),
+            differs(
+                "pid_mode",
+                &String::new(),
+                &actual.pid_mode.clone().unwrap_or_default(),
+            ),
+            differs(
+                "ipc_mode",
+                &true,
+                &matches!(
+                    actual.ipc_mode.as_deref(),
+                    None | Some("" | "private" | "shareable" | "none")
+                ),
+            ),
         ];
         let problems: Vec<String> = problems.into_iter().flatten().collect();
-        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
     }
 }
 
@@ -286,7 +347,10 @@ mod tests {
                 ("vol".to_string(), "/out".to_string(), false),
             ]
         );
-        assert_eq!(host.tmpfs.unwrap()["/tmp"], format!("rw,nosuid,nodev,size={}", 256 * MIB));
+        assert_eq!(
+            host.tmpfs.unwrap()["/tmp"],
+            format!("rw,nosuid,nodev,size={}", 256 * MIB)
+        );
     }
 
     #[test]
@@ -314,7 +378,10 @@ mod tests {
 
     #[test]
     fn validate_bounds_the_timeout() {
-        let policy = Policy { timeout: Duration::from_secs(601), ..Policy::default() };
+        let policy = Policy {
+            timeout: Duration::from_secs(601),
+            ..Policy::default()
+        };
         assert!(policy.validate().is_err());
         assert!(Policy::default().validate().is_ok());
     }

@@ -1,0 +1,33 @@
+# planbox: build, image, tests, benchmarks.
+CARGO ?= cargo
+PLANBOX := target/release/planbox
+
+.PHONY: build image test test-docker lint bench demo clean-containers
+
+build:
+	$(CARGO) build --release --locked
+
+# The sandbox image, tagged with the content hash of sandbox-images/: reused when current.
+image: build
+	$(PLANBOX) image build
+
+# Everything CI runs: formatting, lints, unit tests and the Docker tests (needs `make image`).
+test: lint
+	$(CARGO) test --locked --all-targets
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+bench: image
+	$(CARGO) bench --locked --bench sandbox
+
+# The main job on the bundled example, offline: build the image if missing, run a script.
+demo: image
+	rm -rf runs/demo && mkdir -p runs
+	$(PLANBOX) exec fixtures/demo/growth.py --input fixtures/demo/sales.csv --out runs/demo
+
+# Remove every container and volume planbox ever labelled (all owners).
+clean-containers:
+	-docker ps -aq --filter label=planbox.owner | xargs -r docker rm -f
+	-docker volume ls -q --filter label=planbox.owner | xargs -r docker volume rm -f

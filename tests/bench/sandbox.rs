@@ -1,0 +1,143 @@
+//! `make bench`: start-up cost of the sandbox against `docker run --rm` with the same flags,
+//! measured in one process so the ratios compare like with like.
+//!
+//! (a) warm: time from handing the script to a started container until the result;
+//! (b) cold: create, start, run, harvest, from nothing;
+//! (c) `docker run --rm` with the same isolation flags, via the docker CLI.
+
+use std::time::{Duration, Instant};
+
+use planbox::sandbox::{self, DockerSandbox, Job, Policy, Sandbox, Warm};
+
+const RUNS: usize = 20;
+const SCRIPT: &str = "print(1)\n";
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[index]
+}
+
+fn docker_run_args(image: &str, policy: &Policy) -> Vec<String> {
+    let seccomp = sandbox::seccomp::profile().to_string();
+    let profile = std::env::temp_dir().join("planbox-bench-seccomp.json");
+    std::fs::write(&profile, seccomp).expect("writing the seccomp profile");
+    [
+        "run",
+        "--rm",
+        "-i",
+        "--network",
+        "none",
+        "--read-only",
+        "--tmpfs",
+        "/tmp:rw,nosuid,nodev,size=268435456",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .chain([
+        "--security-opt".into(),
+        format!("seccomp={}", profile.display()),
+        "--user".into(),
+        "1000:1000".into(),
+        "--memory".into(),
+        policy.memory.to_string(),
+        "--memory-swap".into(),
+        policy.memory.to_string(),
+        "--cpus".into(),
+        "1".into(),
+        "--pids-limit".into(),
+        policy.pids.to_string(),
+        "--ulimit".into(),
+        format!("nofile={0}:{0}", policy.nofile),
+        "--init".into(),
+        "--log-driver".into(),
+        "none".into(),
+        image.to_string(),
+        "/usr/local/bin/planbox-entry".into(),
+    ])
+    .collect()
+}
+
+fn report(name: &str, samples: &mut [Duration]) -> Duration {
+    let p50 = percentile(samples, 0.5);
+    let p95 = percentile(samples, 0.95);
+    println!(
+        "{name:<34} p50 {:>7.1} ms   p95 {:>7.1} ms",
+        p50.as_secs_f64() * 1e3,
+        p95.as_secs_f64() * 1e3
+    );
+    p50
+}
+
+#[tokio::main]
+async fn main() {
+    let docker = sandbox::docker::connect()
+        .await
+        .expect("the benchmark needs a Docker engine");
+    let image = sandbox::image::tag();
+    let policy = Policy::default();
+    let sandbox = DockerSandbox::new(docker, policy.clone(), image.clone())
+        .await
+        .expect("run `make image` first");
+    let dir = tempfile::tempdir().unwrap();
+    let job = |i: usize, kind: &str| Job {
+        inputs: vec![],
+        out_dir: dir.path().join(format!("{kind}-{i}")),
+        run_id: "bench".into(),
+    };
+
+    // One unmeasured round of each, so caches are warm for all three alike.
+    sandbox.exec(&job(999, "warmup"), SCRIPT).await.unwrap();
+
+    let mut warm = Vec::new();
+    for i in 0..RUNS {
+        let prepared = sandbox.prepare(&job(i, "warm")).await.unwrap();
+        let start = Instant::now();
+        let output = prepared.run(SCRIPT).await.unwrap();
+        assert!(
+            output.status.success() && output.stdout == "1\n",
+            "{output:?}"
+        );
+        warm.push(output.run.min(start.elapsed()));
+    }
+    let mut cold = Vec::new();
+    for i in 0..RUNS {
+        let start = Instant::now();
+        let output = sandbox.exec(&job(i, "cold"), SCRIPT).await.unwrap();
+        assert!(output.status.success(), "{output:?}");
+        cold.push(start.elapsed());
+    }
+    let args = docker_run_args(&image, &policy);
+    let mut plain = Vec::new();
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let mut child = tokio::process::Command::new("docker")
+            .args(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the docker CLI is needed for the baseline");
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(SCRIPT.as_bytes()).await.unwrap();
+        drop(stdin);
+        let output = child.wait_with_output().await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "1\n");
+        plain.push(start.elapsed());
+    }
+
+    println!("sandbox start-up, {RUNS} runs of print(1)");
+    let a = report("(a) planbox warm (handover->result)", &mut warm);
+    let b = report("(b) planbox cold (nothing->result)", &mut cold);
+    let c = report("(c) docker run --rm, same flags", &mut plain);
+    let ratio = |x: Duration| x.as_secs_f64() / c.as_secs_f64();
+    println!(
+        "a/c = {:.2} (target <= 0.25)   b/c = {:.2} (target <= 1.00)",
+        ratio(a),
+        ratio(b)
+    );
+}

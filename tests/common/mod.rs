@@ -1,0 +1,201 @@
+//! Shared harness for the Docker tests: a real engine, the real sandbox image, a run folder
+//! in a temporary directory, and checks of the sandbox's invariants after every case.
+
+#![allow(dead_code, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use planbox::sandbox::{self, DockerSandbox, Job, Output, Policy, Sandbox};
+use sha2::{Digest, Sha256};
+
+/// A test's world: a folder with an input file and a canary outside the output folder.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub sandbox: DockerSandbox,
+    pub run_id: String,
+    before: BTreeMap<PathBuf, String>,
+}
+
+/// The policy tests use: the defaults, but small and quick.
+pub fn test_policy() -> Policy {
+    Policy {
+        memory: 256 * 1024 * 1024,
+        timeout: Duration::from_secs(20),
+        out_bytes: 8 * 1024 * 1024,
+        out_files: 200,
+        ..Policy::default()
+    }
+}
+
+pub async fn docker() -> bollard::Docker {
+    sandbox::docker::connect()
+        .await
+        .expect("the Docker tests need a running engine (see README: requirements)")
+}
+
+impl World {
+    pub async fn new(name: &str) -> World {
+        World::with_policy(name, test_policy()).await
+    }
+
+    pub async fn with_policy(name: &str, policy: Policy) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("inputs")).unwrap();
+        std::fs::write(
+            dir.path().join("inputs/sales.csv"),
+            "region,amount\nnorth,10\nsouth,32\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("canary.txt"), "do not touch\n").unwrap();
+        let image = sandbox::image::tag();
+        let sandbox = DockerSandbox::new(docker().await, policy, image)
+            .await
+            .expect("the sandbox image is missing: run `make image` before the tests");
+        let run_id = format!("test-{name}-{}", std::process::id());
+        let before = snapshot(dir.path());
+        World {
+            dir,
+            sandbox,
+            run_id,
+            before,
+        }
+    }
+
+    pub fn input(&self) -> PathBuf {
+        self.dir.path().join("inputs/sales.csv")
+    }
+
+    pub fn job(&self, out: &str) -> Job {
+        Job {
+            inputs: vec![self.input()],
+            out_dir: self.dir.path().join("out").join(out),
+            run_id: self.run_id.clone(),
+        }
+    }
+
+    pub async fn run(&self, out: &str, script: &str) -> Output {
+        self.sandbox
+            .exec(&self.job(out), script)
+            .await
+            .expect("the sandbox machinery failed")
+    }
+
+    /// The invariants that hold after every case: inputs and everything outside the output
+    /// folder unchanged, and no container or volume with this run's label left.
+    pub async fn assert_clean(&self) {
+        assert_eq!(
+            snapshot(self.dir.path()),
+            self.before,
+            "files outside out/ changed"
+        );
+        assert_eq!(
+            leftovers(&self.run_id).await,
+            (0, 0),
+            "containers or volumes left behind"
+        );
+    }
+}
+
+/// sha256 of every file below `root`, except under `root/out`.
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path == root.join("out") {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                let hash = hex::encode(Sha256::digest(std::fs::read(&path).unwrap()));
+                files.insert(
+                    path.strip_prefix(root).unwrap().to_path_buf(),
+                    format!("{hash} {:o}", {
+                        use std::os::unix::fs::PermissionsExt;
+                        meta.permissions().mode()
+                    }),
+                );
+            }
+        }
+    }
+    files
+}
+
+/// Containers and volumes still carrying this run's label.
+pub async fn leftovers(run_id: &str) -> (usize, usize) {
+    use bollard::query_parameters::{ListContainersOptionsBuilder, ListVolumesOptionsBuilder};
+    let docker = docker().await;
+    let label = format!("planbox.run={run_id}");
+    let filters = std::collections::HashMap::from([("label", vec![label.as_str()])]);
+    // Removal after a dropped future runs on a spawned task: give it a moment.
+    for _ in 0..50 {
+        let containers = docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .unwrap()
+            .len();
+        let volumes = docker
+            .list_volumes(Some(
+                ListVolumesOptionsBuilder::new().filters(&filters).build(),
+            ))
+            .await
+            .unwrap()
+            .volumes
+            .unwrap_or_default()
+            .len();
+        if (containers, volumes) == (0, 0) {
+            return (0, 0);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap()
+        .len();
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .unwrap()
+        .volumes
+        .unwrap_or_default()
+        .len();
+    (containers, volumes)
+}
+
+/// Assert a status, showing the output when it differs.
+#[track_caller]
+pub fn assert_status(output: &Output, want: &sandbox::Status) {
+    assert_eq!(
+        &output.status,
+        want,
+        "stdout:\n{}\nstderr:\n{}",
+        tail(&output.stdout),
+        tail(&output.stderr)
+    );
+}
+
+fn tail(text: &str) -> &str {
+    let start = text.len().saturating_sub(2000);
+    let start = (start..text.len())
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
+    &text[start..]
+}

@@ -1,0 +1,188 @@
+//! The container lifecycle: warm start, concurrency, and cleanup on every exit path
+//! (normal end, dropped future, Ctrl-C, SIGKILL of planbox followed by a restart).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{World, assert_status, leftovers};
+use planbox::sandbox::{Sandbox, Status, Warm};
+
+#[tokio::test]
+async fn a_warm_container_waits_for_its_script() {
+    let world = World::new("warm").await;
+    let warm = world.sandbox.prepare(&world.job("warm")).await.unwrap();
+    // The model would be writing the script now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let output = warm
+        .run("import pandas as pd\ndf = pd.read_csv('/data/sales.csv')\nprint(df.amount.sum())\ndf.to_csv('/out/copy.csv', index=False)\n")
+        .await
+        .unwrap();
+    assert_status(&output, &Status::Exited(0));
+    assert_eq!(output.stdout, "42\n");
+    assert_eq!(output.artifacts.len(), 1);
+    world.assert_clean().await;
+}
+
+#[tokio::test]
+async fn a_benign_script_is_unchanged_by_a_hostile_neighbour() {
+    let world = World::new("neighbour").await;
+    let benign = "import pandas as pd\nprint(pd.read_csv('/data/sales.csv').amount.mean())\n";
+    let alone = world.run("alone", benign).await;
+    let hostile = world.run(
+        "hostile",
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        b = [bytearray(1 << 24) for _ in range(64)]\n",
+    );
+    let together = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        world.run("together", benign).await
+    };
+    let (hostile, together) = tokio::join!(hostile, together);
+    assert!(!hostile.status.success());
+    assert_status(&alone, &Status::Exited(0));
+    assert_eq!(
+        (together.status.clone(), together.stdout.clone()),
+        (alone.status, alone.stdout)
+    );
+    world.assert_clean().await;
+}
+
+#[tokio::test]
+async fn a_dropped_run_removes_its_containers() {
+    let world = World::new("dropped").await;
+    let job = world.job("dropped");
+    let run = world.sandbox.exec(&job, "import time\ntime.sleep(600)\n");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), run)
+            .await
+            .is_err()
+    );
+    world.assert_clean().await;
+}
+
+fn planbox() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_planbox"))
+}
+
+/// Containers whose owner label names `pid`.
+async fn owned_by(pid: u32) -> usize {
+    use bollard::query_parameters::ListContainersOptionsBuilder;
+    let docker = common::docker().await;
+    let filters = std::collections::HashMap::from([("label", vec!["planbox.owner"])]);
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    docker
+        .list_containers(Some(options))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get("planbox.owner"))
+                .is_some_and(|o| o.split(':').nth(1) == Some(&pid.to_string()))
+        })
+        .count()
+}
+
+async fn wait_for_containers(pid: u32) {
+    for _ in 0..200 {
+        if owned_by(pid).await >= 2 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("planbox {pid} never started its containers");
+}
+
+#[tokio::test]
+async fn ctrl_c_removes_the_containers() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("sleep.py");
+    std::fs::write(&script, "import time\ntime.sleep(600)\n").unwrap();
+    let child = planbox()
+        .args([
+            "exec",
+            script.to_str().unwrap(),
+            "--out",
+            dir.path().join("out").to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_for_containers(pid).await;
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("containers removed"));
+    assert_eq!(leftovers(&format!("exec-{pid}")).await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_killed_planbox_is_reaped_by_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("sleep.py");
+    std::fs::write(&script, "import time\ntime.sleep(600)\n").unwrap();
+    let mut child = planbox()
+        .args([
+            "exec",
+            script.to_str().unwrap(),
+            "--out",
+            dir.path().join("out1").to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_for_containers(pid).await;
+    child.kill().unwrap(); // SIGKILL: no handler runs
+    child.wait().unwrap();
+    assert_eq!(
+        owned_by(pid).await,
+        2,
+        "the killed planbox left its containers (as expected)"
+    );
+
+    let quick = dir.path().join("quick.py");
+    std::fs::write(&quick, "print('hi')\n").unwrap();
+    let again = planbox()
+        .args([
+            "exec",
+            quick.to_str().unwrap(),
+            "--out",
+            dir.path().join("out2").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&again.stdout), "hi\n");
+    assert_eq!(
+        owned_by(pid).await,
+        0,
+        "the next start did not reap the leftovers"
+    );
+    assert_eq!(
+        leftovers(&format!("exec-{pid}")).await,
+        (0, 0),
+        "volumes were not reaped"
+    );
+}
