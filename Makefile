@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PLANBOX := target/release/planbox
 
-.PHONY: build image test test-docker lint bench demo clean-containers
+.PHONY: build image test lint bench demo clean-containers local-llm local-llm-stop
 
 build:
 	$(CARGO) build --release --locked
@@ -31,3 +31,10 @@ demo: image
 clean-containers:
 	-docker ps -aq --filter label=planbox.owner | xargs -r docker rm -f
 	-docker volume ls -q --filter label=planbox.owner | xargs -r docker volume rm -f
+
+# The offline model: Qwen2.5-Coder-1.5B-Instruct under llama-server on 127.0.0.1:8411.
+local-llm:
+	src/llm/local-llm.sh start
+
+local-llm-stop:
+	src/llm/local-llm.sh stop

@@ -51,24 +51,27 @@ pub struct DockerSandbox {
 /// Connect to the engine named by `DOCKER_HOST` (or the default socket) and agree on an API
 /// version it speaks: the engine may be older than bollard's default.
 pub async fn connect() -> Result<Docker> {
-    let host =
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    let unreachable = |reason: String| Error::DockerUnreachable {
-        host: host.clone(),
-        reason,
-    };
-    let docker = Docker::connect_with_defaults().map_err(|err| unreachable(err.to_string()))?;
-    let docker = docker.with_timeout(Duration::from_secs(120));
-    docker.negotiate_version().await.map_err(|err| {
-        let text = format!("{err:#}").to_lowercase();
-        let source = std::error::Error::source(&err).map(|s| s.to_string().to_lowercase()).unwrap_or_default();
-        let all = format!("{text} {source}");
-        unreachable(if all.contains("permission denied") {
-            "permission denied on the socket: add your user to the docker group (then log in again) or run with sudo".into()
+    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let unreachable = |err: bollard::errors::Error| {
+        let mut text = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            text = format!("{text}: {cause}");
+            source = cause.source();
+        }
+        let reason = if text.to_lowercase().contains("permission denied") {
+            "permission denied on the socket: add your user to the docker group (then log in again) or run with sudo".to_string()
         } else {
-            format!("{err}: start the engine (systemctl start docker) or point DOCKER_HOST at it")
-        })
-    })
+            format!("{text}; start the engine (systemctl start docker) or point DOCKER_HOST at it")
+        };
+        Error::DockerUnreachable { host: host.clone(), reason }
+    };
+    let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+    docker
+        .with_timeout(Duration::from_secs(120))
+        .negotiate_version()
+        .await
+        .map_err(unreachable)
 }
 
 impl DockerSandbox {
