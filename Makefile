@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PLANBOX := target/release/planbox
 
-.PHONY: build image test lint bench demo clean-containers local-llm local-llm-stop
+.PHONY: build image test lint bench demo clean-containers local-llm local-llm-stop test-llm
 
 build:
 	$(CARGO) build --release --locked
@@ -38,3 +38,7 @@ local-llm:
 
 local-llm-stop:
 	src/llm/local-llm.sh stop
+
+# Tests against the real offline model (not in CI): start it with `make local-llm` first.
+test-llm:
+	$(CARGO) test --locked --test llm_live -- --ignored --test-threads 1

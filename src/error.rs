@@ -51,6 +51,31 @@ pub enum Error {
     /// A setting is out of range.
     #[error("invalid setting: {0}")]
     Config(String),
+    /// The model server could not be reached, even after retries.
+    #[error("cannot reach the model server at {url}: {reason}")]
+    LlmUnreachable {
+        /// The endpoint.
+        url: String,
+        /// What went wrong, with the fix.
+        reason: String,
+    },
+    /// The model server answered with an error that retrying will not fix.
+    #[error("{0}")]
+    LlmRefused(String),
+    /// The model's replies stayed unusable after the allowed re-asks.
+    #[error("unusable model reply: {0}")]
+    LlmReply(String),
+    /// The run's token budget is spent.
+    #[error("token budget spent: {used} of {limit} tokens used")]
+    BudgetExhausted {
+        /// Tokens used so far.
+        used: u64,
+        /// The budget.
+        limit: u64,
+    },
+    /// A replayed session does not match what is asked now.
+    #[error("replay: {0}")]
+    Replay(String),
 }
 
 impl Error {

@@ -5,9 +5,16 @@
 //! - [`sandbox`]: run one untrusted script in a disposable container (policy, capture,
 //!   harvest, image build, warm start, leftover reaping).
 //! - [`text`]: escape-sequence stripping for output shown to people and models.
+//! - [`llm`]: the `Llm` trait, OpenAI-compatible and Anthropic clients, structured output,
+//!   retries, usage and budget, record/replay, configuration.
+//! - [`prompt`]: pure text functions: JSON and code extraction, truncation.
+//! - [`fsutil`]: crash-safe writes.
 //! - [`error`]: the library's one error enum.
 
 pub mod error;
+pub mod fsutil;
+pub mod llm;
+pub mod prompt;
 pub mod sandbox;
 pub mod text;
 

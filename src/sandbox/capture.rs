@@ -93,7 +93,7 @@ mod tests {
         let mut c = Capture::new(4);
         c.push(&[b'x'; 1000]);
         c.push(b"END");
-        assert_eq!(c.text(), "xx\n[... 997 bytes omitted ...]\nND");
+        assert_eq!(c.text(), "xx\n[... 999 bytes omitted ...]\nND");
     }
 
     #[test]

@@ -1,0 +1,211 @@
+//! A client for any server speaking OpenAI's `/v1/chat/completions`: OpenAI, Ollama, vLLM,
+//! LM Studio, llama.cpp's llama-server. Structured output degrades from `json_schema` to
+//! `json_object` to a prompt instruction, remembering what the server accepts.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Instant;
+
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use serde_json::{Value, json};
+
+use super::http::{self, Answer, Endpoint};
+use super::retry::RetryPolicy;
+use super::{Llm, Message, Reply, Request, Role, StructuredMode, Usage};
+use crate::error::{Error, Result};
+
+/// An OpenAI-compatible chat client.
+pub struct OpenAi {
+    http: reqwest::Client,
+    endpoint: Endpoint,
+    api_key: Option<String>,
+    temperature: f32,
+    max_tokens: u32,
+    retry: RetryPolicy,
+    mode: AtomicU8,
+}
+
+impl std::fmt::Debug for OpenAi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAi")
+            .field("url", &self.endpoint.url)
+            .field("model", &self.endpoint.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings shared by both providers' constructors.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// Base URL (for OpenAI-compatible servers, ending in `/v1`).
+    pub base_url: String,
+    /// Model name.
+    pub model: String,
+    /// API key, if any.
+    pub api_key: Option<String>,
+    /// Name of the variable the key comes from, for error messages.
+    pub key_var: &'static str,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// Reply token limit.
+    pub max_tokens: u32,
+    /// Per-request timeout.
+    pub timeout: std::time::Duration,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+}
+
+pub(crate) fn schema_instruction(schema: &Value) -> String {
+    format!("Reply with one JSON value only, no prose and no code fences, matching this JSON Schema:\n{schema}")
+}
+
+/// The messages with the schema instruction appended to the last user message, so the
+/// system message stays first and identical across calls.
+pub(crate) fn with_instruction(messages: &[Message], schema: &Value) -> Vec<Message> {
+    let mut messages = messages.to_vec();
+    let instruction = schema_instruction(schema);
+    match messages.iter_mut().rev().find(|m| m.role == Role::User) {
+        Some(last) => last.content = format!("{}\n\n{instruction}", last.content),
+        None => messages.push(Message::user(instruction)),
+    }
+    messages
+}
+
+fn mode_from(n: u8) -> StructuredMode {
+    match n {
+        0 => StructuredMode::JsonSchema,
+        1 => StructuredMode::JsonObject,
+        _ => StructuredMode::Prompt,
+    }
+}
+
+impl OpenAi {
+    /// A client for the server at `settings.base_url`.
+    pub fn new(settings: ClientSettings) -> Result<Self> {
+        let url = format!("{}/chat/completions", settings.base_url.trim_end_matches('/'));
+        Ok(OpenAi {
+            http: http::client()?,
+            endpoint: Endpoint {
+                url,
+                model: settings.model,
+                key_var: settings.key_var,
+                has_key: settings.api_key.is_some(),
+                timeout: settings.timeout,
+            },
+            api_key: settings.api_key,
+            temperature: settings.temperature,
+            max_tokens: settings.max_tokens,
+            retry: settings.retry,
+            mode: AtomicU8::new(0),
+        })
+    }
+
+    /// The structured-output mode this server is currently asked with.
+    pub fn mode(&self) -> StructuredMode {
+        mode_from(self.mode.load(Ordering::Relaxed))
+    }
+
+    fn body(&self, request: &Request, mode: StructuredMode) -> Value {
+        let messages = match (&request.schema, mode) {
+            (Some(schema), StructuredMode::JsonObject | StructuredMode::Prompt) => {
+                with_instruction(&request.messages, &schema.schema)
+            }
+            _ => request.messages.clone(),
+        };
+        let mut body = json!({
+            "model": self.endpoint.model,
+            "messages": messages,
+            "temperature": request.temperature.unwrap_or(self.temperature),
+            "max_tokens": request.max_tokens.unwrap_or(self.max_tokens),
+        });
+        if let Some(schema) = &request.schema {
+            match mode {
+                StructuredMode::JsonSchema => {
+                    body["response_format"] = json!({
+                        "type": "json_schema",
+                        "json_schema": {"name": schema.name, "schema": schema.schema, "strict": true},
+                    });
+                }
+                StructuredMode::JsonObject => body["response_format"] = json!({"type": "json_object"}),
+                StructuredMode::Prompt => {}
+            }
+        }
+        body
+    }
+
+    fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &self.api_key {
+            if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {key}")) {
+                value.set_sensitive(true);
+                headers.insert(AUTHORIZATION, value);
+            }
+        }
+        headers
+    }
+}
+
+/// True when a 400 says the server does not take this kind of `response_format`.
+fn rejects_format(message: &str) -> bool {
+    let message = message.to_lowercase();
+    ["response_format", "json_schema", "json_object", "structured", "grammar"]
+        .iter()
+        .any(|needle| message.contains(needle))
+}
+
+impl Llm for OpenAi {
+    async fn complete(&self, request: &Request) -> Result<Reply> {
+        let started = Instant::now();
+        loop {
+            let mode = self.mode();
+            let body = self.body(request, mode);
+            match http::post(&self.http, &self.endpoint, self.headers(), &body, &self.retry).await? {
+                Answer::Json(value) => {
+                    let text = value
+                        .pointer("/choices/0/message/content")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| {
+                            Error::LlmReply(format!("the server at {} returned no message content", self.endpoint.url))
+                        })?
+                        .to_string();
+                    let usage = match (
+                        value.pointer("/usage/prompt_tokens").and_then(Value::as_u64),
+                        value.pointer("/usage/completion_tokens").and_then(Value::as_u64),
+                    ) {
+                        (Some(prompt_tokens), Some(completion_tokens)) => {
+                            Usage { prompt_tokens, completion_tokens, estimated: false }
+                        }
+                        _ => Usage::estimate(request, &text),
+                    };
+                    let model = value.get("model").and_then(Value::as_str).unwrap_or(&self.endpoint.model);
+                    return Ok(Reply {
+                        text,
+                        usage,
+                        model: model.to_string(),
+                        mode: request.schema.as_ref().map(|_| mode),
+                        latency: started.elapsed(),
+                    });
+                }
+                Answer::BadRequest(message) => {
+                    let next = match mode {
+                        StructuredMode::JsonSchema => Some(1),
+                        StructuredMode::JsonObject => Some(2),
+                        StructuredMode::Prompt => None,
+                    };
+                    match next {
+                        Some(next) if request.schema.is_some() && rejects_format(&message) => {
+                            tracing::info!(%message, "server refused this response_format; falling back");
+                            self.mode.store(next, Ordering::Relaxed);
+                        }
+                        _ => {
+                            return Err(Error::LlmRefused(format!(
+                                "the server at {} rejected the request (400): {message}",
+                                self.endpoint.url
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! A JSON Schema check for the subset planbox's own schemas use (type, properties, required,
+//! additionalProperties, items, enum, const, min/max items, length and value, anyOf), with
+//! errors a model can act on: where, what was expected, what came.
+
+use serde_json::Value;
+
+/// Check `value` against `schema`; every problem found, each naming its JSON path.
+pub fn validate(schema: &Value, value: &Value) -> Result<(), Vec<String>> {
+    let mut errors = Vec::new();
+    check(schema, value, "$", &mut errors);
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn matches_type(want: &str, value: &Value) -> bool {
+    let got = type_name(value);
+    want == got || (want == "number" && got == "integer")
+}
+
+fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
+    let Some(schema) = schema.as_object() else { return };
+    if let Some(want) = schema.get("type") {
+        let wanted: Vec<&str> = match want {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        if !wanted.is_empty() && !wanted.iter().any(|t| matches_type(t, value)) {
+            errors.push(format!("at {path}: expected {}, got {}", wanted.join(" or "), type_name(value)));
+            return;
+        }
+    }
+    if let Some(Value::Array(options)) = schema.get("enum") {
+        if !options.contains(value) {
+            let names: Vec<String> = options.iter().map(Value::to_string).collect();
+            errors.push(format!("at {path}: must be one of {}, got {value}", names.join(", ")));
+        }
+    }
+    if let Some(constant) = schema.get("const") {
+        if constant != value {
+            errors.push(format!("at {path}: must be {constant}, got {value}"));
+        }
+    }
+    if let Some(Value::Array(options)) = schema.get("anyOf") {
+        if !options.iter().any(|option| validate(option, value).is_ok()) {
+            errors.push(format!("at {path}: matches none of the allowed shapes"));
+        }
+    }
+    match value {
+        Value::Object(object) => {
+            if let Some(Value::Array(required)) = schema.get("required") {
+                for name in required.iter().filter_map(Value::as_str) {
+                    if !object.contains_key(name) {
+                        errors.push(format!("at {path}: missing required field \"{name}\""));
+                    }
+                }
+            }
+            let properties = schema.get("properties").and_then(Value::as_object);
+            for (name, field) in object {
+                let child = format!("{path}.{name}");
+                match properties.and_then(|p| p.get(name)) {
+                    Some(field_schema) => check(field_schema, field, &child, errors),
+                    None => {
+                        if schema.get("additionalProperties") == Some(&Value::Bool(false)) {
+                            errors.push(format!("at {path}: unknown field \"{name}\""));
+                        }
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            let bound = |key: &str| schema.get(key).and_then(Value::as_u64);
+            if let Some(min) = bound("minItems") {
+                if (items.len() as u64) < min {
+                    errors.push(format!("at {path}: needs at least {min} items, has {}", items.len()));
+                }
+            }
+            if let Some(max) = bound("maxItems") {
+                if items.len() as u64 > max {
+                    errors.push(format!("at {path}: allows at most {max} items, has {}", items.len()));
+                }
+            }
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    check(item_schema, item, &format!("{path}[{i}]"), errors);
+                }
+            }
+        }
+        Value::String(text) => {
+            let chars = text.chars().count() as u64;
+            if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
+                if chars < min {
+                    errors.push(format!("at {path}: needs at least {min} characters"));
+                }
+            }
+            if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
+                if chars > max {
+                    errors.push(format!("at {path}: allows at most {max} characters, has {chars}"));
+                }
+            }
+        }
+        Value::Number(number) => {
+            let n = number.as_f64().unwrap_or(f64::NAN);
+            if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
+                if n < min {
+                    errors.push(format!("at {path}: must be at least {min}, got {n}"));
+                }
+            }
+            if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
+                if n > max {
+                    errors.push(format!("at {path}: must be at most {max}, got {n}"));
+                }
+            }
+        }
+        Value::Null | Value::Bool(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+    use serde_json::json;
+
+    fn plan_schema() -> Value {
+        json!({
+            "type": "object",
+            "required": ["steps"],
+            "additionalProperties": false,
+            "properties": {
+                "steps": {
+                    "type": "array", "minItems": 1, "maxItems": 2,
+                    "items": {
+                        "type": "object",
+                        "required": ["id", "kind"],
+                        "properties": {
+                            "id": {"type": "string", "minLength": 1},
+                            "kind": {"enum": ["action", "verify"]},
+                            "n": {"type": "integer", "minimum": 0}
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn accepts_a_matching_value() {
+        assert_eq!(validate(&plan_schema(), &json!({"steps": [{"id": "a", "kind": "action", "extra": 1}]})), Ok(()));
+    }
+
+    #[test]
+    fn names_every_problem_with_its_path() {
+        let value = json!({"steps": [{"id": 3, "kind": "run", "n": -1}, {"kind": "verify"}, {"id": "c", "kind": "action"}], "x": 1});
+        assert_eq!(
+            validate(&plan_schema(), &value),
+            Err(vec![
+                "at $.steps: allows at most 2 items, has 3".to_string(),
+                "at $.steps[0].id: expected string, got integer".to_string(),
+                "at $.steps[0].kind: must be one of \"action\", \"verify\", got \"run\"".to_string(),
+                "at $.steps[0].n: must be at least 0, got -1".to_string(),
+                "at $.steps[1]: missing required field \"id\"".to_string(),
+                "at $: unknown field \"x\"".to_string(),
+            ])
+        );
+    }
+}
