@@ -18,10 +18,10 @@ pub fn extract_json(reply: &str) -> Option<serde_json::Value> {
         if open != b'{' && open != b'[' {
             continue;
         }
-        if let Some(end) = balanced_end(&trimmed[start..]) {
-            if let Ok(value) = serde_json::from_str(&trimmed[start..start + end]) {
-                return Some(value);
-            }
+        if let Some(end) = balanced_end(&trimmed[start..])
+            && let Ok(value) = serde_json::from_str(&trimmed[start..start + end])
+        {
+            return Some(value);
         }
     }
     None
@@ -33,7 +33,9 @@ pub fn fenced_blocks(text: &str) -> Vec<&str> {
     let mut rest = text;
     while let Some(open) = rest.find("```") {
         let after = &rest[open + 3..];
-        let Some(newline) = after.find('\n') else { break };
+        let Some(newline) = after.find('\n') else {
+            break;
+        };
         let body = &after[newline + 1..];
         match body.find("```") {
             Some(close) => {
@@ -112,8 +114,14 @@ mod tests {
     #[test]
     fn extracts_bare_fenced_and_surrounded_json() {
         assert_eq!(extract_json(r#"{"a": 1}"#), Some(json!({"a": 1})));
-        assert_eq!(extract_json("Here:\n```json\n{\"a\": [1, 2]}\n```\nDone."), Some(json!({"a": [1, 2]})));
-        assert_eq!(extract_json("Sure! {\"a\": \"}{\"} hope that helps"), Some(json!({"a": "}{"})));
+        assert_eq!(
+            extract_json("Here:\n```json\n{\"a\": [1, 2]}\n```\nDone."),
+            Some(json!({"a": [1, 2]}))
+        );
+        assert_eq!(
+            extract_json("Sure! {\"a\": \"}{\"} hope that helps"),
+            Some(json!({"a": "}{"}))
+        );
         assert_eq!(extract_json("list: [1, 2, 3]."), Some(json!([1, 2, 3])));
     }
 
@@ -126,7 +134,10 @@ mod tests {
 
     #[test]
     fn fenced_blocks_handle_info_strings_and_unclosed_fences() {
-        assert_eq!(fenced_blocks("```python\nprint(1)\n```\n```\nx\n```"), vec!["print(1)\n", "x\n"]);
+        assert_eq!(
+            fenced_blocks("```python\nprint(1)\n```\n```\nx\n```"),
+            vec!["print(1)\n", "x\n"]
+        );
         assert_eq!(fenced_blocks("```py\nprint(2)\n"), vec!["print(2)\n"]);
     }
 

@@ -5,7 +5,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn planbox(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_planbox")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_planbox"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn stderr(output: &Output) -> String {
@@ -22,7 +25,10 @@ fn script(dir: &Path, name: &str, text: &[u8]) -> String {
 fn a_missing_script_is_a_one_line_usage_error() {
     let output = planbox(&["exec", "/nonexistent/script.py"]);
     assert_eq!(output.status.code(), Some(2));
-    assert_eq!(stderr(&output), "planbox: script /nonexistent/script.py: no such file\n");
+    assert_eq!(
+        stderr(&output),
+        "planbox: script /nonexistent/script.py: no such file\n"
+    );
 }
 
 #[test]
@@ -31,7 +37,11 @@ fn a_script_that_is_not_utf8_is_refused() {
     let path = script(dir.path(), "latin1.py", b"print('caf\xe9')\n");
     let output = planbox(&["exec", &path]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("not UTF-8 text"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("not UTF-8 text"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -40,7 +50,10 @@ fn an_unreachable_engine_says_how_to_fix_it() {
     let path = script(dir.path(), "ok.py", b"print(1)\n");
     let output = Command::new(env!("CARGO_BIN_EXE_planbox"))
         .args(["exec", &path])
-        .env("DOCKER_HOST", format!("unix://{}/no.sock", dir.path().display()))
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}/no.sock", dir.path().display()),
+        )
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
@@ -56,10 +69,17 @@ fn bad_inputs_are_reported_before_any_container_starts() {
     let path = script(dir.path(), "ok.py", b"print(1)\n");
     let missing = planbox(&["exec", &path, "--input", "/nonexistent.csv"]);
     assert_eq!(missing.status.code(), Some(2));
-    assert_eq!(stderr(&missing), "planbox: input /nonexistent.csv: no such file\n");
+    assert_eq!(
+        stderr(&missing),
+        "planbox: input /nonexistent.csv: no such file\n"
+    );
     let folder = planbox(&["exec", &path, "--input", dir.path().to_str().unwrap()]);
     assert_eq!(folder.status.code(), Some(2));
-    assert!(stderr(&folder).contains("is a directory"), "{}", stderr(&folder));
+    assert!(
+        stderr(&folder).contains("is a directory"),
+        "{}",
+        stderr(&folder)
+    );
 }
 
 #[test]
@@ -71,8 +91,15 @@ fn a_non_empty_output_folder_is_left_alone() {
     std::fs::write(out.join("mine.txt"), "keep").unwrap();
     let output = planbox(&["exec", &path, "--out", out.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("is not empty"), "{}", stderr(&output));
-    assert_eq!(std::fs::read_to_string(out.join("mine.txt")).unwrap(), "keep");
+    assert!(
+        stderr(&output).contains("is not empty"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("mine.txt")).unwrap(),
+        "keep"
+    );
 }
 
 #[test]
@@ -86,25 +113,57 @@ fn exec_reports_json_and_exit_codes() {
         b"import pandas as pd\nn = pd.read_csv('/data/n.csv').n.sum()\nopen('/out/sum.txt', 'w').write(str(n))\nprint(n)\n",
     );
     let out = dir.path().join("out");
-    let output = planbox(&["exec", &ok, "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"]);
+    let output = planbox(&[
+        "exec",
+        &ok,
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(value["status"], serde_json::json!({"kind": "exited", "detail": 0}));
+    assert_eq!(
+        value["status"],
+        serde_json::json!({"kind": "exited", "detail": 0})
+    );
     assert_eq!(value["stdout"], "6\n");
-    assert_eq!(value["artifacts"], serde_json::json!([{"path": "sum.txt", "size": 1}]));
+    assert_eq!(
+        value["artifacts"],
+        serde_json::json!([{"path": "sum.txt", "size": 1}])
+    );
     assert_eq!(std::fs::read_to_string(out.join("sum.txt")).unwrap(), "6");
 
     let failing = script(dir.path(), "fail.py", b"raise SystemExit(4)\n");
-    let output = planbox(&["exec", &failing, "--out", dir.path().join("out2").to_str().unwrap()]);
+    let output = planbox(&[
+        "exec",
+        &failing,
+        "--out",
+        dir.path().join("out2").to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("exited with code 4"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("exited with code 4"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 fn terminal_escapes_never_reach_the_terminal() {
     let dir = tempfile::tempdir().unwrap();
-    let path = script(dir.path(), "esc.py", b"print('\\x1b]0;pwned\\x07\\x1b[31mred\\x1b[0m')\n");
-    let output = planbox(&["exec", &path, "--out", dir.path().join("out").to_str().unwrap()]);
+    let path = script(
+        dir.path(),
+        "esc.py",
+        b"print('\\x1b]0;pwned\\x07\\x1b[31mred\\x1b[0m')\n",
+    );
+    let output = planbox(&[
+        "exec",
+        &path,
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(String::from_utf8_lossy(&output.stdout), "red\n");
 }

@@ -24,12 +24,19 @@ fn settings(base_url: &str, key: Option<&str>) -> ClientSettings {
         temperature: 0.2,
         max_tokens: 256,
         timeout: Duration::from_secs(5),
-        retry: RetryPolicy { attempts: 3, base: Duration::from_millis(1), max: Duration::from_millis(5) },
+        retry: RetryPolicy {
+            attempts: 3,
+            base: Duration::from_millis(1),
+            max: Duration::from_millis(5),
+        },
     }
 }
 
 fn ask() -> Request {
-    Request::new(vec![Message::system("You are planbox."), Message::user("Say hi.")])
+    Request::new(vec![
+        Message::system("You are planbox."),
+        Message::user("Say hi."),
+    ])
 }
 
 fn answer_schema() -> Schema {
@@ -45,7 +52,10 @@ fn answer_schema() -> Schema {
 }
 
 fn with_schema() -> Request {
-    Request { schema: Some(answer_schema()), ..ask() }
+    Request {
+        schema: Some(answer_schema()),
+        ..ask()
+    }
 }
 
 #[tokio::test]
@@ -54,7 +64,14 @@ async fn openai_plain_reply_and_request_body() {
     let client = OpenAi::new(settings(&server.openai_url(), Some("sk-test"))).unwrap();
     let reply = client.complete(&ask()).await.unwrap();
     assert_eq!(reply.text, "hi there");
-    assert_eq!((reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.estimated), (11, 7, false));
+    assert_eq!(
+        (
+            reply.usage.prompt_tokens,
+            reply.usage.completion_tokens,
+            reply.usage.estimated
+        ),
+        (11, 7, false)
+    );
     assert_eq!(reply.model, "fake-model");
     let seen = server.seen();
     assert_eq!(seen.len(), 1);
@@ -99,7 +116,12 @@ async fn fenced_json_is_extracted() {
 
 #[tokio::test]
 async fn truncated_or_wrong_json_is_sent_back_with_the_errors() {
-    let server = FakeServer::start(vec![chat("{\"value\": 4"), chat("{\"value\": \"four\"}"), chat("{\"value\": 4}")]).await;
+    let server = FakeServer::start(vec![
+        chat("{\"value\": 4"),
+        chat("{\"value\": \"four\"}"),
+        chat("{\"value\": 4}"),
+    ])
+    .await;
     let client = OpenAi::new(settings(&server.openai_url(), None)).unwrap();
     let (value, _) = complete_json(&client, &with_schema(), 2).await.unwrap();
     assert_eq!(value, json!({"value": 4}));
@@ -107,8 +129,16 @@ async fn truncated_or_wrong_json_is_sent_back_with_the_errors() {
     assert_eq!(seen.len(), 3);
     let messages = seen[2].body["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 6);
-    assert_eq!(messages[2], json!({"role": "assistant", "content": "{\"value\": 4"}));
-    assert!(messages[3]["content"].as_str().unwrap().starts_with("the reply is not valid JSON"));
+    assert_eq!(
+        messages[2],
+        json!({"role": "assistant", "content": "{\"value\": 4"})
+    );
+    assert!(
+        messages[3]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("the reply is not valid JSON")
+    );
     assert_eq!(
         messages[5]["content"],
         "the JSON does not match the schema:\n- at $.value: expected integer, got string\nReply with corrected JSON only."
@@ -129,21 +159,36 @@ async fn json_that_never_becomes_valid_is_a_clear_error() {
 #[tokio::test]
 async fn servers_without_json_schema_fall_back_to_json_object_then_prompt() {
     let server = FakeServer::start(vec![
-        Answer::status(400, r#"{"error": {"message": "response_format json_schema is not supported"}}"#),
-        Answer::status(400, r#"{"error": {"message": "unknown field response_format"}}"#),
+        Answer::status(
+            400,
+            r#"{"error": {"message": "response_format json_schema is not supported"}}"#,
+        ),
+        Answer::status(
+            400,
+            r#"{"error": {"message": "unknown field response_format"}}"#,
+        ),
         chat("{\"value\": 1}"),
         chat("{\"value\": 2}"),
     ])
     .await;
     let client = OpenAi::new(settings(&server.openai_url(), None)).unwrap();
     let (value, reply) = complete_json(&client, &with_schema(), 0).await.unwrap();
-    assert_eq!((value, reply.mode), (json!({"value": 1}), Some(StructuredMode::Prompt)));
+    assert_eq!(
+        (value, reply.mode),
+        (json!({"value": 1}), Some(StructuredMode::Prompt))
+    );
     let seen = server.seen();
     assert_eq!(seen[0].body["response_format"]["type"], "json_schema");
-    assert_eq!(seen[1].body["response_format"], json!({"type": "json_object"}));
+    assert_eq!(
+        seen[1].body["response_format"],
+        json!({"type": "json_object"})
+    );
     assert_eq!(seen[2].body.get("response_format"), None);
     let last_user = seen[2].body["messages"][1]["content"].as_str().unwrap();
-    assert!(last_user.starts_with("Say hi.\n\nReply with one JSON value only"), "{last_user}");
+    assert!(
+        last_user.starts_with("Say hi.\n\nReply with one JSON value only"),
+        "{last_user}"
+    );
     // The system message stays first and unchanged, so a server can reuse the prefix.
     assert_eq!(seen[2].body["messages"][0]["content"], "You are planbox.");
     // The fallback is remembered: the next request goes straight to the prompt mode.
@@ -168,14 +213,22 @@ async fn server_errors_are_retried_a_bounded_number_of_times() {
     let server = FakeServer::start(vec![Answer::status(500, "{}"); 5]).await;
     let client = OpenAi::new(settings(&server.openai_url(), None)).unwrap();
     let err = client.complete(&ask()).await.unwrap_err();
-    assert!(err.to_string().contains("kept failing (500 Internal Server Error)"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("kept failing (500 Internal Server Error)"),
+        "{err}"
+    );
     assert_eq!(server.seen().len(), 3, "three attempts, then give up");
 }
 
 #[tokio::test]
 async fn a_slow_reply_past_the_timeout_is_an_error_naming_it() {
     let server = FakeServer::start(vec![chat("late").delayed(Duration::from_secs(30)); 3]).await;
-    let client = OpenAi::new(ClientSettings { timeout: Duration::from_millis(200), ..settings(&server.openai_url(), None) }).unwrap();
+    let client = OpenAi::new(ClientSettings {
+        timeout: Duration::from_millis(200),
+        ..settings(&server.openai_url(), None)
+    })
+    .unwrap();
     let err = client.complete(&ask()).await.unwrap_err();
     assert!(err.to_string().contains("no reply within 200ms"), "{err}");
 }
@@ -191,20 +244,34 @@ async fn a_body_that_is_not_json_is_not_retried() {
 
 #[tokio::test]
 async fn unauthorized_names_the_key_variable_and_is_not_retried() {
-    let server = FakeServer::start(vec![Answer::status(401, r#"{"error": {"message": "bad key"}}"#)]).await;
+    let server = FakeServer::start(vec![Answer::status(
+        401,
+        r#"{"error": {"message": "bad key"}}"#,
+    )])
+    .await;
     let client = OpenAi::new(settings(&server.openai_url(), Some("sk-wrong"))).unwrap();
     let err = client.complete(&ask()).await.unwrap_err().to_string();
-    assert!(err.ends_with("refused the API key (401 Unauthorized): check OPENAI_API_KEY"), "{err}");
+    assert!(
+        err.ends_with("refused the API key (401 Unauthorized): check OPENAI_API_KEY"),
+        "{err}"
+    );
     assert!(!err.contains("sk-wrong"));
     assert_eq!(server.seen().len(), 1);
 }
 
 #[tokio::test]
 async fn an_unknown_model_says_which_setting_to_check() {
-    let server = FakeServer::start(vec![Answer::status(404, r#"{"error": {"message": "model not found"}}"#)]).await;
+    let server = FakeServer::start(vec![Answer::status(
+        404,
+        r#"{"error": {"message": "model not found"}}"#,
+    )])
+    .await;
     let client = OpenAi::new(settings(&server.openai_url(), None)).unwrap();
     let err = client.complete(&ask()).await.unwrap_err().to_string();
-    assert!(err.contains("\"fake-model\"") && err.contains("PLANBOX_MODEL"), "{err}");
+    assert!(
+        err.contains("\"fake-model\"") && err.contains("PLANBOX_MODEL"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -219,7 +286,10 @@ async fn an_unreachable_server_is_reported_with_the_fix() {
 }
 
 fn anthropic_settings(server: &FakeServer) -> ClientSettings {
-    ClientSettings { key_var: "ANTHROPIC_API_KEY", ..settings(&server.base, Some("ak-test")) }
+    ClientSettings {
+        key_var: "ANTHROPIC_API_KEY",
+        ..settings(&server.base, Some("ak-test"))
+    }
 }
 
 #[tokio::test]
@@ -227,7 +297,14 @@ async fn anthropic_text_reply_and_request() {
     let server = FakeServer::start(vec![message(json!([{"type": "text", "text": "hello"}]))]).await;
     let client = Anthropic::new(anthropic_settings(&server)).unwrap();
     let reply = client.complete(&ask()).await.unwrap();
-    assert_eq!((reply.text.as_str(), reply.usage.prompt_tokens, reply.usage.completion_tokens), ("hello", 21, 5));
+    assert_eq!(
+        (
+            reply.text.as_str(),
+            reply.usage.prompt_tokens,
+            reply.usage.completion_tokens
+        ),
+        ("hello", 21, 5)
+    );
     let seen = &server.seen()[0];
     assert_eq!(seen.path, "/v1/messages");
     assert_eq!(seen.headers["x-api-key"], "ak-test");
@@ -247,7 +324,10 @@ async fn anthropic_text_reply_and_request() {
 #[tokio::test]
 async fn anthropic_structured_output_is_a_forced_tool_call() {
     let server = FakeServer::start(vec![
-        Answer::status(529, r#"{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}"#),
+        Answer::status(
+            529,
+            r#"{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}"#,
+        ),
         message(json!([{"type": "tool_use", "id": "t1", "name": "answer", "input": {"value": 9}}])),
     ])
     .await;
@@ -255,7 +335,10 @@ async fn anthropic_structured_output_is_a_forced_tool_call() {
     let (value, _) = complete_json(&client, &with_schema(), 0).await.unwrap();
     assert_eq!(value, json!({"value": 9}));
     let body = &server.seen()[1].body;
-    assert_eq!(body["tool_choice"], json!({"type": "tool", "name": "answer"}));
+    assert_eq!(
+        body["tool_choice"],
+        json!({"type": "tool", "name": "answer"})
+    );
     assert_eq!(body["tools"][0]["input_schema"], answer_schema().schema);
 }
 
@@ -272,9 +355,15 @@ async fn a_recorded_session_replays_and_a_changed_request_fails_loudly() {
     let replay = Replay::open(dir.path()).unwrap();
     assert_eq!(replay.complete(&ask()).await.unwrap().text, "first");
     let err = replay.complete(&ask()).await.unwrap_err().to_string();
-    assert!(err.contains("request 2 differs from") && err.contains("$.messages"), "{err}");
+    assert!(
+        err.contains("request 2 differs from") && err.contains("$.messages"),
+        "{err}"
+    );
     let err = replay.complete(&second).await.unwrap_err().to_string();
-    assert!(err.contains("holds 2 exchanges and request 3 was asked"), "{err}");
+    assert!(
+        err.contains("holds 2 exchanges and request 3 was asked"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -293,11 +382,18 @@ async fn recordings_redact_secrets() {
 async fn a_spent_budget_stops_the_next_call() {
     let server = FakeServer::start(vec![chat("one"), chat("two")]).await;
     let meter = Arc::new(Meter::new(Some(18), None));
-    let client = Metered::new(OpenAi::new(settings(&server.openai_url(), None)).unwrap(), meter.clone());
+    let client = Metered::new(
+        OpenAi::new(settings(&server.openai_url(), None)).unwrap(),
+        meter.clone(),
+    );
     client.complete(&ask()).await.unwrap();
     let err = client.complete(&ask()).await.unwrap_err();
     assert_eq!(err.to_string(), "token budget spent: 18 of 18 tokens used");
-    assert_eq!(server.seen().len(), 1, "the refused call never reached the server");
+    assert_eq!(
+        server.seen().len(),
+        1,
+        "the refused call never reached the server"
+    );
     assert_eq!(meter.totals().calls, 1);
 }
 
@@ -308,8 +404,17 @@ fn the_shipped_recording_replays() {
         .args(["llm", "ping", "--replay", dir.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("qwen2.5-coder-1.5b-instruct") && stdout.to_lowercase().contains("pong"), "{stdout}");
-    let _: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("0001.json")).unwrap()).unwrap();
+    assert!(
+        stdout.contains("qwen2.5-coder-1.5b-instruct") && stdout.to_lowercase().contains("pong"),
+        "{stdout}"
+    );
+    let _: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("0001.json")).unwrap()).unwrap();
 }

@@ -2,15 +2,22 @@
 //! Ignored in the ordinary test run: they need the model server, which CI does not start.
 
 use planbox::llm::config::{FileConfig, Overrides, Provider};
-use planbox::llm::{LlmConfig, Llm, Message, Request, Schema, StructuredMode, complete_json};
+use planbox::llm::{Llm, LlmConfig, Message, Request, Schema, StructuredMode, complete_json};
 use serde_json::json;
 
 fn local() -> planbox::llm::Client {
-    let overrides = Overrides { provider: Some(Provider::Local), ..Overrides::default() };
-    LlmConfig::resolve(&overrides, |name| std::env::var(name).ok(), &FileConfig::default())
-        .unwrap()
-        .client()
-        .unwrap()
+    let overrides = Overrides {
+        provider: Some(Provider::Local),
+        ..Overrides::default()
+    };
+    LlmConfig::resolve(
+        &overrides,
+        |name| std::env::var(name).ok(),
+        &FileConfig::default(),
+    )
+    .unwrap()
+    .client()
+    .unwrap()
 }
 
 #[tokio::test]
@@ -19,7 +26,10 @@ async fn the_local_model_answers() {
     let request = Request {
         max_tokens: Some(8),
         temperature: Some(0.0),
-        ..Request::new(vec![Message::system("You are a terse assistant."), Message::user("Reply with the single word: pong")])
+        ..Request::new(vec![
+            Message::system("You are a terse assistant."),
+            Message::user("Reply with the single word: pong"),
+        ])
     };
     let reply = local().complete(&request).await.unwrap();
     assert!(reply.text.to_lowercase().contains("pong"), "{}", reply.text);
@@ -48,5 +58,9 @@ async fn the_local_model_follows_a_json_schema() {
     };
     let (value, reply) = complete_json(&local(), &request, 2).await.unwrap();
     assert_eq!(value, json!({"total": 7, "unit": "apples"}));
-    assert_eq!(reply.mode, Some(StructuredMode::JsonSchema), "llama-server takes json_schema");
+    assert_eq!(
+        reply.mode,
+        Some(StructuredMode::JsonSchema),
+        "llama-server takes json_schema"
+    );
 }

@@ -83,7 +83,11 @@ impl LlmArgs {
             timeout_secs: self.llm_timeout,
             token_budget: self.token_budget,
         };
-        Ok(planbox::llm::LlmConfig::resolve(&overrides, |name| std::env::var(name).ok(), &file)?)
+        Ok(planbox::llm::LlmConfig::resolve(
+            &overrides,
+            |name| std::env::var(name).ok(),
+            &file,
+        )?)
     }
 }
 
@@ -294,14 +298,19 @@ async fn ping(args: LlmArgs) -> anyhow::Result<ExitCode> {
     let reply = match &args.record {
         Some(dir) => {
             let secrets = config.api_key.iter().cloned().collect();
-            record::Recorder::new(client, dir, secrets)?.complete(&request).await
+            record::Recorder::new(client, dir, secrets)?
+                .complete(&request)
+                .await
         }
         None => client.complete(&request).await,
     };
     let reply = match reply {
         Ok(reply) => reply,
         Err(err) => {
-            eprintln!("planbox: {:?} at {} did not answer: {err:#}", config.model, config.base_url);
+            eprintln!(
+                "planbox: {:?} at {} did not answer: {err:#}",
+                config.model, config.base_url
+            );
             return Ok(ExitCode::from(2));
         }
     };
@@ -313,7 +322,11 @@ async fn ping(args: LlmArgs) -> anyhow::Result<ExitCode> {
         reply.text.trim(),
         reply.usage.prompt_tokens,
         reply.usage.completion_tokens,
-        if reply.usage.estimated { " (estimated)" } else { "" },
+        if reply.usage.estimated {
+            " (estimated)"
+        } else {
+            ""
+        },
         reply.usage.completion_tokens as f64 / secs.max(1e-3),
     ));
     Ok(ExitCode::SUCCESS)

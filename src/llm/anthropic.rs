@@ -38,7 +38,10 @@ impl std::fmt::Debug for Anthropic {
 impl Anthropic {
     /// A client for the API at `settings.base_url` (without `/v1`).
     pub fn new(settings: ClientSettings) -> Result<Self> {
-        let base = settings.base_url.trim_end_matches('/').trim_end_matches("/v1");
+        let base = settings
+            .base_url
+            .trim_end_matches('/')
+            .trim_end_matches("/v1");
         Ok(Anthropic {
             http: http::client()?,
             endpoint: Endpoint {
@@ -91,11 +94,11 @@ impl Anthropic {
     fn headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
-        if let Some(key) = &self.api_key {
-            if let Ok(mut value) = HeaderValue::from_str(key) {
-                value.set_sensitive(true);
-                headers.insert("x-api-key", value);
-            }
+        if let Some(key) = &self.api_key
+            && let Ok(mut value) = HeaderValue::from_str(key)
+        {
+            value.set_sensitive(true);
+            headers.insert("x-api-key", value);
         }
         headers
     }
@@ -104,7 +107,15 @@ impl Anthropic {
 impl Llm for Anthropic {
     async fn complete(&self, request: &Request) -> Result<Reply> {
         let started = Instant::now();
-        let value = match http::post(&self.http, &self.endpoint, self.headers(), &self.body(request), &self.retry).await? {
+        let value = match http::post(
+            &self.http,
+            &self.endpoint,
+            self.headers(),
+            &self.body(request),
+            &self.retry,
+        )
+        .await?
+        {
             Answer::Json(value) => value,
             Answer::BadRequest(message) => {
                 return Err(Error::LlmRefused(format!(
@@ -113,7 +124,11 @@ impl Llm for Anthropic {
                 )));
             }
         };
-        let blocks = value.get("content").and_then(Value::as_array).cloned().unwrap_or_default();
+        let blocks = value
+            .get("content")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let text = if request.schema.is_some() {
             blocks
                 .iter()
@@ -124,18 +139,33 @@ impl Llm for Anthropic {
         } else {
             text_of(&blocks)
         }
-        .ok_or_else(|| Error::LlmReply(format!("the server at {} returned no content", self.endpoint.url)))?;
+        .ok_or_else(|| {
+            Error::LlmReply(format!(
+                "the server at {} returned no content",
+                self.endpoint.url
+            ))
+        })?;
         let usage = match (
             value.pointer("/usage/input_tokens").and_then(Value::as_u64),
-            value.pointer("/usage/output_tokens").and_then(Value::as_u64),
+            value
+                .pointer("/usage/output_tokens")
+                .and_then(Value::as_u64),
         ) {
-            (Some(prompt_tokens), Some(completion_tokens)) => Usage { prompt_tokens, completion_tokens, estimated: false },
+            (Some(prompt_tokens), Some(completion_tokens)) => Usage {
+                prompt_tokens,
+                completion_tokens,
+                estimated: false,
+            },
             _ => Usage::estimate(request, &text),
         };
         Ok(Reply {
             text,
             usage,
-            model: value.get("model").and_then(Value::as_str).unwrap_or(&self.endpoint.model).to_string(),
+            model: value
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or(&self.endpoint.model)
+                .to_string(),
             mode: request.schema.as_ref().map(|_| StructuredMode::JsonSchema),
             latency: started.elapsed(),
         })

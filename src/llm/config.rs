@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::Client;
 use super::anthropic::Anthropic;
 use super::openai::{ClientSettings, OpenAi};
 use super::retry::RetryPolicy;
-use super::Client;
 use crate::error::{Error, Result};
 
 /// The model provider's wire format.
@@ -99,9 +99,13 @@ impl FileConfig {
     /// Read `planbox.toml`; a missing file is an empty config.
     pub fn load(path: &Path) -> Result<Self> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|err| Error::Config(format!("{}: {err}", path.display()))),
+            Ok(text) => toml::from_str(&text)
+                .map_err(|err| Error::Config(format!("{}: {err}", path.display()))),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
-            Err(err) => Err(Error::Io { context: format!("reading {}", path.display()), source: err }),
+            Err(err) => Err(Error::Io {
+                context: format!("reading {}", path.display()),
+                source: err,
+            }),
         }
     }
 }
@@ -150,7 +154,11 @@ impl std::fmt::Debug for LlmConfig {
 
 impl LlmConfig {
     /// Resolve flags over environment (`env` looks a variable up) over the file.
-    pub fn resolve(flags: &Overrides, env: impl Fn(&str) -> Option<String>, file: &FileConfig) -> Result<Self> {
+    pub fn resolve(
+        flags: &Overrides,
+        env: impl Fn(&str) -> Option<String>,
+        file: &FileConfig,
+    ) -> Result<Self> {
         let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let parse_env = |name: &str| -> Result<Option<Provider>> {
             match env(name).as_deref() {
@@ -158,19 +166,42 @@ impl LlmConfig {
                 Some("openai") => Ok(Some(Provider::OpenAi)),
                 Some("anthropic") => Ok(Some(Provider::Anthropic)),
                 Some("local") => Ok(Some(Provider::Local)),
-                Some(other) => Err(Error::Config(format!("{name}={other:?}: use openai, anthropic or local"))),
+                Some(other) => Err(Error::Config(format!(
+                    "{name}={other:?}: use openai, anthropic or local"
+                ))),
             }
         };
-        let provider = match flags.provider.or(parse_env("PLANBOX_PROVIDER")?).or(file.llm.provider) {
+        let provider = match flags
+            .provider
+            .or(parse_env("PLANBOX_PROVIDER")?)
+            .or(file.llm.provider)
+        {
             Some(provider) => provider,
-            None if env("OPENAI_API_KEY").is_some() || env("OPENAI_BASE_URL").is_some() => Provider::OpenAi,
+            None if env("OPENAI_API_KEY").is_some() || env("OPENAI_BASE_URL").is_some() => {
+                Provider::OpenAi
+            }
             None if env("ANTHROPIC_API_KEY").is_some() => Provider::Anthropic,
             None => Provider::Local,
         };
         let (url_var, key_var, default_url, default_model) = match provider {
-            Provider::OpenAi => ("OPENAI_BASE_URL", "OPENAI_API_KEY", "https://api.openai.com/v1", "gpt-4o-mini"),
-            Provider::Anthropic => ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "https://api.anthropic.com", "claude-sonnet-4-5"),
-            Provider::Local => ("PLANBOX_LOCAL_URL", "PLANBOX_LOCAL_API_KEY", LOCAL_URL, LOCAL_MODEL),
+            Provider::OpenAi => (
+                "OPENAI_BASE_URL",
+                "OPENAI_API_KEY",
+                "https://api.openai.com/v1",
+                "gpt-4o-mini",
+            ),
+            Provider::Anthropic => (
+                "ANTHROPIC_BASE_URL",
+                "ANTHROPIC_API_KEY",
+                "https://api.anthropic.com",
+                "claude-sonnet-4-5",
+            ),
+            Provider::Local => (
+                "PLANBOX_LOCAL_URL",
+                "PLANBOX_LOCAL_API_KEY",
+                LOCAL_URL,
+                LOCAL_MODEL,
+            ),
         };
         let base_url = flags
             .base_url
@@ -192,15 +223,25 @@ impl LlmConfig {
                 "{key_var} is not set: export it, point the base URL at a local server, or use the offline model (make local-llm, --provider local)"
             )));
         }
-        let timeout_secs = flags.timeout_secs.or(file.llm.timeout_secs).unwrap_or(300.0);
+        let timeout_secs = flags
+            .timeout_secs
+            .or(file.llm.timeout_secs)
+            .unwrap_or(300.0);
         if !(timeout_secs > 0.0 && timeout_secs <= 3600.0) {
-            return Err(Error::Config(format!("timeout must be in (0, 3600] seconds, got {timeout_secs}")));
+            return Err(Error::Config(format!(
+                "timeout must be in (0, 3600] seconds, got {timeout_secs}"
+            )));
         }
         let temperature = flags.temperature.or(file.llm.temperature).unwrap_or(0.2);
         if !(0.0..=2.0).contains(&temperature) {
-            return Err(Error::Config(format!("temperature must be in [0, 2], got {temperature}")));
+            return Err(Error::Config(format!(
+                "temperature must be in [0, 2], got {temperature}"
+            )));
         }
-        let retry = RetryPolicy { attempts: file.llm.retries.unwrap_or(5).max(1), ..RetryPolicy::default() };
+        let retry = RetryPolicy {
+            attempts: file.llm.retries.unwrap_or(5).max(1),
+            ..RetryPolicy::default()
+        };
         let price = file.prices.get(&model).copied();
         Ok(LlmConfig {
             provider,
@@ -242,14 +283,25 @@ mod tests {
     use pretty_assertions::assert_eq;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |name| map.get(name).cloned()
     }
 
     #[test]
     fn with_nothing_configured_the_local_model_is_the_default() {
-        let config = LlmConfig::resolve(&Overrides::default(), env_of(&[]), &FileConfig::default()).unwrap();
-        assert_eq!((config.provider, config.base_url.as_str(), config.model.as_str()), (Provider::Local, LOCAL_URL, LOCAL_MODEL));
+        let config =
+            LlmConfig::resolve(&Overrides::default(), env_of(&[]), &FileConfig::default()).unwrap();
+        assert_eq!(
+            (
+                config.provider,
+                config.base_url.as_str(),
+                config.model.as_str()
+            ),
+            (Provider::Local, LOCAL_URL, LOCAL_MODEL)
+        );
         assert_eq!(config.api_key, None);
     }
 
@@ -259,26 +311,49 @@ mod tests {
             "[llm]\nprovider = \"openai\"\nbase_url = \"http://file/v1\"\nmodel = \"file-model\"\n[prices.env-model]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n",
         )
         .unwrap();
-        let env = env_of(&[("PLANBOX_MODEL", "env-model"), ("OPENAI_BASE_URL", "http://env/v1")]);
+        let env = env_of(&[
+            ("PLANBOX_MODEL", "env-model"),
+            ("OPENAI_BASE_URL", "http://env/v1"),
+        ]);
         let config = LlmConfig::resolve(&Overrides::default(), &env, &file).unwrap();
-        assert_eq!((config.base_url.as_str(), config.model.as_str()), ("http://env/v1", "env-model"));
-        assert_eq!(config.price, Some(Price { input_per_mtok: 1.0, output_per_mtok: 2.0 }));
-        let flags = Overrides { model: Some("flag-model".into()), ..Overrides::default() };
+        assert_eq!(
+            (config.base_url.as_str(), config.model.as_str()),
+            ("http://env/v1", "env-model")
+        );
+        assert_eq!(
+            config.price,
+            Some(Price {
+                input_per_mtok: 1.0,
+                output_per_mtok: 2.0
+            })
+        );
+        let flags = Overrides {
+            model: Some("flag-model".into()),
+            ..Overrides::default()
+        };
         let config = LlmConfig::resolve(&flags, &env, &file).unwrap();
         assert_eq!(config.model, "flag-model");
     }
 
     #[test]
     fn a_hosted_provider_without_a_key_names_the_variable() {
-        let flags = Overrides { provider: Some(Provider::Anthropic), ..Overrides::default() };
+        let flags = Overrides {
+            provider: Some(Provider::Anthropic),
+            ..Overrides::default()
+        };
         let err = LlmConfig::resolve(&flags, env_of(&[]), &FileConfig::default()).unwrap_err();
-        assert!(err.to_string().starts_with("invalid setting: ANTHROPIC_API_KEY is not set"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("invalid setting: ANTHROPIC_API_KEY is not set"),
+            "{err}"
+        );
     }
 
     #[test]
     fn keys_never_show_in_debug_output() {
         let env = env_of(&[("OPENAI_API_KEY", "sk-very-secret")]);
-        let config = LlmConfig::resolve(&Overrides::default(), env, &FileConfig::default()).unwrap();
+        let config =
+            LlmConfig::resolve(&Overrides::default(), env, &FileConfig::default()).unwrap();
         assert_eq!(config.provider, Provider::OpenAi);
         let shown = format!("{config:?} {:?}", config.client().unwrap());
         assert!(!shown.contains("sk-very-secret"), "{shown}");

@@ -120,7 +120,12 @@ pub(crate) async fn post(
         .await
 }
 
-fn classify(endpoint: &Endpoint, status: StatusCode, after: Option<Duration>, text: &str) -> Attempt<Answer> {
+fn classify(
+    endpoint: &Endpoint,
+    status: StatusCode,
+    after: Option<Duration>,
+    text: &str,
+) -> Attempt<Answer> {
     let url = &endpoint.url;
     if status.is_success() {
         return Attempt::Done(match serde_json::from_str(text) {
@@ -135,18 +140,28 @@ fn classify(endpoint: &Endpoint, status: StatusCode, after: Option<Duration>, te
     match status.as_u16() {
         429 | 500 | 502 | 503 | 504 | 529 => Attempt::Retry {
             after,
-            error: Error::LlmRefused(format!("the server at {url} kept failing ({status}): {message}")),
+            error: Error::LlmRefused(format!(
+                "the server at {url} kept failing ({status}): {message}"
+            )),
         },
         400 => Attempt::Done(Ok(Answer::BadRequest(message))),
         401 | 403 => Attempt::Done(Err(Error::LlmRefused(if endpoint.has_key {
-            format!("the server at {url} refused the API key ({status}): check {}", endpoint.key_var)
+            format!(
+                "the server at {url} refused the API key ({status}): check {}",
+                endpoint.key_var
+            )
         } else {
-            format!("the server at {url} wants an API key ({status}): set {}", endpoint.key_var)
+            format!(
+                "the server at {url} wants an API key ({status}): set {}",
+                endpoint.key_var
+            )
         }))),
         404 => Attempt::Done(Err(Error::LlmRefused(format!(
             "model {:?} or the endpoint was not found at {url} (404: {message}): check PLANBOX_MODEL and the base URL",
             endpoint.model
         )))),
-        _ => Attempt::Done(Err(Error::LlmRefused(format!("the server at {url} answered {status}: {message}")))),
+        _ => Attempt::Done(Err(Error::LlmRefused(format!(
+            "the server at {url} answered {status}: {message}"
+        )))),
     }
 }

@@ -45,15 +45,24 @@ pub struct Message {
 impl Message {
     /// A system message.
     pub fn system(content: impl Into<String>) -> Self {
-        Message { role: Role::System, content: content.into() }
+        Message {
+            role: Role::System,
+            content: content.into(),
+        }
     }
     /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
-        Message { role: Role::User, content: content.into() }
+        Message {
+            role: Role::User,
+            content: content.into(),
+        }
     }
     /// An assistant message.
     pub fn assistant(content: impl Into<String>) -> Self {
-        Message { role: Role::Assistant, content: content.into() }
+        Message {
+            role: Role::Assistant,
+            content: content.into(),
+        }
     }
 }
 
@@ -85,7 +94,12 @@ pub struct Request {
 impl Request {
     /// A request of these messages, no schema.
     pub fn new(messages: Vec<Message>) -> Self {
-        Request { messages, schema: None, temperature: None, max_tokens: None }
+        Request {
+            messages,
+            schema: None,
+            temperature: None,
+            max_tokens: None,
+        }
     }
 }
 
@@ -170,7 +184,11 @@ pub trait Llm: Send + Sync {
 /// Ask for JSON matching `request.schema` and return it parsed and checked. A reply that
 /// does not parse or does not match goes back to the model with the exact errors, up to
 /// `reasks` times; then a clear error.
-pub async fn complete_json<L: Llm>(llm: &L, request: &Request, reasks: usize) -> Result<(Value, Reply)> {
+pub async fn complete_json<L: Llm>(
+    llm: &L,
+    request: &Request,
+    reasks: usize,
+) -> Result<(Value, Reply)> {
     let schema = request
         .schema
         .as_ref()
@@ -180,7 +198,10 @@ pub async fn complete_json<L: Llm>(llm: &L, request: &Request, reasks: usize) ->
     for _ in 0..=reasks {
         let reply = llm.complete(&request).await?;
         let problem = match crate::prompt::extract_json(&reply.text) {
-            None => "the reply is not valid JSON (it may be cut off); reply with the complete JSON only".to_string(),
+            None => {
+                "the reply is not valid JSON (it may be cut off); reply with the complete JSON only"
+                    .to_string()
+            }
             Some(value) => match schema::validate(&schema.schema, &value) {
                 Ok(()) => return Ok((value, reply)),
                 Err(errors) => format!(
@@ -189,7 +210,12 @@ pub async fn complete_json<L: Llm>(llm: &L, request: &Request, reasks: usize) ->
                 ),
             },
         };
-        request.messages.push(Message::assistant(crate::prompt::truncate_middle(&reply.text, 4000)));
+        request
+            .messages
+            .push(Message::assistant(crate::prompt::truncate_middle(
+                &reply.text,
+                4000,
+            )));
         request.messages.push(Message::user(problem.clone()));
         last_problem = problem;
     }
@@ -231,17 +257,23 @@ pub struct Totals {
 impl Meter {
     /// A meter with an optional token budget and price.
     pub fn new(budget: Option<u64>, price: Option<config::Price>) -> Self {
-        Meter { used: Mutex::default(), budget, price }
+        Meter {
+            used: Mutex::default(),
+            budget,
+            price,
+        }
     }
 
     /// Refuse the next call when the budget is spent.
     pub fn check(&self) -> Result<()> {
         let used = *self.used.lock().expect("meter poisoned");
         match self.budget {
-            Some(limit) if used.prompt_tokens + used.completion_tokens >= limit => Err(Error::BudgetExhausted {
-                used: used.prompt_tokens + used.completion_tokens,
-                limit,
-            }),
+            Some(limit) if used.prompt_tokens + used.completion_tokens >= limit => {
+                Err(Error::BudgetExhausted {
+                    used: used.prompt_tokens + used.completion_tokens,
+                    limit,
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -262,7 +294,9 @@ impl Meter {
             prompt_tokens: used.prompt_tokens,
             completion_tokens: used.completion_tokens,
             cost: self.price.map(|p| {
-                (used.prompt_tokens as f64 * p.input_per_mtok + used.completion_tokens as f64 * p.output_per_mtok) / 1e6
+                (used.prompt_tokens as f64 * p.input_per_mtok
+                    + used.completion_tokens as f64 * p.output_per_mtok)
+                    / 1e6
             }),
         }
     }
@@ -324,13 +358,29 @@ mod tests {
 
     #[test]
     fn the_budget_stops_the_call_after_it_is_spent() {
-        let meter = Meter::new(Some(100), Some(config::Price { input_per_mtok: 1.0, output_per_mtok: 2.0 }));
+        let meter = Meter::new(
+            Some(100),
+            Some(config::Price {
+                input_per_mtok: 1.0,
+                output_per_mtok: 2.0,
+            }),
+        );
         assert!(meter.check().is_ok());
-        meter.add(Usage { prompt_tokens: 60, completion_tokens: 50, estimated: false });
+        meter.add(Usage {
+            prompt_tokens: 60,
+            completion_tokens: 50,
+            estimated: false,
+        });
         let err = meter.check().unwrap_err();
-        assert_eq!(err.to_string(), "token budget spent: 110 of 100 tokens used");
+        assert_eq!(
+            err.to_string(),
+            "token budget spent: 110 of 100 tokens used"
+        );
         let totals = meter.totals();
-        assert_eq!((totals.calls, totals.prompt_tokens, totals.completion_tokens), (1, 60, 50));
+        assert_eq!(
+            (totals.calls, totals.prompt_tokens, totals.completion_tokens),
+            (1, 60, 50)
+        );
         assert!((totals.cost.unwrap() - 160e-6).abs() < 1e-12);
     }
 
@@ -339,7 +389,11 @@ mod tests {
         let request = Request::new(vec![Message::user("12345678")]);
         assert_eq!(
             Usage::estimate(&request, "abcd"),
-            Usage { prompt_tokens: 3, completion_tokens: 1, estimated: true }
+            Usage {
+                prompt_tokens: 3,
+                completion_tokens: 1,
+                estimated: true
+            }
         );
     }
 }

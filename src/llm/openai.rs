@@ -56,7 +56,9 @@ pub struct ClientSettings {
 }
 
 pub(crate) fn schema_instruction(schema: &Value) -> String {
-    format!("Reply with one JSON value only, no prose and no code fences, matching this JSON Schema:\n{schema}")
+    format!(
+        "Reply with one JSON value only, no prose and no code fences, matching this JSON Schema:\n{schema}"
+    )
 }
 
 /// The messages with the schema instruction appended to the last user message, so the
@@ -82,7 +84,10 @@ fn mode_from(n: u8) -> StructuredMode {
 impl OpenAi {
     /// A client for the server at `settings.base_url`.
     pub fn new(settings: ClientSettings) -> Result<Self> {
-        let url = format!("{}/chat/completions", settings.base_url.trim_end_matches('/'));
+        let url = format!(
+            "{}/chat/completions",
+            settings.base_url.trim_end_matches('/')
+        );
         Ok(OpenAi {
             http: http::client()?,
             endpoint: Endpoint {
@@ -126,7 +131,9 @@ impl OpenAi {
                         "json_schema": {"name": schema.name, "schema": schema.schema, "strict": true},
                     });
                 }
-                StructuredMode::JsonObject => body["response_format"] = json!({"type": "json_object"}),
+                StructuredMode::JsonObject => {
+                    body["response_format"] = json!({"type": "json_object"})
+                }
                 StructuredMode::Prompt => {}
             }
         }
@@ -135,11 +142,11 @@ impl OpenAi {
 
     fn headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        if let Some(key) = &self.api_key {
-            if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {key}")) {
-                value.set_sensitive(true);
-                headers.insert(AUTHORIZATION, value);
-            }
+        if let Some(key) = &self.api_key
+            && let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {key}"))
+        {
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
         }
         headers
     }
@@ -148,9 +155,15 @@ impl OpenAi {
 /// True when a 400 says the server does not take this kind of `response_format`.
 fn rejects_format(message: &str) -> bool {
     let message = message.to_lowercase();
-    ["response_format", "json_schema", "json_object", "structured", "grammar"]
-        .iter()
-        .any(|needle| message.contains(needle))
+    [
+        "response_format",
+        "json_schema",
+        "json_object",
+        "structured",
+        "grammar",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
 }
 
 impl Llm for OpenAi {
@@ -159,25 +172,45 @@ impl Llm for OpenAi {
         loop {
             let mode = self.mode();
             let body = self.body(request, mode);
-            match http::post(&self.http, &self.endpoint, self.headers(), &body, &self.retry).await? {
+            match http::post(
+                &self.http,
+                &self.endpoint,
+                self.headers(),
+                &body,
+                &self.retry,
+            )
+            .await?
+            {
                 Answer::Json(value) => {
                     let text = value
                         .pointer("/choices/0/message/content")
                         .and_then(Value::as_str)
                         .ok_or_else(|| {
-                            Error::LlmReply(format!("the server at {} returned no message content", self.endpoint.url))
+                            Error::LlmReply(format!(
+                                "the server at {} returned no message content",
+                                self.endpoint.url
+                            ))
                         })?
                         .to_string();
                     let usage = match (
-                        value.pointer("/usage/prompt_tokens").and_then(Value::as_u64),
-                        value.pointer("/usage/completion_tokens").and_then(Value::as_u64),
+                        value
+                            .pointer("/usage/prompt_tokens")
+                            .and_then(Value::as_u64),
+                        value
+                            .pointer("/usage/completion_tokens")
+                            .and_then(Value::as_u64),
                     ) {
-                        (Some(prompt_tokens), Some(completion_tokens)) => {
-                            Usage { prompt_tokens, completion_tokens, estimated: false }
-                        }
+                        (Some(prompt_tokens), Some(completion_tokens)) => Usage {
+                            prompt_tokens,
+                            completion_tokens,
+                            estimated: false,
+                        },
                         _ => Usage::estimate(request, &text),
                     };
-                    let model = value.get("model").and_then(Value::as_str).unwrap_or(&self.endpoint.model);
+                    let model = value
+                        .get("model")
+                        .and_then(Value::as_str)
+                        .unwrap_or(&self.endpoint.model);
                     return Ok(Reply {
                         text,
                         usage,

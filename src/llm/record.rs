@@ -34,7 +34,12 @@ impl<L: Llm> Recorder<L> {
     pub fn new(inner: L, dir: &Path, secrets: Vec<String>) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
         let secrets = secrets.into_iter().filter(|s| s.len() >= 4).collect();
-        Ok(Recorder { inner, dir: dir.to_path_buf(), next: AtomicUsize::new(1), secrets })
+        Ok(Recorder {
+            inner,
+            dir: dir.to_path_buf(),
+            next: AtomicUsize::new(1),
+            secrets,
+        })
     }
 }
 
@@ -42,7 +47,10 @@ impl<L: Llm> Llm for Recorder<L> {
     async fn complete(&self, request: &Request) -> Result<Reply> {
         let reply = self.inner.complete(request).await?;
         let n = self.next.fetch_add(1, Ordering::SeqCst);
-        let exchange = Exchange { request: request.clone(), reply: reply.clone() };
+        let exchange = Exchange {
+            request: request.clone(),
+            reply: reply.clone(),
+        };
         let mut text = serde_json::to_string_pretty(&exchange).expect("exchanges serialize");
         for secret in &self.secrets {
             text = text.replace(secret.as_str(), "<redacted>");
@@ -64,24 +72,35 @@ pub struct Replay {
 impl Replay {
     /// Load every `NNNN.json` in `dir`, in name order.
     pub fn open(dir: &Path) -> Result<Self> {
-        let entries = std::fs::read_dir(dir).map_err(|err| Error::Replay(format!("cannot read {}: {err}", dir.display())))?;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|err| Error::Replay(format!("cannot read {}: {err}", dir.display())))?;
         let mut paths: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "json"))
             .collect();
         paths.sort();
         if paths.is_empty() {
-            return Err(Error::Replay(format!("{} holds no recorded exchanges (NNNN.json)", dir.display())));
+            return Err(Error::Replay(format!(
+                "{} holds no recorded exchanges (NNNN.json)",
+                dir.display()
+            )));
         }
         let exchanges = paths
             .iter()
             .map(|path| {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|err| Error::Replay(format!("cannot read {}: {err}", path.display())))?;
-                serde_json::from_str(&text).map_err(|err| Error::Replay(format!("{} is not an exchange: {err}", path.display())))
+                let text = std::fs::read_to_string(path).map_err(|err| {
+                    Error::Replay(format!("cannot read {}: {err}", path.display()))
+                })?;
+                serde_json::from_str(&text).map_err(|err| {
+                    Error::Replay(format!("{} is not an exchange: {err}", path.display()))
+                })
             })
             .collect::<Result<Vec<Exchange>>>()?;
-        Ok(Replay { exchanges, next: AtomicUsize::new(0), dir: dir.to_path_buf() })
+        Ok(Replay {
+            exchanges,
+            next: AtomicUsize::new(0),
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// How many exchanges were served so far.
@@ -91,7 +110,11 @@ impl Replay {
 }
 
 /// The first place two JSON values differ, as a path and both sides (cut short).
-fn first_difference(path: &str, want: &serde_json::Value, got: &serde_json::Value) -> Option<String> {
+fn first_difference(
+    path: &str,
+    want: &serde_json::Value,
+    got: &serde_json::Value,
+) -> Option<String> {
     use serde_json::Value;
     match (want, got) {
         (Value::Object(a), Value::Object(b)) => {
@@ -99,7 +122,11 @@ fn first_difference(path: &str, want: &serde_json::Value, got: &serde_json::Valu
             keys.sort();
             keys.dedup();
             keys.into_iter().find_map(|k| {
-                first_difference(&format!("{path}.{k}"), a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null))
+                first_difference(
+                    &format!("{path}.{k}"),
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                )
             })
         }
         (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a

@@ -18,7 +18,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { attempts: 5, base: Duration::from_millis(500), max: Duration::from_secs(30) }
+        RetryPolicy {
+            attempts: 5,
+            base: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        }
     }
 }
 
@@ -43,7 +47,10 @@ impl RetryPolicy {
         if let Some(after) = after {
             return after.min(self.max);
         }
-        let exp = self.base.saturating_mul(1u32 << retry.min(16)).min(self.max);
+        let exp = self
+            .base
+            .saturating_mul(1u32 << retry.min(16))
+            .min(self.max);
         let half = exp / 2;
         half + Duration::from_nanos(fastrand::u64(0..=half.as_nanos() as u64))
     }
@@ -75,7 +82,12 @@ impl RetryPolicy {
 /// Parse a Retry-After header given in seconds (the form model APIs use).
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<f64>().ok().filter(|s| *s >= 0.0).map(Duration::from_secs_f64)
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 #[cfg(test)]
@@ -89,13 +101,20 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn backs_off_exponentially_then_succeeds() {
-        let policy = RetryPolicy { attempts: 4, base: Duration::from_secs(1), max: Duration::from_secs(30) };
+        let policy = RetryPolicy {
+            attempts: 4,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+        };
         let tries = AtomicU32::new(0);
         let start = tokio::time::Instant::now();
         let result = policy
             .run(|| async {
                 if tries.fetch_add(1, Ordering::SeqCst) < 3 {
-                    Attempt::Retry { after: None, error: transient() }
+                    Attempt::Retry {
+                        after: None,
+                        error: transient(),
+                    }
                 } else {
                     Attempt::Done(Ok(7))
                 }
@@ -104,15 +123,27 @@ mod tests {
         assert_eq!(result.unwrap(), 7);
         let waited = start.elapsed();
         // 1 s, 2 s and 4 s, each jittered into its upper half: 3.5 s to 7 s in all.
-        assert!(waited >= Duration::from_millis(3500) && waited <= Duration::from_secs(7), "{waited:?}");
+        assert!(
+            waited >= Duration::from_millis(3500) && waited <= Duration::from_secs(7),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn honours_retry_after_and_gives_up_after_the_last_try() {
-        let policy = RetryPolicy { attempts: 3, base: Duration::from_millis(10), max: Duration::from_secs(30) };
+        let policy = RetryPolicy {
+            attempts: 3,
+            base: Duration::from_millis(10),
+            max: Duration::from_secs(30),
+        };
         let start = tokio::time::Instant::now();
         let result: Result<(), Error> = policy
-            .run(|| async { Attempt::Retry { after: Some(Duration::from_secs(5)), error: transient() } })
+            .run(|| async {
+                Attempt::Retry {
+                    after: Some(Duration::from_secs(5)),
+                    error: transient(),
+                }
+            })
             .await;
         assert_eq!(result.unwrap_err().to_string(), "busy");
         assert_eq!(start.elapsed(), Duration::from_secs(10));

@@ -8,7 +8,11 @@ use serde_json::Value;
 pub fn validate(schema: &Value, value: &Value) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
     check(schema, value, "$", &mut errors);
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 fn type_name(value: &Value) -> &'static str {
@@ -29,7 +33,9 @@ fn matches_type(want: &str, value: &Value) -> bool {
 }
 
 fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
-    let Some(schema) = schema.as_object() else { return };
+    let Some(schema) = schema.as_object() else {
+        return;
+    };
     if let Some(want) = schema.get("type") {
         let wanted: Vec<&str> = match want {
             Value::String(t) => vec![t.as_str()],
@@ -37,25 +43,32 @@ fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
             _ => vec![],
         };
         if !wanted.is_empty() && !wanted.iter().any(|t| matches_type(t, value)) {
-            errors.push(format!("at {path}: expected {}, got {}", wanted.join(" or "), type_name(value)));
+            errors.push(format!(
+                "at {path}: expected {}, got {}",
+                wanted.join(" or "),
+                type_name(value)
+            ));
             return;
         }
     }
-    if let Some(Value::Array(options)) = schema.get("enum") {
-        if !options.contains(value) {
-            let names: Vec<String> = options.iter().map(Value::to_string).collect();
-            errors.push(format!("at {path}: must be one of {}, got {value}", names.join(", ")));
-        }
+    if let Some(Value::Array(options)) = schema.get("enum")
+        && !options.contains(value)
+    {
+        let names: Vec<String> = options.iter().map(Value::to_string).collect();
+        errors.push(format!(
+            "at {path}: must be one of {}, got {value}",
+            names.join(", ")
+        ));
     }
-    if let Some(constant) = schema.get("const") {
-        if constant != value {
-            errors.push(format!("at {path}: must be {constant}, got {value}"));
-        }
+    if let Some(constant) = schema.get("const")
+        && constant != value
+    {
+        errors.push(format!("at {path}: must be {constant}, got {value}"));
     }
-    if let Some(Value::Array(options)) = schema.get("anyOf") {
-        if !options.iter().any(|option| validate(option, value).is_ok()) {
-            errors.push(format!("at {path}: matches none of the allowed shapes"));
-        }
+    if let Some(Value::Array(options)) = schema.get("anyOf")
+        && !options.iter().any(|option| validate(option, value).is_ok())
+    {
+        errors.push(format!("at {path}: matches none of the allowed shapes"));
     }
     match value {
         Value::Object(object) => {
@@ -81,15 +94,21 @@ fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
         }
         Value::Array(items) => {
             let bound = |key: &str| schema.get(key).and_then(Value::as_u64);
-            if let Some(min) = bound("minItems") {
-                if (items.len() as u64) < min {
-                    errors.push(format!("at {path}: needs at least {min} items, has {}", items.len()));
-                }
+            if let Some(min) = bound("minItems")
+                && (items.len() as u64) < min
+            {
+                errors.push(format!(
+                    "at {path}: needs at least {min} items, has {}",
+                    items.len()
+                ));
             }
-            if let Some(max) = bound("maxItems") {
-                if items.len() as u64 > max {
-                    errors.push(format!("at {path}: allows at most {max} items, has {}", items.len()));
-                }
+            if let Some(max) = bound("maxItems")
+                && items.len() as u64 > max
+            {
+                errors.push(format!(
+                    "at {path}: allows at most {max} items, has {}",
+                    items.len()
+                ));
             }
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter().enumerate() {
@@ -99,28 +118,30 @@ fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
         }
         Value::String(text) => {
             let chars = text.chars().count() as u64;
-            if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
-                if chars < min {
-                    errors.push(format!("at {path}: needs at least {min} characters"));
-                }
+            if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+                && chars < min
+            {
+                errors.push(format!("at {path}: needs at least {min} characters"));
             }
-            if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
-                if chars > max {
-                    errors.push(format!("at {path}: allows at most {max} characters, has {chars}"));
-                }
+            if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+                && chars > max
+            {
+                errors.push(format!(
+                    "at {path}: allows at most {max} characters, has {chars}"
+                ));
             }
         }
         Value::Number(number) => {
             let n = number.as_f64().unwrap_or(f64::NAN);
-            if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
-                if n < min {
-                    errors.push(format!("at {path}: must be at least {min}, got {n}"));
-                }
+            if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
+                && n < min
+            {
+                errors.push(format!("at {path}: must be at least {min}, got {n}"));
             }
-            if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
-                if n > max {
-                    errors.push(format!("at {path}: must be at most {max}, got {n}"));
-                }
+            if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
+                && n > max
+            {
+                errors.push(format!("at {path}: must be at most {max}, got {n}"));
             }
         }
         Value::Null | Value::Bool(_) => {}
@@ -157,7 +178,13 @@ mod tests {
 
     #[test]
     fn accepts_a_matching_value() {
-        assert_eq!(validate(&plan_schema(), &json!({"steps": [{"id": "a", "kind": "action", "extra": 1}]})), Ok(()));
+        assert_eq!(
+            validate(
+                &plan_schema(),
+                &json!({"steps": [{"id": "a", "kind": "action", "extra": 1}]})
+            ),
+            Ok(())
+        );
     }
 
     #[test]
@@ -168,7 +195,8 @@ mod tests {
             Err(vec![
                 "at $.steps: allows at most 2 items, has 3".to_string(),
                 "at $.steps[0].id: expected string, got integer".to_string(),
-                "at $.steps[0].kind: must be one of \"action\", \"verify\", got \"run\"".to_string(),
+                "at $.steps[0].kind: must be one of \"action\", \"verify\", got \"run\""
+                    .to_string(),
                 "at $.steps[0].n: must be at least 0, got -1".to_string(),
                 "at $.steps[1]: missing required field \"id\"".to_string(),
                 "at $: unknown field \"x\"".to_string(),

@@ -51,7 +51,8 @@ pub struct DockerSandbox {
 /// Connect to the engine named by `DOCKER_HOST` (or the default socket) and agree on an API
 /// version it speaks: the engine may be older than bollard's default.
 pub async fn connect() -> Result<Docker> {
-    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let host =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
     let unreachable = |err: bollard::errors::Error| {
         let mut text = err.to_string();
         let mut source = std::error::Error::source(&err);
@@ -64,7 +65,10 @@ pub async fn connect() -> Result<Docker> {
         } else {
             format!("{text}; start the engine (systemctl start docker) or point DOCKER_HOST at it")
         };
-        Error::DockerUnreachable { host: host.clone(), reason }
+        Error::DockerUnreachable {
+            host: host.clone(),
+            reason,
+        }
     };
     let docker = Docker::connect_with_defaults().map_err(unreachable)?;
     docker

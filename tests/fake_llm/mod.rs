@@ -26,10 +26,20 @@ pub struct Answer {
 
 impl Answer {
     pub fn json(body: Value) -> Self {
-        Answer { status: 200, headers: vec![], body: body.to_string(), delay: Duration::ZERO }
+        Answer {
+            status: 200,
+            headers: vec![],
+            body: body.to_string(),
+            delay: Duration::ZERO,
+        }
     }
     pub fn status(status: u16, body: &str) -> Self {
-        Answer { status, headers: vec![], body: body.to_string(), delay: Duration::ZERO }
+        Answer {
+            status,
+            headers: vec![],
+            body: body.to_string(),
+            delay: Duration::ZERO,
+        }
     }
     pub fn header(mut self, name: &'static str, value: &str) -> Self {
         self.headers.push((name, value.to_string()));
@@ -87,7 +97,10 @@ pub struct FakeServer {
 
 impl FakeServer {
     pub async fn start(answers: Vec<Answer>) -> FakeServer {
-        let script = Arc::new(Mutex::new(Script { answers: answers.into(), seen: vec![] }));
+        let script = Arc::new(Mutex::new(Script {
+            answers: answers.into(),
+            seen: vec![],
+        }));
         let app = Router::new()
             .route("/v1/chat/completions", post(handle))
             .route("/v1/messages", post(handle))
@@ -133,7 +146,9 @@ async fn handle(
         tokio::time::sleep(answer.delay).await;
     }
     let mut response = (StatusCode::from_u16(answer.status).unwrap(), answer.body).into_response();
-    response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
     for (name, value) in answer.headers {
         response.headers_mut().insert(name, value.parse().unwrap());
     }
