@@ -14,6 +14,8 @@
 pub mod error;
 pub mod fsutil;
 pub mod llm;
+pub mod plan;
+pub mod profile;
 pub mod prompt;
 pub mod sandbox;
 pub mod text;
