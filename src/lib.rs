@@ -15,9 +15,11 @@ pub mod error;
 pub mod fsutil;
 pub mod llm;
 pub mod plan;
+pub mod planner;
 pub mod profile;
 pub mod prompt;
 pub mod sandbox;
+pub mod schedule;
 pub mod text;
 
 pub use error::{Error, Result};

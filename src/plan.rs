@@ -313,6 +313,23 @@ impl Plan {
             .collect()
     }
 
+    /// The steps with every step after its dependencies (plan order among equals). Assumes a
+    /// validated plan; steps caught in a cycle are left out.
+    pub fn topological_order(&self) -> Vec<&Step> {
+        let mut done = BTreeSet::new();
+        let mut order = Vec::new();
+        loop {
+            let ready = self.ready(&done, &BTreeSet::new());
+            if ready.is_empty() {
+                return order;
+            }
+            for step in ready {
+                done.insert(step.id.clone());
+                order.push(step);
+            }
+        }
+    }
+
     /// Which step writes `file`, if any.
     pub fn writer_of(&self, file: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.writes.iter().any(|w| w == file))

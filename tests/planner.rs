@@ -1,0 +1,200 @@
+//! The planner with a scripted model: the re-ask loop on invalid plans, each mode, hierarchical
+//! expansion bounds, reflection, and bad goals.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use planbox::llm::{Llm, Reply, Request, Usage};
+use planbox::plan::Limits;
+use planbox::planner::{Mode, Planner};
+use planbox::profile::{FileType, Profile};
+use pretty_assertions::assert_eq;
+use serde_json::{Value, json};
+
+/// Replies with the scripted texts in order and keeps every request.
+struct Scripted {
+    replies: Mutex<Vec<String>>,
+    requests: Mutex<Vec<Request>>,
+}
+
+impl Scripted {
+    fn new(replies: Vec<Value>) -> Self {
+        let mut texts: Vec<String> = replies.into_iter().map(|v| v.to_string()).collect();
+        texts.reverse();
+        Scripted { replies: Mutex::new(texts), requests: Mutex::new(vec![]) }
+    }
+    fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+    fn last_user(&self, n: usize) -> String {
+        self.requests()[n].messages.last().unwrap().content.clone()
+    }
+}
+
+impl Llm for Scripted {
+    async fn complete(&self, request: &Request) -> planbox::Result<Reply> {
+        self.requests.lock().unwrap().push(request.clone());
+        let text = self.replies.lock().unwrap().pop().expect("the test scripted no more replies");
+        Ok(Reply { text, usage: Usage::default(), model: "scripted".into(), mode: None, latency: Duration::ZERO })
+    }
+}
+
+fn inputs() -> Vec<Profile> {
+    vec![Profile {
+        name: "sales.csv".into(),
+        bytes: 100,
+        file_type: FileType::Csv,
+        columns: vec![],
+        rows: Some(3),
+        rows_estimated: false,
+        sampled_rows: 3,
+        sample: vec![],
+        delimiter: Some(','),
+        notes: vec![],
+    }]
+}
+
+fn step(id: &str, deps: &[&str], reads: &[&str], writes: &[&str]) -> Value {
+    json!({"id": id, "title": format!("do {id}"), "instruction": format!("Do {id}."), "kind": "action",
+           "depends_on": deps, "reads": reads, "writes": writes})
+}
+
+fn steps(list: Vec<Value>) -> Value {
+    json!({ "steps": list })
+}
+
+fn ids(planned: &planbox::planner::Planned) -> Vec<(String, Vec<String>)> {
+    planned.plan.steps.iter().map(|s| (s.id.clone(), s.depends_on.clone())).collect()
+}
+
+fn pair(id: &str, deps: &[&str]) -> (String, Vec<String>) {
+    (id.to_string(), deps.iter().map(|d| d.to_string()).collect())
+}
+
+#[tokio::test]
+async fn an_invalid_plan_goes_back_with_its_errors() {
+    let llm = Scripted::new(vec![
+        steps(vec![step("a", &["b"], &["sales.csv"], &["x.csv"]), step("b", &["a"], &["x.csv"], &[])]),
+        steps(vec![step("a", &[], &["sales.csv"], &["x.csv"]), step("b", &["a"], &["x.csv"], &[])]),
+    ]);
+    let planned = Planner::new(&llm).plan("goal", &inputs(), Mode::Dag, 0).await.unwrap();
+    assert_eq!(ids(&planned), vec![pair("a", &[]), pair("b", &["a"])]);
+    assert_eq!(
+        llm.last_user(1),
+        "The plan is invalid:\n- the steps form a cycle: a -> b -> a\nReply with the corrected plan as JSON only."
+    );
+    assert_eq!(llm.requests()[1].messages.len(), 4);
+    assert_eq!(llm.requests()[0].schema.as_ref().unwrap().name, "plan");
+}
+
+#[tokio::test]
+async fn a_model_that_keeps_failing_gets_a_clear_error() {
+    let bad = steps(vec![step("a", &[], &["missing.csv"], &[])]);
+    let llm = Scripted::new(vec![bad.clone(), bad.clone(), bad]);
+    let mut planner = Planner::new(&llm);
+    planner.reasks = 2;
+    let err = planner.plan("goal", &inputs(), Mode::Dag, 0).await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "unusable model reply: no valid plan after 2 re-asks; last problems: step \"a\" reads \"missing.csv\", which is neither an input nor written by a step it depends on (directly or not)"
+    );
+}
+
+#[tokio::test]
+async fn linear_plans_are_chains_whatever_the_model_wrote() {
+    let llm = Scripted::new(vec![steps(vec![
+        step("a", &[], &["sales.csv"], &["x.csv"]),
+        step("b", &[], &[], &[]),
+        step("c", &["a"], &["x.csv"], &[]),
+    ])]);
+    let planned = Planner::new(&llm).plan("goal", &inputs(), Mode::Linear, 0).await.unwrap();
+    assert_eq!(ids(&planned), vec![pair("a", &[]), pair("b", &["a"]), pair("c", &["b"])]);
+    assert!(llm.last_user(0).contains("The steps form a chain"));
+}
+
+#[tokio::test]
+async fn no_plan_means_one_step_and_no_model_call() {
+    let llm = Scripted::new(vec![]);
+    let planned = Planner::new(&llm).plan("count the rows", &inputs(), Mode::None, 1).await.unwrap();
+    assert_eq!(ids(&planned), vec![pair("solve", &[])]);
+    assert_eq!(planned.plan.steps[0].reads, vec!["sales.csv".to_string()]);
+    assert!(llm.requests().is_empty());
+}
+
+#[tokio::test]
+async fn auto_lets_the_model_decide() {
+    let llm = Scripted::new(vec![json!({"plan": false, "reason": "one count"})]);
+    let planned = Planner::new(&llm).plan("count the rows", &inputs(), Mode::Auto, 0).await.unwrap();
+    assert_eq!((planned.mode, planned.notes.clone()), (Mode::None, vec!["auto: one script, no plan (one count)".to_string()]));
+    let llm = Scripted::new(vec![
+        json!({"plan": true, "reason": "chart and answer"}),
+        steps(vec![step("a", &[], &["sales.csv"], &[])]),
+    ]);
+    let planned = Planner::new(&llm).plan("chart it", &inputs(), Mode::Auto, 0).await.unwrap();
+    assert_eq!(planned.mode, Mode::Dag);
+}
+
+#[tokio::test]
+async fn hierarchical_plans_expand_sub_goals_within_the_bounds() {
+    let mut clean = step("clean", &[], &["sales.csv"], &["clean.csv"]);
+    clean["atomic"] = json!(true);
+    let mut analyse = step("analyse", &["clean"], &["clean.csv"], &["growth.csv"]);
+    analyse["atomic"] = json!(false);
+    let llm = Scripted::new(vec![
+        steps(vec![analyse, clean]),
+        steps(vec![
+            step("sum", &[], &["clean.csv"], &["totals.csv"]),
+            step("growth", &["sum"], &["totals.csv"], &["growth.csv"]),
+        ]),
+    ]);
+    let planned = Planner::new(&llm).plan("growth per region", &inputs(), Mode::Hierarchical, 0).await.unwrap();
+    assert_eq!(planned.mode, Mode::Hierarchical);
+    assert_eq!(
+        ids(&planned),
+        vec![pair("clean", &[]), pair("analyse-sum", &["clean"]), pair("analyse-growth", &["analyse-sum"])]
+    );
+    assert!(llm.last_user(1).contains("It must write: growth.csv"));
+
+    // With room for no more than one step per sub-goal, nothing is expanded.
+    let mut a = step("a", &[], &["sales.csv"], &["a.csv"]);
+    a["atomic"] = json!(false);
+    let mut b = step("b", &["a"], &["a.csv"], &[]);
+    b["atomic"] = json!(false);
+    let llm = Scripted::new(vec![steps(vec![a, b])]);
+    let mut planner = Planner::new(&llm);
+    planner.limits = Limits { max_steps: 2, ..Limits::default() };
+    let planned = planner.plan("goal", &inputs(), Mode::Hierarchical, 0).await.unwrap();
+    assert_eq!(ids(&planned), vec![pair("a", &[]), pair("b", &["a"])]);
+    assert_eq!(llm.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn reflection_adopts_a_valid_improvement() {
+    let llm = Scripted::new(vec![
+        steps(vec![step("a", &[], &["sales.csv"], &[])]),
+        json!({"problems": ["nothing checks the result"]}),
+        steps(vec![
+            step("a", &[], &["sales.csv"], &["r.csv"]),
+            json!({"id": "check", "title": "check", "instruction": "Check r.csv has rows.", "kind": "verify",
+                   "depends_on": ["a"], "reads": ["r.csv"], "writes": []}),
+        ]),
+        json!({"problems": []}),
+    ]);
+    let planned = Planner::new(&llm).plan("goal", &inputs(), Mode::Dag, 2).await.unwrap();
+    assert_eq!(ids(&planned), vec![pair("a", &[]), pair("check", &["a"])]);
+    assert_eq!(
+        planned.notes,
+        vec!["reflection fixed: nothing checks the result".to_string(), "reflection found no problems".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn empty_and_huge_goals_are_refused_before_any_call() {
+    let llm = Scripted::new(vec![]);
+    let planner = Planner::new(&llm);
+    let empty = planner.plan("   ", &inputs(), Mode::Dag, 0).await.unwrap_err().to_string();
+    assert_eq!(empty, "invalid setting: the goal is empty: say what to find out");
+    let huge = planner.plan(&"x".repeat(5000), &inputs(), Mode::Dag, 0).await.unwrap_err().to_string();
+    assert!(huge.contains("5000 characters"), "{huge}");
+    assert!(llm.requests().is_empty());
+}
