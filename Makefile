@@ -21,6 +21,7 @@ lint:
 
 bench: image
 	$(CARGO) bench --locked --bench sandbox
+	$(CARGO) bench --locked --bench planner
 
 # The main job on the bundled example, offline: build the image if missing, run a script.
 demo: image

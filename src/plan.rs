@@ -392,7 +392,8 @@ pub fn render_tree(plan: &Plan) -> String {
             StepKind::Verify => " [verify]",
         };
         out.push_str(&format!("{branch}{} {}: {}{kind}\n", "  ".repeat(depth), step.id, step.title));
-        let pad = format!("│ {}   ", "  ".repeat(depth));
+        let rail = if i + 1 == plan.steps.len() { " " } else { "│" };
+        let pad = format!("{rail} {}   ", "  ".repeat(depth));
         if !step.depends_on.is_empty() {
             out.push_str(&format!("{pad}after: {}\n", step.depends_on.join(", ")));
         }

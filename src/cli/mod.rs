@@ -28,6 +28,31 @@ enum Command {
     /// Talk to the configured model.
     #[command(subcommand)]
     Llm(LlmCommand),
+    /// Profile the inputs and print the validated plan for a goal, without running it.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PlanArgs {
+    /// What to find out, in plain words.
+    goal: String,
+    /// An input file (repeatable).
+    #[arg(long = "input", short = 'i')]
+    inputs: Vec<PathBuf>,
+    /// Planning mode.
+    #[arg(long = "plan", value_enum, default_value = "dag")]
+    mode: planbox::planner::Mode,
+    /// Critique-and-improve rounds on the plan.
+    #[arg(long, default_value_t = 0)]
+    reflect: usize,
+    /// Most steps in a plan.
+    #[arg(long, default_value_t = 12)]
+    max_steps: usize,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    llm: LlmArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +204,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Exec(args) => exec(args).await,
         Command::Llm(LlmCommand::Ping(args)) => ping(args).await,
+        Command::Plan(args) => plan(args).await,
         Command::Image(ImageCommand::Tag) => {
             println!("{}", sandbox::image::tag());
             Ok(ExitCode::SUCCESS)
@@ -278,6 +304,56 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    use planbox::llm::{Client, record};
+    if !(1..=50).contains(&args.max_steps) {
+        anyhow::bail!("--max-steps must be between 1 and 50");
+    }
+    // Inputs are checked and profiled before any model call.
+    let profiles = args
+        .inputs
+        .iter()
+        .map(|path| planbox::profile::profile(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = args.llm.config()?;
+    let client = match &args.llm.replay {
+        Some(dir) => Client::Replay(record::Replay::open(dir)?),
+        None => config.client()?,
+    };
+    let planned = match &args.llm.record {
+        Some(dir) => {
+            let recorder = record::Recorder::new(client, dir, config.api_key.iter().cloned().collect())?;
+            plan_with(&recorder, &args, &profiles).await?
+        }
+        None => plan_with(&client, &args, &profiles).await?,
+    };
+    if args.json {
+        print_stdout(&format!("{:#}\n", planbox::planner::to_json(&planned)));
+    } else {
+        let mut text = String::from("inputs:\n");
+        for profile in &profiles {
+            text.push_str(&planbox::profile::render(profile));
+        }
+        text.push_str(&format!("\nplan ({:?}):\n", planned.mode).to_lowercase());
+        text.push_str(&planbox::plan::render_tree(&planned.plan));
+        for note in &planned.notes {
+            text.push_str(&format!("note: {note}\n"));
+        }
+        print_stdout(&text);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn plan_with<L: planbox::llm::Llm>(
+    llm: &L,
+    args: &PlanArgs,
+    profiles: &[planbox::profile::Profile],
+) -> planbox::Result<planbox::planner::Planned> {
+    let mut planner = planbox::planner::Planner::new(llm);
+    planner.limits.max_steps = args.max_steps;
+    planner.plan(&args.goal, profiles, args.mode, args.reflect).await
 }
 
 async fn ping(args: LlmArgs) -> anyhow::Result<ExitCode> {
