@@ -11,12 +11,16 @@
 //! - [`fsutil`]: crash-safe writes.
 //! - [`error`]: the library's one error enum.
 
+pub mod agent;
 pub mod error;
+pub mod event;
 pub mod fsutil;
 pub mod llm;
 pub mod plan;
 pub mod planner;
 pub mod profile;
+pub mod report;
+pub mod run;
 pub mod prompt;
 pub mod sandbox;
 pub mod schedule;

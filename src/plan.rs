@@ -221,6 +221,13 @@ impl Plan {
                 }
             }
         }
+        for step in &self.steps {
+            for file in &step.writes {
+                if inputs.contains(file) {
+                    errors.push(PlanError::DuplicateWrite { file: file.clone(), first: "the inputs".into(), second: step.id.clone() });
+                }
+            }
+        }
         if let Some(cycle) = self.find_cycle() {
             errors.push(PlanError::Cycle(cycle));
             return errors;

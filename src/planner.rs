@@ -294,6 +294,43 @@ impl<'a, L: Llm> Planner<'a, L> {
     }
 }
 
+impl<L: Llm> Planner<'_, L> {
+    /// Replace `failed` and its descendants in `plan`, keeping every other step. The merged
+    /// plan is validated as a whole; its errors go back to the model a bounded number of times.
+    pub async fn replan(&self, plan: &Plan, profiles: &[Profile], failed: &str, problem: &str) -> Result<Plan> {
+        let mut dropped = plan.descendants(failed);
+        dropped.insert(failed.to_string());
+        let kept: Vec<&Step> = plan.steps.iter().filter(|s| !dropped.contains(&s.id)).collect();
+        let failed_step = plan.steps.iter().find(|s| s.id == failed).ok_or_else(|| Error::Config(format!("no step {failed}")))?;
+        let room = self.limits.max_steps.saturating_sub(kept.len()).max(1);
+        let mut request = self.plan_request(
+            prompt::replan_messages(&plan.goal, profiles, &kept, failed_step, problem, room),
+            room,
+        );
+        let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
+        let mut last = Vec::new();
+        for _ in 0..=self.reasks {
+            let (value, reply) = complete_json(self.llm, &request, self.reasks).await?;
+            let fresh = Plan::from_model(&plan.goal, &value).map_err(Error::LlmReply)?;
+            let mut steps: Vec<Step> = kept.iter().map(|s| (*s).clone()).collect();
+            steps.extend(fresh.steps.into_iter().filter(|s| !kept.iter().any(|k| k.id == s.id)));
+            let merged = Plan { goal: plan.goal.clone(), steps };
+            let errors = merged.validate(&inputs, &self.limits);
+            if errors.is_empty() {
+                return Ok(merged);
+            }
+            let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            request.messages.push(Message::assistant(prompt::truncate_middle(&reply.text, 6000)));
+            request.messages.push(Message::user(format!(
+                "With the kept steps, the plan is invalid:\n- {}\nReply with corrected new steps as JSON only.",
+                listed.join("\n- ")
+            )));
+            last = listed;
+        }
+        Err(Error::LlmReply(format!("no valid replan after {} re-asks; last problems: {}", self.reasks, last.join("; "))))
+    }
+}
+
 /// The `none` mode's plan: one step that does the whole goal.
 pub fn single_step(goal: &str, profiles: &[Profile]) -> Plan {
     Plan {

@@ -298,3 +298,274 @@ mod prompt_snapshots {
         insta::assert_snapshot!(text(&critique_messages("How many rows?", &profiles(), "{\"steps\": []}")));
     }
 }
+
+/// The code writer's system message: identical and first in every generation call.
+pub const CODER_SYSTEM: &str = "\
+You write one short, complete Python 3 script for one step of a data analysis.
+Rules:
+- Input files are read-only at /data/<name>. Read only the files the step lists.
+- Write every output file into the current folder, with exactly the names the step lists.
+- Python packages available: pandas, numpy, scipy, matplotlib (Agg backend), seaborn, scikit-learn, statsmodels, openpyxl. No other package can be installed and there is no network.
+- Print the results the step asks for with clear labels, never whole tables: print summaries, counts and the requested values.
+- Do not ask for input. Do not catch exceptions just to hide them: let errors raise.
+- For charts use matplotlib, save with plt.savefig('<name>.png') and never call plt.show().
+Reply with the script in one ```python code block and nothing else.";
+
+/// The Python in a model reply: the first fenced block (any language tag), else the whole
+/// reply when it looks like code.
+pub fn extract_code(reply: &str) -> Option<String> {
+    let blocks = fenced_blocks(reply);
+    let code = blocks
+        .iter()
+        .find(|b| !b.trim().is_empty())
+        .map(|b| b.to_string())
+        .unwrap_or_else(|| reply.to_string());
+    let code = code.trim_matches('\n').to_string();
+    let looks_like_code = code.lines().any(|l| {
+        let l = l.trim_start();
+        l.starts_with("import ") || l.starts_with("from ") || l.starts_with("print(") || l.contains(" = ")
+    });
+    (looks_like_code && !code.trim().is_empty()).then_some(code)
+}
+
+/// Longest line kept from a script's error output: one line that repeats a data column must
+/// not push the exception out of view.
+const LINE_CAP: usize = 300;
+
+/// A compact view of stderr for a model: every line capped, and for a Python traceback the
+/// last frame and the exception kept whatever the length.
+pub fn error_digest(stderr: &str, max: usize) -> String {
+    let capped: Vec<String> = crate::text::strip_escapes(stderr)
+        .lines()
+        .map(|line| {
+            if line.len() > LINE_CAP {
+                let mut end = LINE_CAP;
+                while !line.is_char_boundary(end) {
+                    end -= 1;
+                }
+                format!("{} [... line cut, {} bytes]", &line[..end], line.len())
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    let last_frame = capped.iter().rposition(|l| l.trim_start().starts_with("File \""));
+    let key: Vec<String> = match last_frame {
+        Some(i) => capped[i..].iter().take(6).cloned().collect(),
+        None => capped.iter().rev().take(3).rev().cloned().collect(),
+    };
+    let key_text = key.join("\n");
+    let all = capped.join("\n");
+    if all.len() <= max {
+        return all;
+    }
+    let room = max.saturating_sub(key_text.len() + 40);
+    format!("{}\n[...]\n{key_text}", truncate_middle(&all[..all.len().min(room.max(1) * 2)], room))
+}
+
+/// Text for a failed attempt: what happened and a specific hint.
+pub fn failure_hint(status: &crate::sandbox::Status, stderr: &str, missing: &[String]) -> String {
+    use crate::sandbox::Status;
+    let module = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.split("No module named ").nth(1))
+        .map(|m| m.trim_matches(|c| c == '\'' || c == '"' || c == ' ').to_string());
+    match status {
+        Status::TimedOut => "The script ran past its time limit: make it faster (vectorize with pandas, no loops over rows, sample large data).".into(),
+        Status::OutOfMemory => "The script ran out of memory: process the data in chunks (pd.read_csv(..., chunksize=...)), read only the needed columns (usecols=...), use smaller dtypes.".into(),
+        Status::OutputLimit => "The script printed far too much: print summaries and the requested values only, never whole tables or columns.".into(),
+        Status::ArtifactRejected(why) => format!("An output file was refused ({why}): write plain files with simple names in the current folder, no links."),
+        Status::PolicyRejected(why) => format!("The sandbox refused to start: {why}."),
+        Status::Exited(_) if module.is_some() => format!(
+            "The image has no package {}: do not install anything; use only pandas, numpy, scipy, matplotlib, seaborn, scikit-learn, statsmodels and the standard library.",
+            module.unwrap_or_default()
+        ),
+        Status::Exited(_) if stderr.contains("FileNotFoundError") => "A file was not found: read inputs only from /data/<name> with the names listed, and write outputs in the current folder.".into(),
+        Status::Exited(_) if stderr.contains("KeyError") => "A column or key does not exist: use exactly the column names shown in the file descriptions (they are case-sensitive).".into(),
+        Status::Exited(0) if !missing.is_empty() => format!("The script did not write {}: save them in the current folder with exactly these names.", missing.join(", ")),
+        Status::Exited(_) => "Fix the error shown; keep the rest of the script.".into(),
+    }
+}
+
+/// What a step's script sees of one dependency: its files and the tail of what it printed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    /// Step id.
+    pub step: String,
+    /// Step title.
+    pub title: String,
+    /// The tail of its stdout.
+    pub stdout_tail: String,
+    /// Its output files this step reads, described.
+    pub files: Vec<String>,
+}
+
+/// Messages asking for one step's script. Their size depends on this step and its direct
+/// dependencies only, never on how many steps ran before.
+pub fn step_messages(
+    goal: &str,
+    step: &crate::plan::Step,
+    profiles: &[crate::profile::Profile],
+    upstream: &[Upstream],
+) -> Vec<crate::llm::Message> {
+    let mut text = format!("Overall goal: {goal}\n\nThis step: {}\n{}\n", step.title, step.instruction);
+    if step.kind == crate::plan::StepKind::Verify {
+        text.push_str("This is a check: raise an AssertionError with a clear message when something is wrong, and print what was checked.\n");
+    }
+    let read_inputs: Vec<&crate::profile::Profile> = profiles.iter().filter(|p| step.reads.contains(&p.name)).collect();
+    if !read_inputs.is_empty() {
+        text.push_str("\nInput files:\n");
+        for profile in read_inputs {
+            text.push_str(&crate::profile::render(profile));
+        }
+    }
+    for up in upstream {
+        text.push_str(&format!("\nFrom earlier step {} ({}):\n", up.step, up.title));
+        for file in &up.files {
+            text.push_str(file);
+        }
+        if !up.stdout_tail.trim().is_empty() {
+            text.push_str(&format!("  it printed:\n{}\n", indent(&up.stdout_tail)));
+        }
+    }
+    if step.writes.is_empty() {
+        text.push_str("\nThis step writes no files.\n");
+    } else {
+        text.push_str(&format!("\nWrite these files in the current folder: {}\n", step.writes.join(", ")));
+    }
+    vec![crate::llm::Message::system(CODER_SYSTEM), crate::llm::Message::user(text)]
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Messages asking to repair a failed script.
+pub fn repair_messages(first: Vec<crate::llm::Message>, script: &str, problem: &str) -> Vec<crate::llm::Message> {
+    let mut messages = first;
+    messages.push(crate::llm::Message::assistant(format!("```python\n{script}\n```")));
+    messages.push(crate::llm::Message::user(format!(
+        "The script failed.\n{problem}\nReply with the complete corrected script in one ```python code block."
+    )));
+    messages
+}
+
+/// The `@name[value]` names a goal asks for, in order.
+pub fn answer_names(goal: &str) -> Vec<String> {
+    let re = regex::Regex::new(r"@([A-Za-z_][A-Za-z0-9_]*)\[").expect("valid regex");
+    let mut names: Vec<String> = Vec::new();
+    for capture in re.captures_iter(goal) {
+        let name = capture[1].to_string();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// Every `@name[value]` printed, last one per name winning.
+pub fn answer_values(text: &str) -> Vec<(String, String)> {
+    let re = regex::Regex::new(r"@([A-Za-z_][A-Za-z0-9_]*)\[([^\]\n]*)\]").expect("valid regex");
+    let mut values: Vec<(String, String)> = Vec::new();
+    for capture in re.captures_iter(text) {
+        let (name, value) = (capture[1].to_string(), capture[2].trim().to_string());
+        if value.is_empty() || value.contains("value") && value.len() < 8 {
+            continue;
+        }
+        values.retain(|(n, _)| n != &name);
+        values.push((name, value));
+    }
+    values
+}
+
+/// Messages asking for the final answer from the steps' results.
+pub fn synthesis_messages(goal: &str, results: &[(String, String)]) -> Vec<crate::llm::Message> {
+    let mut text = format!("Goal: {goal}\n\nResults of the steps that ran:\n");
+    for (step, output) in results {
+        text.push_str(&format!("\n[{step}]\n{}\n", truncate_middle(output.trim(), 1500)));
+    }
+    let names = answer_names(goal);
+    text.push_str(
+        "\nAnswer the goal using only these results. Every number you give must appear in a result above; \
+         name the step it comes from. If the results do not establish something, say that it could not be determined.",
+    );
+    if !names.is_empty() {
+        text.push_str(&format!(
+            " End with the answer in exactly the requested format, using exactly these names: {}.",
+            names.iter().map(|n| format!("@{n}[...]")).collect::<Vec<_>>().join(" ")
+        ));
+    }
+    vec![
+        crate::llm::Message::system("You report the results of a data analysis briefly and exactly. You never invent numbers."),
+        crate::llm::Message::user(text),
+    ]
+}
+
+/// Messages asking to replace a failed step and everything after it.
+pub fn replan_messages(
+    goal: &str,
+    profiles: &[crate::profile::Profile],
+    done: &[&crate::plan::Step],
+    failed: &crate::plan::Step,
+    problem: &str,
+    max_steps: usize,
+) -> Vec<crate::llm::Message> {
+    let mut messages = plan_messages(goal, profiles, Shape::Dag, max_steps);
+    let kept: Vec<String> = done
+        .iter()
+        .map(|s| format!("- {} ({}): wrote {}", s.id, s.title, if s.writes.is_empty() { "nothing".into() } else { s.writes.join(", ") }))
+        .collect();
+    messages[1].content.push_str(&format!(
+        "\n\nThese steps already ran and are kept (depend on them by id and read their files):\n{}\n\n\
+         This step failed even after repairs:\n- {} ({}): {}\nProblem: {problem}\n\n\
+         Reply with new steps that replace it and the steps after it, with new ids. Do not repeat the kept steps. \
+         Take a different, simpler approach.",
+        if kept.is_empty() { "(none)".to_string() } else { kept.join("\n") },
+        failed.id,
+        failed.title,
+        failed.instruction,
+    ));
+    messages
+}
+
+#[cfg(test)]
+mod agent_prompt_tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn code_is_taken_from_the_first_fence_or_the_bare_reply() {
+        assert_eq!(extract_code("Here:\n```python\nprint(1)\n```\nbye"), Some("print(1)".into()));
+        assert_eq!(extract_code("import pandas as pd\nprint(2)"), Some("import pandas as pd\nprint(2)".into()));
+        assert_eq!(extract_code("I cannot help with that."), None);
+        assert_eq!(extract_code("```\n\n```"), None);
+    }
+
+    #[test]
+    fn a_huge_error_line_does_not_hide_the_exception() {
+        let column = "1.0, ".repeat(20_000);
+        let stderr = format!(
+            "Traceback (most recent call last):\n  File \"<stdin>\", line 3, in <module>\nValueError: could not convert: [{column}]\n"
+        );
+        let digest = error_digest(&stderr, 2000);
+        assert!(digest.len() < 2100, "{}", digest.len());
+        assert!(digest.contains("File \"<stdin>\", line 3"), "{digest}");
+        assert!(digest.contains("ValueError: could not convert"), "{digest}");
+    }
+
+    #[test]
+    fn hints_name_the_missing_package() {
+        let hint = failure_hint(&crate::sandbox::Status::Exited(1), "ModuleNotFoundError: No module named 'plotly'\n", &[]);
+        assert!(hint.starts_with("The image has no package plotly"), "{hint}");
+    }
+
+    #[test]
+    fn answer_names_and_values_follow_the_at_format() {
+        assert_eq!(answer_names("Report @mean_age[value] and @count[n]."), vec!["mean_age", "count"]);
+        assert_eq!(
+            answer_values("x\n@mean_age[29.70]\n@count[891]\n@mean_age[29.7]\n"),
+            vec![("count".to_string(), "891".to_string()), ("mean_age".to_string(), "29.7".to_string())]
+        );
+    }
+}

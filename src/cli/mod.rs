@@ -30,6 +30,134 @@ enum Command {
     Llm(LlmCommand),
     /// Profile the inputs and print the validated plan for a goal, without running it.
     Plan(PlanArgs),
+    /// Plan, write, run, repair and answer a goal; everything lands in a run folder.
+    Run(RunArgs),
+    /// Continue a run that crashed, was killed or was stopped; done steps are kept.
+    Resume(ResumeArgs),
+    /// Re-run a finished run's scripts in fresh containers and check they reproduce.
+    Verify(VerifyArgs),
+    /// Run a suite of goals (JSONL) and check their answers.
+    Batch(BatchArgs),
+}
+
+/// Bounds and sandbox settings for running goals.
+#[derive(Debug, Clone, clap::Args)]
+struct RunOptions {
+    /// Planning mode.
+    #[arg(long = "plan", value_enum, default_value = "dag")]
+    mode: planbox::planner::Mode,
+    /// Critique-and-improve rounds on the plan.
+    #[arg(long, default_value_t = 0)]
+    reflect: usize,
+    /// Steps run at once (default: the number of CPUs).
+    #[arg(long)]
+    parallel: Option<usize>,
+    /// Repairs of a failing step before replanning.
+    #[arg(long, default_value_t = 2)]
+    max_repairs: usize,
+    /// Replans per run.
+    #[arg(long, default_value_t = 3)]
+    max_replans: usize,
+    /// Most steps in a plan.
+    #[arg(long, default_value_t = 12)]
+    max_steps: usize,
+    /// Wall-time budget for the run, in seconds.
+    #[arg(long)]
+    wall_time: Option<f64>,
+    /// Most containers (script runs) for the run.
+    #[arg(long)]
+    max_containers: Option<usize>,
+    /// Where run folders go.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Wall-clock limit per script, in seconds (at most 600).
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Memory limit per script, e.g. 512m or 2g.
+    #[arg(long, default_value = "2g", value_parser = parse_bytes)]
+    memory: i64,
+    /// Print the event stream as JSONL on stdout instead of progress lines.
+    #[arg(long)]
+    json: bool,
+}
+
+impl RunOptions {
+    fn agent_options(&self) -> anyhow::Result<planbox::agent::Options> {
+        if !(1..=50).contains(&self.max_steps) {
+            anyhow::bail!("--max-steps must be between 1 and 50");
+        }
+        Ok(planbox::agent::Options {
+            mode: self.mode,
+            reflect: self.reflect,
+            parallel: self.parallel.unwrap_or_else(|| planbox::agent::Options::default().parallel).max(1),
+            max_repairs: self.max_repairs,
+            max_replans: self.max_replans,
+            max_steps: self.max_steps,
+            wall: self.wall_time.map(Duration::from_secs_f64),
+            max_containers: self.max_containers,
+        })
+    }
+
+    fn policy(&self) -> anyhow::Result<Policy> {
+        if !(self.timeout > 0.0 && self.timeout <= 600.0) {
+            anyhow::bail!("--timeout must be in (0, 600] seconds");
+        }
+        Ok(Policy { memory: self.memory, timeout: Duration::from_secs_f64(self.timeout), ..Policy::default() })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// What to find out, in plain words.
+    goal: String,
+    /// An input file (repeatable).
+    #[arg(long = "input", short = 'i')]
+    inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    run: RunOptions,
+    #[command(flatten)]
+    llm: LlmArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct ResumeArgs {
+    /// The run: its folder, or its id under --runs-dir.
+    run_ref: String,
+    #[command(flatten)]
+    run: RunOptions,
+    #[command(flatten)]
+    llm: LlmArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct VerifyArgs {
+    /// The run: its folder, or its id under --runs-dir.
+    run_ref: String,
+    /// Where run folders are.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Write a JUnit XML report here.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Relative tolerance for numbers in CSV outputs.
+    #[arg(long, default_value_t = 1e-6)]
+    tolerance: f64,
+}
+
+#[derive(Debug, clap::Args)]
+struct BatchArgs {
+    /// The suite: one JSON object per line, {"id", "goal", "inputs": [...], "expect": {"name": "value"}}.
+    suite: PathBuf,
+    /// Write a JUnit XML report here.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Goals run at once.
+    #[arg(long = "goals-parallel", default_value_t = 1)]
+    goals_parallel: usize,
+    #[command(flatten)]
+    run: RunOptions,
+    #[command(flatten)]
+    llm: LlmArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -177,6 +305,8 @@ fn parse_bytes(text: &str) -> Result<i64, String> {
     Ok((number * unit) as i64)
 }
 
+mod run;
+
 /// Parse arguments, run, map the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -205,6 +335,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exec(args) => exec(args).await,
         Command::Llm(LlmCommand::Ping(args)) => ping(args).await,
         Command::Plan(args) => plan(args).await,
+        Command::Run(args) => run::run(args.goal, args.inputs, args.run, args.llm).await,
+        Command::Resume(args) => run::resume(args.run_ref, args.run, args.llm).await,
+        Command::Verify(args) => run::verify(args).await,
+        Command::Batch(args) => run::batch(args).await,
         Command::Image(ImageCommand::Tag) => {
             println!("{}", sandbox::image::tag());
             Ok(ExitCode::SUCCESS)
@@ -409,7 +543,7 @@ async fn ping(args: LlmArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Write to stdout; a closed pipe (`| head`) is not an error worth a panic.
-fn print_stdout(text: &str) {
+pub(crate) fn print_stdout(text: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     let _ = stdout
@@ -418,7 +552,7 @@ fn print_stdout(text: &str) {
 }
 
 /// Resolves on SIGINT or SIGTERM with the signal's name.
-async fn shutdown_signal() -> &'static str {
+pub(crate) async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),

@@ -181,6 +181,12 @@ pub trait Llm: Send + Sync {
     fn complete(&self, request: &Request) -> impl Future<Output = Result<Reply>> + Send;
 }
 
+impl<L: Llm> Llm for &L {
+    fn complete(&self, request: &Request) -> impl Future<Output = Result<Reply>> + Send {
+        (**self).complete(request)
+    }
+}
+
 /// Ask for JSON matching `request.schema` and return it parsed and checked. A reply that
 /// does not parse or does not match goes back to the model with the exact errors, up to
 /// `reasks` times; then a clear error.
