@@ -52,7 +52,7 @@ impl Default for Options {
         Options {
             mode: Mode::Dag,
             reflect: 0,
-            parallel: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            parallel: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             max_repairs: 2,
             max_replans: 3,
             max_steps: 12,
@@ -107,7 +107,9 @@ impl Ctx<'_> {
         if spent.is_none() {
             *spent = Some(budget.to_string());
             drop(spent);
-            self.emit(RunEvent::BudgetSpent { budget: budget.to_string() });
+            self.emit(RunEvent::BudgetSpent {
+                budget: budget.to_string(),
+            });
         }
     }
 }
@@ -129,7 +131,11 @@ struct AttemptRecord {
 impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
     /// An agent over `llm` and `sandbox`; `meter` counts tokens (and holds the token budget).
     pub fn new(llm: &'a L, sandbox: &'a S, options: Options, meter: Arc<Meter>) -> Self {
-        Agent { llm: Metered::new(llm, meter), sandbox, options }
+        Agent {
+            llm: Metered::new(llm, meter),
+            sandbox,
+            options,
+        }
     }
 
     /// Run (or resume) the goal of `folder` to the end; events go to the folder and `sink`.
@@ -150,15 +156,28 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             spent: Mutex::new(None),
             sink: &tee,
         };
-        ctx.emit(RunEvent::RunStarted { run: ctx.info.id.clone(), goal: ctx.info.goal.clone() });
-        ctx.emit(RunEvent::Profiled { inputs: ctx.profiles.iter().map(|p| p.name.clone()).collect() });
+        ctx.emit(RunEvent::RunStarted {
+            run: ctx.info.id.clone(),
+            goal: ctx.info.goal.clone(),
+        });
+        ctx.emit(RunEvent::Profiled {
+            inputs: ctx.profiles.iter().map(|p| p.name.clone()).collect(),
+        });
 
         let mut planner = Planner::new(&self.llm);
         planner.limits.max_steps = self.options.max_steps;
         let mut version = folder.state().plan_version;
         let mut planned = match folder.plan()? {
             Some(planned) => planned,
-            None => match planner.plan(&ctx.info.goal, &ctx.profiles, self.options.mode, self.options.reflect).await {
+            None => match planner
+                .plan(
+                    &ctx.info.goal,
+                    &ctx.profiles,
+                    self.options.mode,
+                    self.options.reflect,
+                )
+                .await
+            {
                 Ok(planned) => {
                     version = 1;
                     folder.write_plan(version, &crate::planner::to_json(&planned))?;
@@ -189,20 +208,28 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                     async move {
                         match self.step(ctx, plan, &step).await {
                             Ok(Outcome::Failed(problem)) => {
-                                problems.lock().expect("poisoned").insert(step.id.clone(), problem.clone());
+                                problems
+                                    .lock()
+                                    .expect("poisoned")
+                                    .insert(step.id.clone(), problem.clone());
                                 Outcome::Failed(problem)
                             }
                             Ok(outcome) => outcome,
                             Err(err) => {
                                 let problem = format!("{err:#}");
-                                problems.lock().expect("poisoned").insert(step.id.clone(), problem.clone());
+                                problems
+                                    .lock()
+                                    .expect("poisoned")
+                                    .insert(step.id.clone(), problem.clone());
                                 Outcome::Failed(problem)
                             }
                         }
                     }
                 },
                 |event| match event {
-                    schedule::Event::Skipped { id, because } => ctx.emit(RunEvent::StepSkipped { step: id, because }),
+                    schedule::Event::Skipped { id, because } => {
+                        ctx.emit(RunEvent::StepSkipped { step: id, because })
+                    }
                     schedule::Event::Started { .. } | schedule::Event::Finished { .. } => {}
                 },
             )
@@ -216,9 +243,20 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                 break;
             }
             let failed = summary.failed[0].clone();
-            let problem = problems.lock().expect("poisoned").get(&failed).cloned().unwrap_or_default();
-            ctx.emit(RunEvent::Replanning { step: failed.clone(), left: self.options.max_replans - replans - 1 });
-            let replanned = match planner.replan(&plan, &ctx.profiles, &failed, &problem).await {
+            let problem = problems
+                .lock()
+                .expect("poisoned")
+                .get(&failed)
+                .cloned()
+                .unwrap_or_default();
+            ctx.emit(RunEvent::Replanning {
+                step: failed.clone(),
+                left: self.options.max_replans - replans - 1,
+            });
+            let replanned = match planner
+                .replan(&plan, &ctx.profiles, &failed, &problem)
+                .await
+            {
                 Ok(replanned) => replanned,
                 Err(Error::BudgetExhausted { .. }) => {
                     ctx.spend("tokens");
@@ -243,7 +281,10 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             planned = crate::planner::Planned {
                 plan: replanned,
                 mode: planned.mode,
-                notes: vec![format!("replanned after {failed} failed: {}", first_line(&problem))],
+                notes: vec![format!(
+                    "replanned after {failed} failed: {}",
+                    first_line(&problem)
+                )],
             };
             folder.write_plan(version, &crate::planner::to_json(&planned))?;
             ctx.emit(RunEvent::Planned {
@@ -252,28 +293,52 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                 notes: planned.notes.clone(),
             });
         }
-        self.finish(&ctx, Some(&planned.plan), !failed_for_good).await
+        self.finish(&ctx, Some(&planned.plan), !failed_for_good)
+            .await
     }
 
     /// Synthesize, write answer.md and report.md, emit the end.
-    async fn finish(&self, ctx: &Ctx<'_>, plan: Option<&Plan>, all_passed: bool) -> Result<Finished> {
+    async fn finish(
+        &self,
+        ctx: &Ctx<'_>,
+        plan: Option<&Plan>,
+        all_passed: bool,
+    ) -> Result<Finished> {
         let state = ctx.folder.state();
         let mut results: Vec<(String, String)> = Vec::new();
         if let Some(plan) = plan {
             for step in &plan.steps {
                 if let Some(done) = state.done.get(&step.id) {
-                    let stdout = std::fs::read_to_string(ctx.folder.attempt_dir(&step.id, done.attempt)?.join("stdout")).unwrap_or_default();
+                    let stdout = std::fs::read_to_string(
+                        ctx.folder
+                            .attempt_dir(&step.id, done.attempt)?
+                            .join("stdout"),
+                    )
+                    .unwrap_or_default();
                     let files: Vec<&String> = done.outputs.keys().collect();
                     let mut text = stdout;
                     if !files.is_empty() {
-                        text.push_str(&format!("\n(files: {})", files.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")));
+                        text.push_str(&format!(
+                            "\n(files: {})",
+                            files
+                                .iter()
+                                .map(|f| f.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
                     }
                     results.push((step.id.clone(), text));
                 }
             }
         }
         let names = prompt::answer_names(&ctx.info.goal);
-        let printed: Vec<(String, String)> = prompt::answer_values(&results.iter().map(|(_, o)| o.as_str()).collect::<Vec<_>>().join("\n"));
+        let printed: Vec<(String, String)> = prompt::answer_values(
+            &results
+                .iter()
+                .map(|(_, o)| o.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
         let mut answer;
         let nothing = results.iter().all(|(_, out)| out.trim().is_empty());
         if nothing {
@@ -285,63 +350,111 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         } else if !names.is_empty() && names.iter().all(|n| printed.iter().any(|(p, _)| p == n)) {
             answer = names
                 .iter()
-                .filter_map(|n| printed.iter().find(|(p, _)| p == n).map(|(p, v)| format!("@{p}[{v}]")))
+                .filter_map(|n| {
+                    printed
+                        .iter()
+                        .find(|(p, _)| p == n)
+                        .map(|(p, v)| format!("@{p}[{v}]"))
+                })
                 .collect::<Vec<_>>()
                 .join(" ");
         } else {
-            let request = Request { temperature: Some(0.0), ..Request::new(prompt::synthesis_messages(&ctx.info.goal, &results)) };
+            let request = Request {
+                temperature: Some(0.0),
+                ..Request::new(prompt::synthesis_messages(&ctx.info.goal, &results))
+            };
             answer = match self.llm.complete(&request).await {
                 Ok(reply) => reply.text.trim().to_string(),
                 Err(Error::BudgetExhausted { .. }) => {
                     ctx.spend("tokens");
-                    results.iter().map(|(id, out)| format!("[{id}]\n{}", prompt::truncate_middle(out.trim(), 800))).collect::<Vec<_>>().join("\n\n")
+                    results
+                        .iter()
+                        .map(|(id, out)| {
+                            format!("[{id}]\n{}", prompt::truncate_middle(out.trim(), 800))
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n\n")
                 }
                 Err(err) => return Err(err),
             };
-            // Values the steps printed win over whatever the synthesis wrote for them.
+            // Values the steps printed win over whatever the synthesis wrote for them, and a
+            // written value counts only if it appears in what the steps printed.
             let written = prompt::answer_values(&answer);
+            let grounded = results
+                .iter()
+                .map(|(_, o)| o.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
             let mut fixed = Vec::new();
             for name in &names {
-                match printed.iter().find(|(p, _)| p == name).or_else(|| written.iter().find(|(p, _)| p == name)) {
+                let from_text = written
+                    .iter()
+                    .find(|(p, v)| p == name && grounded.contains(v.as_str()));
+                match printed.iter().find(|(p, _)| p == name).or(from_text) {
                     Some((p, v)) => fixed.push(format!("@{p}[{v}]")),
                     None => fixed.push(format!("(could not determine @{name})")),
                 }
             }
             if !names.is_empty() {
-                answer = format!("{answer}\n\n{}", fixed.join(" "));
+                let tokens =
+                    regex::Regex::new(r"@[A-Za-z_][A-Za-z0-9_]*\[[^\]\n]*\]").expect("valid regex");
+                let prose = tokens.replace_all(&answer, "").trim().to_string();
+                answer = format!("{prose}\n\n{}", fixed.join(" "));
             }
         }
-        let has_names = names.iter().all(|n| {
-            prompt::answer_values(&answer).iter().any(|(p, _)| p == n)
-        });
+        let has_names = names
+            .iter()
+            .all(|n| prompt::answer_values(&answer).iter().any(|(p, _)| p == n));
         let achieved = all_passed && !nothing && ctx.spent().is_none() && has_names;
         ctx.folder.write_text("answer.md", &format!("{answer}\n"))?;
-        ctx.emit(RunEvent::Answered { answer: answer.clone() });
+        ctx.emit(RunEvent::Answered {
+            answer: answer.clone(),
+        });
         let totals = self.llm.meter().totals();
-        let report = crate::report::markdown(ctx.folder, plan, &answer, &totals, ctx.started.elapsed())?;
+        let report =
+            crate::report::markdown(ctx.folder, plan, &answer, &totals, ctx.started.elapsed())?;
         ctx.folder.write_text("report.md", &report)?;
         ctx.emit(RunEvent::RunFinished {
             achieved,
             tokens: totals.prompt_tokens + totals.completion_tokens,
             millis: ctx.started.elapsed().as_millis() as u64,
         });
-        Ok(Finished { achieved, answer, ended_by: ctx.spent(), dir: ctx.folder.dir().to_path_buf() })
+        Ok(Finished {
+            achieved,
+            answer,
+            ended_by: ctx.spent(),
+            dir: ctx.folder.dir().to_path_buf(),
+        })
     }
 
     /// The files a step may read, as host paths: every run input, plus each file it reads
     /// that an ancestor wrote.
-    fn step_inputs(&self, ctx: &Ctx<'_>, plan: &Plan, step: &Step) -> Result<Vec<(PathBuf, String)>> {
+    fn step_inputs(
+        &self,
+        ctx: &Ctx<'_>,
+        plan: &Plan,
+        step: &Step,
+    ) -> Result<Vec<(PathBuf, String)>> {
         let state = ctx.folder.state();
-        let mut inputs: Vec<(PathBuf, String)> = ctx.info.inputs.iter().map(|i| (i.path.clone(), i.sha256.clone())).collect();
+        let mut inputs: Vec<(PathBuf, String)> = ctx
+            .info
+            .inputs
+            .iter()
+            .map(|i| (i.path.clone(), i.sha256.clone()))
+            .collect();
         for file in &step.reads {
             if ctx.info.inputs.iter().any(|i| &i.name == file) {
                 continue;
             }
-            let writer = plan.writer_of(file).ok_or_else(|| Error::Config(format!("nothing writes {file}")))?;
-            let done = state
-                .done
-                .get(&writer.id)
-                .ok_or_else(|| Error::Config(format!("{} is not done, yet {} reads its {file}", writer.id, step.id)))?;
+            let writer = plan
+                .writer_of(file)
+                .ok_or_else(|| Error::Config(format!("nothing writes {file}")))?;
+            let done = state.done.get(&writer.id).ok_or_else(|| {
+                Error::Config(format!(
+                    "{} is not done, yet {} reads its {file}",
+                    writer.id, step.id
+                ))
+            })?;
             let path = ctx.folder.output_path(&writer.id, done.attempt, file);
             inputs.push((path, done.outputs.get(file).cloned().unwrap_or_default()));
         }
@@ -356,7 +469,8 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                 let dep_step = plan.steps.iter().find(|s| &s.id == dep)?;
                 let done = state.done.get(dep)?;
                 let dir = ctx.folder.output_path(dep, done.attempt, "");
-                let stdout = std::fs::read_to_string(dir.parent()?.join("stdout")).unwrap_or_default();
+                let stdout =
+                    std::fs::read_to_string(dir.parent()?.join("stdout")).unwrap_or_default();
                 let tail = tail_chars(&stdout, 1500);
                 let files = step
                     .reads
@@ -370,7 +484,12 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                         }
                     })
                     .collect();
-                Some(prompt::Upstream { step: dep.clone(), title: dep_step.title.clone(), stdout_tail: tail, files })
+                Some(prompt::Upstream {
+                    step: dep.clone(),
+                    title: dep_step.title.clone(),
+                    stdout_tail: tail,
+                    files,
+                })
             })
             .collect()
     }
@@ -381,22 +500,39 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         let input_hashes: Vec<&str> = inputs.iter().map(|(_, h)| h.as_str()).collect();
         // Resume: a step done before, with the same script, inputs and image, is kept.
         if let Some(done) = ctx.folder.state().done.get(&step.id) {
-            let script = std::fs::read_to_string(ctx.folder.attempt_dir(&step.id, done.attempt)?.join("script.py")).unwrap_or_default();
+            let script = std::fs::read_to_string(
+                ctx.folder
+                    .attempt_dir(&step.id, done.attempt)?
+                    .join("script.py"),
+            )
+            .unwrap_or_default();
             if done.key == cache_key(&script, &input_hashes, &ctx.info.image) {
-                ctx.emit(RunEvent::StepDone { step: step.id.clone(), reused: true });
+                ctx.emit(RunEvent::StepDone {
+                    step: step.id.clone(),
+                    reused: true,
+                });
                 return Ok(Outcome::Succeeded);
             }
         }
-        let first = prompt::step_messages(&ctx.info.goal, step, &ctx.profiles, &self.upstream(ctx, plan, step));
+        let first = prompt::step_messages(
+            &ctx.info.goal,
+            step,
+            &ctx.profiles,
+            &self.upstream(ctx, plan, step),
+        );
         let mut messages = first.clone();
         let mut problem = String::from("no attempt was made");
-        let attempts_before = std::fs::read_dir(ctx.folder.dir().join("steps").join(&step.id)).map_or(0, Iterator::count);
+        let attempts_before = std::fs::read_dir(ctx.folder.dir().join("steps").join(&step.id))
+            .map_or(0, Iterator::count);
         for n in 1..=self.options.max_repairs + 1 {
             if let Some(budget) = self.check_budgets(ctx) {
                 return Ok(Outcome::Failed(format!("the {budget} budget ran out")));
             }
             let attempt = attempts_before + n;
-            ctx.emit(RunEvent::Writing { step: step.id.clone(), attempt });
+            ctx.emit(RunEvent::Writing {
+                step: step.id.clone(),
+                attempt,
+            });
             let dir = ctx.folder.attempt_dir(&step.id, attempt)?;
             let job = Job {
                 inputs: inputs.iter().map(|(p, _)| p.clone()).collect(),
@@ -407,7 +543,8 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             let model_started = Instant::now();
             // The container starts while the model writes.
             let request = Request::new(messages.clone());
-            let (warm, reply) = tokio::join!(self.sandbox.prepare(&job), self.llm.complete(&request));
+            let (warm, reply) =
+                tokio::join!(self.sandbox.prepare(&job), self.llm.complete(&request));
             let model_ms = model_started.elapsed().as_millis() as u64;
             let reply = match reply {
                 Ok(reply) => reply,
@@ -424,7 +561,10 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                     None
                 }
                 Some(code) if code.len() > MAX_SCRIPT => {
-                    problem = format!("The script is {} bytes; keep it under {MAX_SCRIPT}.", code.len());
+                    problem = format!(
+                        "The script is {} bytes; keep it under {MAX_SCRIPT}.",
+                        code.len()
+                    );
                     None
                 }
                 Some(code) => match syntax_error(&code).await {
@@ -440,16 +580,27 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             let Some(script) = script else {
                 // The warm container is dropped unused (its guard removes it).
                 drop(warm);
-                ctx.emit(RunEvent::Attempted { step: step.id.clone(), attempt, ok: false, problem: Some(first_line(&problem)) });
+                ctx.emit(RunEvent::Attempted {
+                    step: step.id.clone(),
+                    attempt,
+                    ok: false,
+                    problem: Some(first_line(&problem)),
+                });
                 if !problem.starts_with("The script does not compile") {
                     messages = first.clone();
-                    messages.push(crate::llm::Message::assistant(prompt::truncate_middle(&reply.text, 2000)));
+                    messages.push(crate::llm::Message::assistant(prompt::truncate_middle(
+                        &reply.text,
+                        2000,
+                    )));
                     messages.push(crate::llm::Message::user(problem.clone()));
                 }
                 continue;
             };
             crate::fsutil::write_atomic(&dir.join("script.py"), script.as_bytes())?;
-            ctx.emit(RunEvent::Running { step: step.id.clone(), attempt });
+            ctx.emit(RunEvent::Running {
+                step: step.id.clone(),
+                attempt,
+            });
             let output = warm.run(&script).await?;
             crate::fsutil::write_atomic(&dir.join("stdout"), output.stdout.as_bytes())?;
             crate::fsutil::write_atomic(&dir.join("stderr"), output.stderr.as_bytes())?;
@@ -472,22 +623,52 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                 stderr_bytes: output.stderr_bytes,
                 artifacts: output.artifacts.clone(),
             };
-            crate::fsutil::write_atomic(&dir.join("result.json"), serde_json::to_string_pretty(&record).expect("serializable").as_bytes())?;
-            ctx.emit(RunEvent::Attempted { step: step.id.clone(), attempt, ok, problem: record_problem.as_deref().map(first_line) });
+            crate::fsutil::write_atomic(
+                &dir.join("result.json"),
+                serde_json::to_string_pretty(&record)
+                    .expect("serializable")
+                    .as_bytes(),
+            )?;
+            ctx.emit(RunEvent::Attempted {
+                step: step.id.clone(),
+                attempt,
+                ok,
+                problem: record_problem.as_deref().map(first_line),
+            });
             if ok {
                 let mut outputs = BTreeMap::new();
                 for artifact in &output.artifacts {
-                    outputs.insert(artifact.path.clone(), crate::run::sha256_file(&job.out_dir.join(&artifact.path))?);
+                    outputs.insert(
+                        artifact.path.clone(),
+                        crate::run::sha256_file(&job.out_dir.join(&artifact.path))?,
+                    );
                 }
-                let exit_code = match output.status { Status::Exited(code) => code, _ => 0 };
-                ctx.folder.mark_done(&step.id, DoneStep { attempt, key: cache_key(&script, &input_hashes, &ctx.info.image), outputs, exit_code })?;
-                ctx.emit(RunEvent::StepDone { step: step.id.clone(), reused: false });
+                let exit_code = match output.status {
+                    Status::Exited(code) => code,
+                    _ => 0,
+                };
+                ctx.folder.mark_done(
+                    &step.id,
+                    DoneStep {
+                        attempt,
+                        key: cache_key(&script, &input_hashes, &ctx.info.image),
+                        outputs,
+                        exit_code,
+                    },
+                )?;
+                ctx.emit(RunEvent::StepDone {
+                    step: step.id.clone(),
+                    reused: false,
+                });
                 return Ok(Outcome::Succeeded);
             }
             problem = record_problem.unwrap_or_default();
             messages = prompt::repair_messages(first.clone(), &script, &problem);
         }
-        ctx.emit(RunEvent::StepFailed { step: step.id.clone(), problem: first_line(&problem) });
+        ctx.emit(RunEvent::StepFailed {
+            step: step.id.clone(),
+            problem: first_line(&problem),
+        });
         Ok(Outcome::Failed(problem))
     }
 
@@ -495,15 +676,15 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         if let Some(spent) = ctx.spent() {
             return Some(spent);
         }
-        if let Some(wall) = self.options.wall {
-            if ctx.started.elapsed() >= wall {
-                ctx.spend("wall time");
-            }
+        if let Some(wall) = self.options.wall
+            && ctx.started.elapsed() >= wall
+        {
+            ctx.spend("wall time");
         }
-        if let Some(max) = self.options.max_containers {
-            if ctx.containers.load(Ordering::SeqCst) >= max {
-                ctx.spend("containers");
-            }
+        if let Some(max) = self.options.max_containers
+            && ctx.containers.load(Ordering::SeqCst) >= max
+        {
+            ctx.spend("containers");
         }
         if self.llm.meter().check().is_err() {
             ctx.spend("tokens");
@@ -517,7 +698,10 @@ fn describe(output: &Output, missing: &[String], kind: StepKind) -> String {
     let digest = prompt::error_digest(&output.stderr, 2500);
     let hint = prompt::failure_hint(&output.status, &output.stderr, missing);
     let what = match (&output.status, kind) {
-        (Status::Exited(0), _) => format!("The script exited 0 but did not write {}.", missing.join(", ")),
+        (Status::Exited(0), _) => format!(
+            "The script exited 0 but did not write {}.",
+            missing.join(", ")
+        ),
         (Status::Exited(code), StepKind::Verify) => format!("The check failed (exit code {code})."),
         (status, _) => format!("The script {status}."),
     };
@@ -557,8 +741,12 @@ async fn syntax_error(code: &str) -> Option<String> {
     let mut stdin = child.stdin.take()?;
     let _ = stdin.write_all(code.as_bytes()).await;
     drop(stdin);
-    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await.ok()?.ok()?;
-    (output.status.code() == Some(1)).then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .ok()?
+        .ok()?;
+    (output.status.code() == Some(1))
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
 fn first_line(text: &str) -> String {

@@ -124,7 +124,10 @@ pub struct Collect(pub Mutex<Vec<RunEvent>>);
 
 impl Sink for Collect {
     fn emit(&self, event: &RunEvent) {
-        self.0.lock().expect("collector poisoned").push(event.clone());
+        self.0
+            .lock()
+            .expect("collector poisoned")
+            .push(event.clone());
     }
 }
 
@@ -147,31 +150,69 @@ pub struct Human<W: Write + Send>(pub Mutex<W>);
 pub fn describe(event: &RunEvent) -> String {
     match event {
         RunEvent::RunStarted { run, goal } => format!("run {run}: {goal}"),
-        RunEvent::Profiled { inputs } => format!("profiled {} input(s): {}", inputs.len(), inputs.join(", ")),
-        RunEvent::Planned { version, steps, notes } => {
-            let mut line = format!("plan v{version}: {} step(s): {}", steps.len(), steps.join(", "));
+        RunEvent::Profiled { inputs } => {
+            format!("profiled {} input(s): {}", inputs.len(), inputs.join(", "))
+        }
+        RunEvent::Planned {
+            version,
+            steps,
+            notes,
+        } => {
+            let mut line = format!(
+                "plan v{version}: {} step(s): {}",
+                steps.len(),
+                steps.join(", ")
+            );
             for note in notes {
                 line.push_str(&format!("\n  note: {note}"));
             }
             line
         }
-        RunEvent::Writing { step, attempt } if *attempt > 1 => format!("  {step}: repairing (attempt {attempt})"),
+        RunEvent::Writing { step, attempt } if *attempt > 1 => {
+            format!("  {step}: repairing (attempt {attempt})")
+        }
         RunEvent::Writing { step, .. } => format!("  {step}: writing"),
         RunEvent::Running { step, attempt } => format!("  {step}: running (attempt {attempt})"),
-        RunEvent::Attempted { step, attempt, ok: true, .. } => format!("  {step}: attempt {attempt} passed"),
-        RunEvent::Attempted { step, attempt, ok: false, problem } => {
-            format!("  {step}: attempt {attempt} failed: {}", problem.as_deref().unwrap_or("unknown"))
+        RunEvent::Attempted {
+            step,
+            attempt,
+            ok: true,
+            ..
+        } => format!("  {step}: attempt {attempt} passed"),
+        RunEvent::Attempted {
+            step,
+            attempt,
+            ok: false,
+            problem,
+        } => {
+            format!(
+                "  {step}: attempt {attempt} failed: {}",
+                problem.as_deref().unwrap_or("unknown")
+            )
         }
         RunEvent::StepDone { step, reused: true } => format!("  {step}: done (kept from before)"),
-        RunEvent::StepDone { step, reused: false } => format!("  {step}: done"),
+        RunEvent::StepDone {
+            step,
+            reused: false,
+        } => format!("  {step}: done"),
         RunEvent::StepFailed { step, problem } => format!("  {step}: failed: {problem}"),
         RunEvent::StepSkipped { step, because } => format!("  {step}: skipped ({because} failed)"),
-        RunEvent::Replanning { step, left } => format!("replanning from {step} ({left} replan(s) left after this)"),
+        RunEvent::Replanning { step, left } => {
+            format!("replanning from {step} ({left} replan(s) left after this)")
+        }
         RunEvent::BudgetSpent { budget } => format!("budget spent: {budget}"),
         RunEvent::Answered { answer } => format!("answer:\n{answer}"),
-        RunEvent::RunFinished { achieved, tokens, millis } => format!(
+        RunEvent::RunFinished {
+            achieved,
+            tokens,
+            millis,
+        } => format!(
             "{} in {:.1} s, {tokens} tokens",
-            if *achieved { "goal achieved" } else { "goal not achieved" },
+            if *achieved {
+                "goal achieved"
+            } else {
+                "goal not achieved"
+            },
             *millis as f64 / 1000.0
         ),
     }

@@ -63,7 +63,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_steps: 12, max_title: 120, max_instruction: 2000, max_files: 16 }
+        Limits {
+            max_steps: 12,
+            max_title: 120,
+            max_instruction: 2000,
+            max_files: 16,
+        }
     }
 }
 
@@ -97,7 +102,9 @@ pub enum PlanError {
     #[error("the steps form a cycle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
     /// A read that nothing provides.
-    #[error("step {step:?} reads {file:?}, which is neither an input nor written by a step it depends on (directly or not)")]
+    #[error(
+        "step {step:?} reads {file:?}, which is neither an input nor written by a step it depends on (directly or not)"
+    )]
     UnavailableRead {
         /// The step.
         step: String,
@@ -145,7 +152,10 @@ pub enum PlanError {
 }
 
 fn valid_id(id: &str) -> bool {
-    (1..=40).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    (1..=40).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// A plain file name: no separators, not `.`/`..`, no control characters, not too long.
@@ -182,18 +192,34 @@ impl Plan {
             ] {
                 let len = text.chars().count();
                 if text.trim().is_empty() {
-                    errors.push(PlanError::EmptyField { step: step.id.clone(), field });
+                    errors.push(PlanError::EmptyField {
+                        step: step.id.clone(),
+                        field,
+                    });
                 } else if len > max {
-                    errors.push(PlanError::TooLong { step: step.id.clone(), field, len, max });
+                    errors.push(PlanError::TooLong {
+                        step: step.id.clone(),
+                        field,
+                        len,
+                        max,
+                    });
                 }
             }
             for (field, files) in [("reads", &step.reads), ("writes", &step.writes)] {
                 if files.len() > limits.max_files {
-                    errors.push(PlanError::TooLong { step: step.id.clone(), field, len: files.len(), max: limits.max_files });
+                    errors.push(PlanError::TooLong {
+                        step: step.id.clone(),
+                        field,
+                        len: files.len(),
+                        max: limits.max_files,
+                    });
                 }
                 for file in files {
                     if !valid_file_name(file) {
-                        errors.push(PlanError::BadFileName { step: step.id.clone(), file: file.clone() });
+                        errors.push(PlanError::BadFileName {
+                            step: step.id.clone(),
+                            file: file.clone(),
+                        });
                     }
                 }
             }
@@ -203,28 +229,35 @@ impl Plan {
                 if dep == &step.id {
                     errors.push(PlanError::SelfDependency(step.id.clone()));
                 } else if !ids.contains_key(dep.as_str()) {
-                    errors.push(PlanError::UnknownDependency { step: step.id.clone(), missing: dep.clone() });
+                    errors.push(PlanError::UnknownDependency {
+                        step: step.id.clone(),
+                        missing: dep.clone(),
+                    });
                 }
             }
         }
         let mut writers: BTreeMap<&str, &str> = BTreeMap::new();
         for step in &self.steps {
             for file in &step.writes {
-                if let Some(first) = writers.insert(file.as_str(), step.id.as_str()) {
-                    if first != step.id {
-                        errors.push(PlanError::DuplicateWrite {
-                            file: file.clone(),
-                            first: first.to_string(),
-                            second: step.id.clone(),
-                        });
-                    }
+                if let Some(first) = writers.insert(file.as_str(), step.id.as_str())
+                    && first != step.id
+                {
+                    errors.push(PlanError::DuplicateWrite {
+                        file: file.clone(),
+                        first: first.to_string(),
+                        second: step.id.clone(),
+                    });
                 }
             }
         }
         for step in &self.steps {
             for file in &step.writes {
                 if inputs.contains(file) {
-                    errors.push(PlanError::DuplicateWrite { file: file.clone(), first: "the inputs".into(), second: step.id.clone() });
+                    errors.push(PlanError::DuplicateWrite {
+                        file: file.clone(),
+                        first: "the inputs".into(),
+                        second: step.id.clone(),
+                    });
                 }
             }
         }
@@ -236,9 +269,14 @@ impl Plan {
             let ancestors = self.ancestors(&step.id);
             for file in &step.reads {
                 let from_input = inputs.iter().any(|i| i == file);
-                let from_ancestor = writers.get(file.as_str()).is_some_and(|w| ancestors.contains(*w));
+                let from_ancestor = writers
+                    .get(file.as_str())
+                    .is_some_and(|w| ancestors.contains(*w));
                 if !from_input && !from_ancestor {
-                    errors.push(PlanError::UnavailableRead { step: step.id.clone(), file: file.clone() });
+                    errors.push(PlanError::UnavailableRead {
+                        step: step.id.clone(),
+                        file: file.clone(),
+                    });
                 }
             }
         }
@@ -253,12 +291,20 @@ impl Plan {
     pub fn find_cycle(&self) -> Option<Vec<String>> {
         // 0 = unvisited, 1 = on the current path, 2 = done.
         let mut state: HashMap<&str, u8> = HashMap::new();
-        fn visit<'a>(plan: &'a Plan, id: &'a str, state: &mut HashMap<&'a str, u8>, path: &mut Vec<&'a str>) -> Option<Vec<String>> {
+        fn visit<'a>(
+            plan: &'a Plan,
+            id: &'a str,
+            state: &mut HashMap<&'a str, u8>,
+            path: &mut Vec<&'a str>,
+        ) -> Option<Vec<String>> {
             match state.get(id) {
                 Some(2) => return None,
                 Some(1) => {
                     let start = path.iter().position(|p| *p == id).unwrap_or(0);
-                    let mut cycle: Vec<String> = path[start..].iter().map(|s| s.to_string()).collect();
+                    let mut cycle: Vec<String> = path[start..]
+                        .iter()
+                        .map(std::string::ToString::to_string)
+                        .collect();
                     cycle.push(id.to_string());
                     return Some(cycle);
                 }
@@ -268,10 +314,11 @@ impl Plan {
             path.push(id);
             if let Some(step) = plan.step(id) {
                 for dep in &step.depends_on {
-                    if dep != id && plan.step(dep).is_some() {
-                        if let Some(cycle) = visit(plan, dep, state, path) {
-                            return Some(cycle);
-                        }
+                    if dep != id
+                        && plan.step(dep).is_some()
+                        && let Some(cycle) = visit(plan, dep, state, path)
+                    {
+                        return Some(cycle);
                     }
                 }
             }
@@ -291,12 +338,15 @@ impl Plan {
     /// Every step `id` depends on, directly or not.
     pub fn ancestors(&self, id: &str) -> BTreeSet<String> {
         let mut seen = BTreeSet::new();
-        let mut stack: Vec<&str> = self.step(id).map(|s| s.depends_on.iter().map(String::as_str).collect()).unwrap_or_default();
+        let mut stack: Vec<&str> = self
+            .step(id)
+            .map(|s| s.depends_on.iter().map(String::as_str).collect())
+            .unwrap_or_default();
         while let Some(next) = stack.pop() {
-            if seen.insert(next.to_string()) {
-                if let Some(step) = self.step(next) {
-                    stack.extend(step.depends_on.iter().map(String::as_str));
-                }
+            if seen.insert(next.to_string())
+                && let Some(step) = self.step(next)
+            {
+                stack.extend(step.depends_on.iter().map(String::as_str));
             }
         }
         seen
@@ -312,7 +362,11 @@ impl Plan {
     }
 
     /// Steps not in `done` or `blocked` whose dependencies are all in `done`, in plan order.
-    pub fn ready<'a>(&'a self, done: &BTreeSet<String>, started: &BTreeSet<String>) -> Vec<&'a Step> {
+    pub fn ready<'a>(
+        &'a self,
+        done: &BTreeSet<String>,
+        started: &BTreeSet<String>,
+    ) -> Vec<&'a Step> {
         self.steps
             .iter()
             .filter(|s| !done.contains(&s.id) && !started.contains(&s.id))
@@ -339,7 +393,9 @@ impl Plan {
 
     /// Which step writes `file`, if any.
     pub fn writer_of(&self, file: &str) -> Option<&Step> {
-        self.steps.iter().find(|s| s.writes.iter().any(|w| w == file))
+        self.steps
+            .iter()
+            .find(|s| s.writes.iter().any(|w| w == file))
     }
 
     /// The JSON the model is asked for and that is stored: `{"steps": [...]}`.
@@ -353,8 +409,12 @@ impl Plan {
         struct Steps {
             steps: Vec<Step>,
         }
-        let Steps { steps } = serde_json::from_value(value.clone()).map_err(|err| err.to_string())?;
-        Ok(Plan { goal: goal.to_string(), steps })
+        let Steps { steps } =
+            serde_json::from_value(value.clone()).map_err(|err| err.to_string())?;
+        Ok(Plan {
+            goal: goal.to_string(),
+            steps,
+        })
     }
 }
 
@@ -393,13 +453,26 @@ pub fn render_tree(plan: &Plan) -> String {
     let mut out = format!("goal: {}\n", plan.goal);
     for (i, step) in plan.steps.iter().enumerate() {
         let depth = depth_of(plan, &step.id);
-        let branch = if i + 1 == plan.steps.len() { "└─" } else { "├─" };
+        let branch = if i + 1 == plan.steps.len() {
+            "└─"
+        } else {
+            "├─"
+        };
         let kind = match step.kind {
             StepKind::Action => "",
             StepKind::Verify => " [verify]",
         };
-        out.push_str(&format!("{branch}{} {}: {}{kind}\n", "  ".repeat(depth), step.id, step.title));
-        let rail = if i + 1 == plan.steps.len() { " " } else { "│" };
+        out.push_str(&format!(
+            "{branch}{} {}: {}{kind}\n",
+            "  ".repeat(depth),
+            step.id,
+            step.title
+        ));
+        let rail = if i + 1 == plan.steps.len() {
+            " "
+        } else {
+            "│"
+        };
         let pad = format!("{rail} {}   ", "  ".repeat(depth));
         if !step.depends_on.is_empty() {
             out.push_str(&format!("{pad}after: {}\n", step.depends_on.join(", ")));
@@ -415,8 +488,15 @@ pub fn render_tree(plan: &Plan) -> String {
 }
 
 fn depth_of(plan: &Plan, id: &str) -> usize {
-    let Some(step) = plan.steps.iter().find(|s| s.id == id) else { return 0 };
-    step.depends_on.iter().map(|d| 1 + depth_of(plan, d)).max().unwrap_or(0).min(8)
+    let Some(step) = plan.steps.iter().find(|s| s.id == id) else {
+        return 0;
+    };
+    step.depends_on
+        .iter()
+        .map(|d| 1 + depth_of(plan, d))
+        .max()
+        .unwrap_or(0)
+        .min(8)
 }
 
 #[cfg(test)]
@@ -430,14 +510,20 @@ mod tests {
             title: format!("do {id}"),
             instruction: format!("Do {id}."),
             kind: StepKind::Action,
-            depends_on: deps.iter().map(|s| s.to_string()).collect(),
-            reads: reads.iter().map(|s| s.to_string()).collect(),
-            writes: writes.iter().map(|s| s.to_string()).collect(),
+            depends_on: deps.iter().map(std::string::ToString::to_string).collect(),
+            reads: reads.iter().map(std::string::ToString::to_string).collect(),
+            writes: writes
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
         }
     }
 
     fn plan(steps: Vec<Step>) -> Plan {
-        Plan { goal: "g".into(), steps }
+        Plan {
+            goal: "g".into(),
+            steps,
+        }
     }
 
     fn errors(steps: Vec<Step>) -> Vec<PlanError> {
@@ -450,7 +536,12 @@ mod tests {
             step("load", &[], &["sales.csv"], &["clean.csv"]),
             step("north", &["load"], &["clean.csv"], &["north.csv"]),
             step("south", &["load"], &["clean.csv"], &["south.csv"]),
-            step("chart", &["north", "south"], &["north.csv", "south.csv", "sales.csv"], &["chart.png"]),
+            step(
+                "chart",
+                &["north", "south"],
+                &["north.csv", "south.csv", "sales.csv"],
+                &["chart.png"],
+            ),
         ];
         assert_eq!(errors(steps), vec![]);
     }
@@ -459,29 +550,67 @@ mod tests {
     fn each_invalid_shape_yields_its_named_error() {
         let cases: Vec<(Vec<Step>, PlanError)> = vec![
             (vec![], PlanError::Empty),
-            (vec![step("a b", &[], &[], &[])], PlanError::BadId("a b".into())),
-            (vec![step("a", &[], &[], &[]), step("a", &[], &[], &[])], PlanError::DuplicateId("a".into())),
-            (vec![step("a", &["zz"], &[], &[])], PlanError::UnknownDependency { step: "a".into(), missing: "zz".into() }),
-            (vec![step("a", &["a"], &[], &[])], PlanError::SelfDependency("a".into())),
             (
-                vec![step("a", &["c"], &[], &[]), step("b", &["a"], &[], &[]), step("c", &["b"], &[], &[])],
+                vec![step("a b", &[], &[], &[])],
+                PlanError::BadId("a b".into()),
+            ),
+            (
+                vec![step("a", &[], &[], &[]), step("a", &[], &[], &[])],
+                PlanError::DuplicateId("a".into()),
+            ),
+            (
+                vec![step("a", &["zz"], &[], &[])],
+                PlanError::UnknownDependency {
+                    step: "a".into(),
+                    missing: "zz".into(),
+                },
+            ),
+            (
+                vec![step("a", &["a"], &[], &[])],
+                PlanError::SelfDependency("a".into()),
+            ),
+            (
+                vec![
+                    step("a", &["c"], &[], &[]),
+                    step("b", &["a"], &[], &[]),
+                    step("c", &["b"], &[], &[]),
+                ],
                 PlanError::Cycle(vec!["a".into(), "c".into(), "b".into(), "a".into()]),
             ),
             (
                 vec![step("a", &[], &["other.csv"], &[])],
-                PlanError::UnavailableRead { step: "a".into(), file: "other.csv".into() },
+                PlanError::UnavailableRead {
+                    step: "a".into(),
+                    file: "other.csv".into(),
+                },
             ),
             (
-                vec![step("a", &[], &[], &["x.csv"]), step("b", &[], &["x.csv"], &[])],
-                PlanError::UnavailableRead { step: "b".into(), file: "x.csv".into() },
+                vec![
+                    step("a", &[], &[], &["x.csv"]),
+                    step("b", &[], &["x.csv"], &[]),
+                ],
+                PlanError::UnavailableRead {
+                    step: "b".into(),
+                    file: "x.csv".into(),
+                },
             ),
             (
-                vec![step("a", &[], &[], &["x.csv"]), step("b", &[], &[], &["x.csv"])],
-                PlanError::DuplicateWrite { file: "x.csv".into(), first: "a".into(), second: "b".into() },
+                vec![
+                    step("a", &[], &[], &["x.csv"]),
+                    step("b", &[], &[], &["x.csv"]),
+                ],
+                PlanError::DuplicateWrite {
+                    file: "x.csv".into(),
+                    first: "a".into(),
+                    second: "b".into(),
+                },
             ),
             (
                 vec![step("a", &[], &[], &["../x.csv"])],
-                PlanError::BadFileName { step: "a".into(), file: "../x.csv".into() },
+                PlanError::BadFileName {
+                    step: "a".into(),
+                    file: "../x.csv".into(),
+                },
             ),
         ];
         for (steps, want) in cases {
@@ -492,7 +621,9 @@ mod tests {
 
     #[test]
     fn size_limits_are_enforced() {
-        let many: Vec<Step> = (0..13).map(|i| step(&format!("s{i}"), &[], &[], &[])).collect();
+        let many: Vec<Step> = (0..13)
+            .map(|i| step(&format!("s{i}"), &[], &[], &[]))
+            .collect();
         assert!(errors(many).contains(&PlanError::TooManySteps(13, 12)));
         let mut long = step("a", &[], &[], &[]);
         long.instruction = "x".repeat(2001);
@@ -506,9 +637,16 @@ mod tests {
 
     #[test]
     fn ready_steps_follow_dependencies() {
-        let p = plan(vec![step("a", &[], &[], &[]), step("b", &["a"], &[], &[]), step("c", &[], &[], &[])]);
+        let p = plan(vec![
+            step("a", &[], &[], &[]),
+            step("b", &["a"], &[], &[]),
+            step("c", &[], &[], &[]),
+        ]);
         let ids = |steps: Vec<&Step>| steps.into_iter().map(|s| s.id.clone()).collect::<Vec<_>>();
-        assert_eq!(ids(p.ready(&BTreeSet::new(), &BTreeSet::new())), vec!["a", "c"]);
+        assert_eq!(
+            ids(p.ready(&BTreeSet::new(), &BTreeSet::new())),
+            vec!["a", "c"]
+        );
         let done: BTreeSet<String> = ["a".to_string()].into();
         assert_eq!(ids(p.ready(&done, &BTreeSet::new())), vec!["b", "c"]);
         assert_eq!(p.descendants("a"), ["b".to_string()].into());

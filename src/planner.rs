@@ -68,14 +68,27 @@ struct Critique {
 impl<'a, L: Llm> Planner<'a, L> {
     /// A planner with default limits (12 steps, 3 re-asks, depth 2).
     pub fn new(llm: &'a L) -> Self {
-        Planner { llm, limits: Limits::default(), reasks: 3, max_depth: 2 }
+        Planner {
+            llm,
+            limits: Limits::default(),
+            reasks: 3,
+            max_depth: 2,
+        }
     }
 
     /// Plan `goal` over the profiled inputs; `reflect` critique rounds follow when above zero.
-    pub async fn plan(&self, goal: &str, profiles: &[Profile], mode: Mode, reflect: usize) -> Result<Planned> {
+    pub async fn plan(
+        &self,
+        goal: &str,
+        profiles: &[Profile],
+        mode: Mode,
+        reflect: usize,
+    ) -> Result<Planned> {
         let goal = goal.trim();
         if goal.is_empty() {
-            return Err(Error::Config("the goal is empty: say what to find out".into()));
+            return Err(Error::Config(
+                "the goal is empty: say what to find out".into(),
+            ));
         }
         let length = goal.chars().count();
         if length > MAX_GOAL {
@@ -86,13 +99,27 @@ impl<'a, L: Llm> Planner<'a, L> {
         let mut notes = Vec::new();
         let (mut planned, used) = match mode {
             Mode::None => (single_step(goal, profiles), Mode::None),
-            Mode::Linear => (self.graph(goal, profiles, Shape::Linear, self.limits.max_steps).await?, Mode::Linear),
-            Mode::Dag => (self.graph(goal, profiles, Shape::Dag, self.limits.max_steps).await?, Mode::Dag),
+            Mode::Linear => (
+                self.graph(goal, profiles, Shape::Linear, self.limits.max_steps)
+                    .await?,
+                Mode::Linear,
+            ),
+            Mode::Dag => (
+                self.graph(goal, profiles, Shape::Dag, self.limits.max_steps)
+                    .await?,
+                Mode::Dag,
+            ),
             Mode::Hierarchical => match self.hierarchical(goal, profiles).await {
                 Ok(plan) => (plan, Mode::Hierarchical),
                 Err(err) => {
-                    notes.push(format!("hierarchical planning failed ({err}); planned as a graph instead"));
-                    (self.graph(goal, profiles, Shape::Dag, self.limits.max_steps).await?, Mode::Dag)
+                    notes.push(format!(
+                        "hierarchical planning failed ({err}); planned as a graph instead"
+                    ));
+                    (
+                        self.graph(goal, profiles, Shape::Dag, self.limits.max_steps)
+                            .await?,
+                        Mode::Dag,
+                    )
                 }
             },
             Mode::Auto => {
@@ -108,14 +135,23 @@ impl<'a, L: Llm> Planner<'a, L> {
                     ..Request::new(prompt::triage_messages(goal, profiles))
                 };
                 let (value, _) = complete_json(self.llm, &request, self.reasks).await?;
-                let triage: Triage = serde_json::from_value(value).map_err(|e| Error::LlmReply(e.to_string()))?;
+                let triage: Triage =
+                    serde_json::from_value(value).map_err(|e| Error::LlmReply(e.to_string()))?;
                 notes.push(format!(
                     "auto: {} ({})",
-                    if triage.plan { "planned as a graph" } else { "one script, no plan" },
+                    if triage.plan {
+                        "planned as a graph"
+                    } else {
+                        "one script, no plan"
+                    },
                     triage.reason.trim()
                 ));
                 if triage.plan {
-                    (self.graph(goal, profiles, Shape::Dag, self.limits.max_steps).await?, Mode::Dag)
+                    (
+                        self.graph(goal, profiles, Shape::Dag, self.limits.max_steps)
+                            .await?,
+                        Mode::Dag,
+                    )
                 } else {
                     (single_step(goal, profiles), Mode::None)
                 }
@@ -135,20 +171,37 @@ impl<'a, L: Llm> Planner<'a, L> {
                 }
             }
         }
-        Ok(Planned { plan: planned, mode: used, notes })
+        Ok(Planned {
+            plan: planned,
+            mode: used,
+            notes,
+        })
     }
 
     fn plan_request(&self, messages: Vec<Message>, max_steps: usize) -> Request {
-        let limits = Limits { max_steps, ..self.limits };
+        let limits = Limits {
+            max_steps,
+            ..self.limits
+        };
         Request {
-            schema: Some(Schema { name: "plan".into(), schema: plan::schema(&limits) }),
+            schema: Some(Schema {
+                name: "plan".into(),
+                schema: plan::schema(&limits),
+            }),
             ..Request::new(messages)
         }
     }
 
     /// Ask for a plan, validate it, and send the errors back until it is valid or the re-asks
     /// run out.
-    async fn ask_valid(&self, goal: &str, inputs: &[String], mut request: Request, shape: Shape, limits: &Limits) -> Result<Plan> {
+    async fn ask_valid(
+        &self,
+        goal: &str,
+        inputs: &[String],
+        mut request: Request,
+        shape: Shape,
+        limits: &Limits,
+    ) -> Result<Plan> {
         let mut last = Vec::new();
         for _ in 0..=self.reasks {
             let (value, reply) = complete_json(self.llm, &request, self.reasks).await?;
@@ -161,7 +214,12 @@ impl<'a, L: Llm> Planner<'a, L> {
                 return Ok(plan);
             }
             let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            request.messages.push(Message::assistant(prompt::truncate_middle(&reply.text, 6000)));
+            request
+                .messages
+                .push(Message::assistant(prompt::truncate_middle(
+                    &reply.text,
+                    6000,
+                )));
             request.messages.push(Message::user(format!(
                 "The plan is invalid:\n- {}\nReply with the corrected plan as JSON only.",
                 listed.join("\n- ")
@@ -175,10 +233,22 @@ impl<'a, L: Llm> Planner<'a, L> {
         )))
     }
 
-    async fn graph(&self, goal: &str, profiles: &[Profile], shape: Shape, max_steps: usize) -> Result<Plan> {
+    async fn graph(
+        &self,
+        goal: &str,
+        profiles: &[Profile],
+        shape: Shape,
+        max_steps: usize,
+    ) -> Result<Plan> {
         let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
-        let request = self.plan_request(prompt::plan_messages(goal, profiles, shape, max_steps), max_steps);
-        let limits = Limits { max_steps, ..self.limits };
+        let request = self.plan_request(
+            prompt::plan_messages(goal, profiles, shape, max_steps),
+            max_steps,
+        );
+        let limits = Limits {
+            max_steps,
+            ..self.limits
+        };
         self.ask_valid(goal, &inputs, request, shape, &limits).await
     }
 
@@ -186,37 +256,66 @@ impl<'a, L: Llm> Planner<'a, L> {
     /// it, and its steps take its place. Bounded by `max_depth` and the step limit.
     async fn hierarchical(&self, goal: &str, profiles: &[Profile]) -> Result<Plan> {
         let max = self.limits.max_steps.min(5);
-        let mut schema = plan::schema(&Limits { max_steps: max, ..self.limits });
+        let mut schema = plan::schema(&Limits {
+            max_steps: max,
+            ..self.limits
+        });
         schema["properties"]["steps"]["items"]["properties"]["atomic"] = json!({"type": "boolean"});
         let request = Request {
-            schema: Some(Schema { name: "subgoals".into(), schema }),
+            schema: Some(Schema {
+                name: "subgoals".into(),
+                schema,
+            }),
             ..Request::new(prompt::subgoal_messages(goal, profiles, max))
         };
         let (value, _) = complete_json(self.llm, &request, self.reasks).await?;
         let atomic: Vec<bool> = value["steps"]
             .as_array()
-            .map(|steps| steps.iter().map(|s| s["atomic"].as_bool().unwrap_or(true)).collect())
+            .map(|steps| {
+                steps
+                    .iter()
+                    .map(|s| s["atomic"].as_bool().unwrap_or(true))
+                    .collect()
+            })
             .unwrap_or_default();
         let outline = Plan::from_model(goal, &value).map_err(Error::LlmReply)?;
         let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
         let errors = outline.validate(&inputs, &self.limits);
         if !errors.is_empty() {
             let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            return Err(Error::LlmReply(format!("invalid sub-goals: {}", listed.join("; "))));
+            return Err(Error::LlmReply(format!(
+                "invalid sub-goals: {}",
+                listed.join("; ")
+            )));
         }
         let mut steps: Vec<Step> = Vec::new();
         // For each sub-goal, the ids of the steps that finish it (what dependents wait for).
         let mut finals: std::collections::HashMap<String, Vec<String>> = Default::default();
-        let atomic: std::collections::HashMap<&str, bool> =
-            outline.steps.iter().map(|s| s.id.as_str()).zip(atomic).collect();
+        let atomic: std::collections::HashMap<&str, bool> = outline
+            .steps
+            .iter()
+            .map(|s| s.id.as_str())
+            .zip(atomic)
+            .collect();
         let order = outline.topological_order();
         for (index, sub) in order.iter().enumerate() {
             let remaining = order.len() - index - 1;
-            let max_inner = self.limits.max_steps.saturating_sub(steps.len() + remaining).min(6);
-            let waits_for: Vec<String> = sub.depends_on.iter().flat_map(|d| finals[d].clone()).collect();
+            let max_inner = self
+                .limits
+                .max_steps
+                .saturating_sub(steps.len() + remaining)
+                .min(6);
+            let waits_for: Vec<String> = sub
+                .depends_on
+                .iter()
+                .flat_map(|d| finals[d].clone())
+                .collect();
             if atomic[sub.id.as_str()] || self.max_depth < 2 || max_inner < 2 {
                 finals.insert(sub.id.clone(), vec![sub.id.clone()]);
-                steps.push(Step { depends_on: waits_for, ..(*sub).clone() });
+                steps.push(Step {
+                    depends_on: waits_for,
+                    ..(*sub).clone()
+                });
                 continue;
             }
             let available: Vec<String> = inputs
@@ -228,37 +327,81 @@ impl<'a, L: Llm> Planner<'a, L> {
                 "{} (part of: {goal}). Files available: {}. It must write: {}.",
                 sub.instruction,
                 available.join(", "),
-                if sub.writes.is_empty() { "nothing; print the result".to_string() } else { sub.writes.join(", ") }
+                if sub.writes.is_empty() {
+                    "nothing; print the result".to_string()
+                } else {
+                    sub.writes.join(", ")
+                }
             );
-            let request = self.plan_request(prompt::plan_messages(&sub_goal, profiles, Shape::Dag, max_inner), max_inner);
+            let request = self.plan_request(
+                prompt::plan_messages(&sub_goal, profiles, Shape::Dag, max_inner),
+                max_inner,
+            );
             let inner = self
-                .ask_valid(&sub_goal, &available, request, Shape::Dag, &Limits { max_steps: max_inner, ..self.limits })
+                .ask_valid(
+                    &sub_goal,
+                    &available,
+                    request,
+                    Shape::Dag,
+                    &Limits {
+                        max_steps: max_inner,
+                        ..self.limits
+                    },
+                )
                 .await?;
             let prefix = |id: &str| format!("{}-{id}", sub.id);
             let inner_ids: Vec<String> = inner.steps.iter().map(|s| s.id.clone()).collect();
-            let depended: std::collections::HashSet<&String> = inner.steps.iter().flat_map(|s| s.depends_on.iter()).collect();
-            finals.insert(sub.id.clone(), inner_ids.iter().filter(|id| !depended.contains(id)).map(|id| prefix(id)).collect());
+            let depended: std::collections::HashSet<&String> = inner
+                .steps
+                .iter()
+                .flat_map(|s| s.depends_on.iter())
+                .collect();
+            finals.insert(
+                sub.id.clone(),
+                inner_ids
+                    .iter()
+                    .filter(|id| !depended.contains(id))
+                    .map(|id| prefix(id))
+                    .collect(),
+            );
             for step in &inner.steps {
-                let mut depends_on: Vec<String> = step.depends_on.iter().map(|d| prefix(d)).collect();
+                let mut depends_on: Vec<String> =
+                    step.depends_on.iter().map(|d| prefix(d)).collect();
                 if step.depends_on.is_empty() {
                     depends_on.extend(waits_for.iter().cloned());
                 }
-                steps.push(Step { id: prefix(&step.id), depends_on, ..step.clone() });
+                steps.push(Step {
+                    id: prefix(&step.id),
+                    depends_on,
+                    ..step.clone()
+                });
             }
         }
-        let flat = Plan { goal: goal.to_string(), steps };
+        let flat = Plan {
+            goal: goal.to_string(),
+            steps,
+        };
         let errors = flat.validate(&inputs, &self.limits);
         if errors.is_empty() {
             Ok(flat)
         } else {
             let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            Err(Error::LlmReply(format!("the expanded plan is invalid: {}", listed.join("; "))))
+            Err(Error::LlmReply(format!(
+                "the expanded plan is invalid: {}",
+                listed.join("; ")
+            )))
         }
     }
 
     /// One critique round: `None` when the critique finds nothing (or its fix is invalid).
-    async fn reflect(&self, goal: &str, profiles: &[Profile], current: &Plan) -> Result<Option<(Plan, Vec<String>)>> {
-        let plan_json = serde_json::to_string_pretty(&current.steps_json()).expect("plans serialize");
+    async fn reflect(
+        &self,
+        goal: &str,
+        profiles: &[Profile],
+        current: &Plan,
+    ) -> Result<Option<(Plan, Vec<String>)>> {
+        let plan_json =
+            serde_json::to_string_pretty(&current.steps_json()).expect("plans serialize");
         let request = Request {
             schema: Some(Schema {
                 name: "critique".into(),
@@ -270,8 +413,13 @@ impl<'a, L: Llm> Planner<'a, L> {
             ..Request::new(prompt::critique_messages(goal, profiles, &plan_json))
         };
         let (value, _) = complete_json(self.llm, &request, self.reasks).await?;
-        let critique: Critique = serde_json::from_value(value).map_err(|e| Error::LlmReply(e.to_string()))?;
-        let problems: Vec<String> = critique.problems.into_iter().filter(|p| !p.trim().is_empty()).collect();
+        let critique: Critique =
+            serde_json::from_value(value).map_err(|e| Error::LlmReply(e.to_string()))?;
+        let problems: Vec<String> = critique
+            .problems
+            .into_iter()
+            .filter(|p| !p.trim().is_empty())
+            .collect();
         if problems.is_empty() {
             return Ok(None);
         }
@@ -283,7 +431,10 @@ impl<'a, L: Llm> Planner<'a, L> {
         )));
         let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
         let request = self.plan_request(messages, self.limits.max_steps);
-        match self.ask_valid(goal, &inputs, request, Shape::Dag, &self.limits).await {
+        match self
+            .ask_valid(goal, &inputs, request, Shape::Dag, &self.limits)
+            .await
+        {
             Ok(better) => Ok(Some((better, problems))),
             Err(Error::LlmReply(why)) => {
                 tracing::info!(%why, "the improved plan was invalid; keeping the original");
@@ -297,11 +448,25 @@ impl<'a, L: Llm> Planner<'a, L> {
 impl<L: Llm> Planner<'_, L> {
     /// Replace `failed` and its descendants in `plan`, keeping every other step. The merged
     /// plan is validated as a whole; its errors go back to the model a bounded number of times.
-    pub async fn replan(&self, plan: &Plan, profiles: &[Profile], failed: &str, problem: &str) -> Result<Plan> {
+    pub async fn replan(
+        &self,
+        plan: &Plan,
+        profiles: &[Profile],
+        failed: &str,
+        problem: &str,
+    ) -> Result<Plan> {
         let mut dropped = plan.descendants(failed);
         dropped.insert(failed.to_string());
-        let kept: Vec<&Step> = plan.steps.iter().filter(|s| !dropped.contains(&s.id)).collect();
-        let failed_step = plan.steps.iter().find(|s| s.id == failed).ok_or_else(|| Error::Config(format!("no step {failed}")))?;
+        let kept: Vec<&Step> = plan
+            .steps
+            .iter()
+            .filter(|s| !dropped.contains(&s.id))
+            .collect();
+        let failed_step = plan
+            .steps
+            .iter()
+            .find(|s| s.id == failed)
+            .ok_or_else(|| Error::Config(format!("no step {failed}")))?;
         let room = self.limits.max_steps.saturating_sub(kept.len()).max(1);
         let mut request = self.plan_request(
             prompt::replan_messages(&plan.goal, profiles, &kept, failed_step, problem, room),
@@ -313,21 +478,38 @@ impl<L: Llm> Planner<'_, L> {
             let (value, reply) = complete_json(self.llm, &request, self.reasks).await?;
             let fresh = Plan::from_model(&plan.goal, &value).map_err(Error::LlmReply)?;
             let mut steps: Vec<Step> = kept.iter().map(|s| (*s).clone()).collect();
-            steps.extend(fresh.steps.into_iter().filter(|s| !kept.iter().any(|k| k.id == s.id)));
-            let merged = Plan { goal: plan.goal.clone(), steps };
+            steps.extend(
+                fresh
+                    .steps
+                    .into_iter()
+                    .filter(|s| !kept.iter().any(|k| k.id == s.id)),
+            );
+            let merged = Plan {
+                goal: plan.goal.clone(),
+                steps,
+            };
             let errors = merged.validate(&inputs, &self.limits);
             if errors.is_empty() {
                 return Ok(merged);
             }
             let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            request.messages.push(Message::assistant(prompt::truncate_middle(&reply.text, 6000)));
+            request
+                .messages
+                .push(Message::assistant(prompt::truncate_middle(
+                    &reply.text,
+                    6000,
+                )));
             request.messages.push(Message::user(format!(
                 "With the kept steps, the plan is invalid:\n- {}\nReply with corrected new steps as JSON only.",
                 listed.join("\n- ")
             )));
             last = listed;
         }
-        Err(Error::LlmReply(format!("no valid replan after {} re-asks; last problems: {}", self.reasks, last.join("; "))))
+        Err(Error::LlmReply(format!(
+            "no valid replan after {} re-asks; last problems: {}",
+            self.reasks,
+            last.join("; ")
+        )))
     }
 }
 
@@ -352,7 +534,11 @@ pub fn single_step(goal: &str, profiles: &[Profile]) -> Plan {
 fn chain(plan: &mut Plan) {
     let ids: Vec<String> = plan.steps.iter().map(|s| s.id.clone()).collect();
     for (i, step) in plan.steps.iter_mut().enumerate() {
-        step.depends_on = if i == 0 { vec![] } else { vec![ids[i - 1].clone()] };
+        step.depends_on = if i == 0 {
+            vec![]
+        } else {
+            vec![ids[i - 1].clone()]
+        };
     }
 }
 

@@ -107,7 +107,10 @@ pub struct Profile {
 
 /// Profile one file.
 pub fn profile(path: &Path) -> Result<Profile> {
-    let bad = |reason: String| Error::Input { path: path.to_path_buf(), reason };
+    let bad = |reason: String| Error::Input {
+        path: path.to_path_buf(),
+        reason,
+    };
     let meta = std::fs::metadata(path).map_err(|err| bad(err.to_string()))?;
     if !meta.is_file() {
         return Err(bad("is not a regular file".into()));
@@ -134,17 +137,25 @@ pub fn profile(path: &Path) -> Result<Profile> {
         notes: vec![],
     };
     match profile.file_type {
-        FileType::Csv | FileType::Tsv => table(path, &head, &mut profile).map_err(|err| bad(err.to_string()))?,
+        FileType::Csv | FileType::Tsv => {
+            table(path, &head, &mut profile).map_err(|err| bad(err.to_string()))?
+        }
         FileType::Json => json_document(path, &mut profile),
-        FileType::Jsonl => json_lines(path, &head, &mut profile).map_err(|err| bad(err.to_string()))?,
-        FileType::Parquet => profile
-            .notes
-            .push("Parquet: columns not read here; the sandbox has no Parquet reader, convert it to CSV".into()),
+        FileType::Jsonl => {
+            json_lines(path, &head, &mut profile).map_err(|err| bad(err.to_string()))?
+        }
+        FileType::Parquet => profile.notes.push(
+            "Parquet: columns not read here; the sandbox has no Parquet reader, convert it to CSV"
+                .into(),
+        ),
         FileType::Excel => profile
             .notes
             .push("Excel workbook: read it with pandas.read_excel (openpyxl is installed)".into()),
         FileType::Text => {
-            profile.rows = Some(count_lines(path, meta.len(), &head, &mut profile.rows_estimated).map_err(|err| bad(err.to_string()))?);
+            profile.rows = Some(
+                count_lines(path, meta.len(), &head, &mut profile.rows_estimated)
+                    .map_err(|err| bad(err.to_string()))?,
+            );
         }
         FileType::Binary | FileType::Empty => {}
     }
@@ -165,8 +176,14 @@ fn detect(name: &str, head: &[u8]) -> FileType {
     if head.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) && lower.ends_with(".xls") {
         return FileType::Excel;
     }
-    let text_like = !head.contains(&0) && std::str::from_utf8(&head[..head.len().min(SAMPLE_BYTES - 4)]).is_ok()
-        || String::from_utf8_lossy(head).chars().filter(|c| *c == '\u{fffd}').count() * 100 < head.len();
+    let text_like = !head.contains(&0)
+        && std::str::from_utf8(&head[..head.len().min(SAMPLE_BYTES - 4)]).is_ok()
+        || String::from_utf8_lossy(head)
+            .chars()
+            .filter(|c| *c == '\u{fffd}')
+            .count()
+            * 100
+            < head.len();
     if !text_like || head.contains(&0) {
         return FileType::Binary;
     }
@@ -187,13 +204,21 @@ fn detect(name: &str, head: &[u8]) -> FileType {
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         return FileType::Json;
     }
-    if sniff_delimiter(head).is_some() { FileType::Csv } else { FileType::Text }
+    if sniff_delimiter(head).is_some() {
+        FileType::Csv
+    } else {
+        FileType::Text
+    }
 }
 
 /// The delimiter that splits the first lines into the same number (> 1) of fields.
 fn sniff_delimiter(head: &[u8]) -> Option<u8> {
     let text = String::from_utf8_lossy(head);
-    let lines: Vec<&str> = text.lines().take(20).filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .take(20)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     if lines.is_empty() {
         return None;
     }
@@ -210,14 +235,19 @@ fn sniff_delimiter(head: &[u8]) -> Option<u8> {
 }
 
 fn is_missing(cell: &str) -> bool {
-    matches!(cell.trim(), "" | "NA" | "N/A" | "NaN" | "nan" | "null" | "NULL" | "None" | "-")
+    matches!(
+        cell.trim(),
+        "" | "NA" | "N/A" | "NaN" | "nan" | "null" | "NULL" | "None" | "-"
+    )
 }
 
 fn cell_type(cell: &str) -> ColumnType {
     let cell = cell.trim();
     if cell.parse::<i64>().is_ok() {
         ColumnType::Integer
-    } else if cell.parse::<f64>().is_ok() || cell.replace(',', "").parse::<f64>().is_ok() && cell.contains('.') {
+    } else if cell.parse::<f64>().is_ok()
+        || cell.replace(',', "").parse::<f64>().is_ok() && cell.contains('.')
+    {
         ColumnType::Float
     } else if matches!(cell.to_lowercase().as_str(), "true" | "false") {
         ColumnType::Boolean
@@ -230,7 +260,8 @@ fn cell_type(cell: &str) -> ColumnType {
 
 fn looks_like_date(cell: &str) -> bool {
     let b = cell.as_bytes();
-    let digits = |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
     // 2023-01-31, 2023/01/31, optionally followed by a time.
     (b.len() >= 10 && digits(0..4) && matches!(b[4], b'-' | b'/') && digits(5..7) && b[7] == b[4] && digits(8..10))
         // 31/01/2023 or 01-31-2023
@@ -248,22 +279,36 @@ fn merge(a: ColumnType, b: ColumnType) -> ColumnType {
 }
 
 fn table(path: &Path, head: &[u8], profile: &mut Profile) -> std::io::Result<()> {
-    let delimiter = if profile.file_type == FileType::Tsv { b'\t' } else { sniff_delimiter(head).unwrap_or(b',') };
+    let delimiter = if profile.file_type == FileType::Tsv {
+        b'\t'
+    } else {
+        sniff_delimiter(head).unwrap_or(b',')
+    };
     profile.delimiter = Some(delimiter as char);
     // Parse only the sampled bytes, cut at the last full line.
     let cut = if head.len() == SAMPLE_BYTES {
-        head.iter().rposition(|b| *b == b'\n').map_or(head.len(), |p| p + 1)
+        head.iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(head.len(), |p| p + 1)
     } else {
         head.len()
     };
-    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(&head[..cut]);
-    let headers: Vec<String> = reader.headers().map(|h| h.iter().map(|s| s.trim().to_string()).collect()).unwrap_or_default();
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_reader(&head[..cut]);
+    let headers: Vec<String> = reader
+        .headers()
+        .map(|h| h.iter().map(|s| s.trim().to_string()).collect())
+        .unwrap_or_default();
     let mut kinds = vec![ColumnType::Empty; headers.len()];
     let mut missing = vec![0usize; headers.len()];
     let mut ragged = 0usize;
     for record in reader.records().take(SAMPLE_ROWS) {
         let Ok(record) = record else {
-            profile.notes.push("some sampled rows could not be parsed (quoting?)".into());
+            profile
+                .notes
+                .push("some sampled rows could not be parsed (quoting?)".into());
             break;
         };
         profile.sampled_rows += 1;
@@ -277,26 +322,42 @@ fn table(path: &Path, head: &[u8], profile: &mut Profile) -> std::io::Result<()>
                 kinds[i] = merge(kinds[i], cell_type(cell));
             }
         }
-        for i in record.len()..headers.len() {
-            missing[i] += 1;
+        for count in missing.iter_mut().skip(record.len()) {
+            *count += 1;
         }
         if profile.sample.len() < 3 {
-            profile.sample.push(record.iter().map(|c| crate::prompt::truncate_middle(c, 60)).collect());
+            profile.sample.push(
+                record
+                    .iter()
+                    .map(|c| crate::prompt::truncate_middle(c, 60))
+                    .collect(),
+            );
         }
     }
     if ragged > 0 {
-        profile.notes.push(format!("{ragged} of {} sampled rows have a different number of fields than the header", profile.sampled_rows));
+        profile.notes.push(format!(
+            "{ragged} of {} sampled rows have a different number of fields than the header",
+            profile.sampled_rows
+        ));
     }
     profile.columns = headers
         .into_iter()
         .zip(kinds)
         .zip(missing)
-        .map(|((name, kind), missing)| Column { name, kind, missing })
+        .map(|((name, kind), missing)| Column {
+            name,
+            kind,
+            missing,
+        })
         .collect();
     let lines = count_lines(path, profile.bytes, head, &mut profile.rows_estimated)?;
     profile.rows = Some(lines.saturating_sub(1));
     if profile.rows_estimated {
-        profile.notes.push(format!("{} bytes: row count estimated from the first {} KiB", profile.bytes, SAMPLE_BYTES / 1024));
+        profile.notes.push(format!(
+            "{} bytes: row count estimated from the first {} KiB",
+            profile.bytes,
+            SAMPLE_BYTES / 1024
+        ));
     }
     Ok(())
 }
@@ -326,7 +387,9 @@ fn count_lines(path: &Path, bytes: u64, head: &[u8], estimated: &mut bool) -> st
 fn json_columns(rows: &[serde_json::Value]) -> Vec<Column> {
     let mut columns: Vec<Column> = Vec::new();
     for row in rows {
-        let Some(object) = row.as_object() else { continue };
+        let Some(object) = row.as_object() else {
+            continue;
+        };
         for (key, value) in object {
             let kind = match value {
                 serde_json::Value::Null => ColumnType::Empty,
@@ -338,7 +401,11 @@ fn json_columns(rows: &[serde_json::Value]) -> Vec<Column> {
             };
             match columns.iter_mut().find(|c| &c.name == key) {
                 Some(column) => column.kind = merge(column.kind, kind),
-                None => columns.push(Column { name: key.clone(), kind, missing: 0 }),
+                None => columns.push(Column {
+                    name: key.clone(),
+                    kind,
+                    missing: 0,
+                }),
             }
         }
     }
@@ -353,7 +420,10 @@ fn json_columns(rows: &[serde_json::Value]) -> Vec<Column> {
 
 fn json_document(path: &Path, profile: &mut Profile) {
     if profile.bytes > JSON_LIMIT {
-        profile.notes.push(format!("JSON of {} bytes: not parsed here; read it in chunks", profile.bytes));
+        profile.notes.push(format!(
+            "JSON of {} bytes: not parsed here; read it in chunks",
+            profile.bytes
+        ));
         return;
     }
     let value: serde_json::Value = match std::fs::read(path).map(|b| serde_json::from_slice(&b)) {
@@ -368,10 +438,22 @@ fn json_document(path: &Path, profile: &mut Profile) {
             profile.rows = Some(rows.len() as u64);
             profile.sampled_rows = rows.len().min(SAMPLE_ROWS);
             profile.columns = json_columns(&rows[..profile.sampled_rows]);
-            profile.sample = rows.iter().take(3).map(|r| vec![crate::prompt::truncate_middle(&r.to_string(), 200)]).collect();
+            profile.sample = rows
+                .iter()
+                .take(3)
+                .map(|r| vec![crate::prompt::truncate_middle(&r.to_string(), 200)])
+                .collect();
         }
         serde_json::Value::Object(object) => {
-            profile.notes.push(format!("a JSON object with keys: {}", object.keys().take(30).cloned().collect::<Vec<_>>().join(", ")));
+            profile.notes.push(format!(
+                "a JSON object with keys: {}",
+                object
+                    .keys()
+                    .take(30)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         _ => profile.notes.push("a single JSON scalar".into()),
     }
@@ -386,8 +468,17 @@ fn json_lines(path: &Path, head: &[u8], profile: &mut Profile) -> std::io::Resul
         .collect();
     profile.sampled_rows = rows.len();
     profile.columns = json_columns(&rows);
-    profile.sample = rows.iter().take(3).map(|r| vec![crate::prompt::truncate_middle(&r.to_string(), 200)]).collect();
-    profile.rows = Some(count_lines(path, profile.bytes, head, &mut profile.rows_estimated)?);
+    profile.sample = rows
+        .iter()
+        .take(3)
+        .map(|r| vec![crate::prompt::truncate_middle(&r.to_string(), 200)])
+        .collect();
+    profile.rows = Some(count_lines(
+        path,
+        profile.bytes,
+        head,
+        &mut profile.rows_estimated,
+    )?);
     Ok(())
 }
 
@@ -399,7 +490,10 @@ pub fn render(profile: &Profile) -> String {
         (Some(n), true) => format!(", about {n} rows"),
         (None, _) => String::new(),
     };
-    let mut out = format!("/data/{} ({kind}, {} bytes{rows})\n", profile.name, profile.bytes);
+    let mut out = format!(
+        "/data/{} ({kind}, {} bytes{rows})\n",
+        profile.name, profile.bytes
+    );
     if !profile.columns.is_empty() {
         let columns: Vec<String> = profile
             .columns
@@ -407,7 +501,10 @@ pub fn render(profile: &Profile) -> String {
             .map(|c| {
                 let kind = format!("{:?}", c.kind).to_lowercase();
                 if c.missing > 0 {
-                    format!("{} ({kind}, {} missing of {} sampled)", c.name, c.missing, profile.sampled_rows)
+                    format!(
+                        "{} ({kind}, {} missing of {} sampled)",
+                        c.name, c.missing, profile.sampled_rows
+                    )
                 } else {
                     format!("{} ({kind})", c.name)
                 }
@@ -440,8 +537,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "sales.csv", b"date,region,units,price,ok\n2023-01-01,north,3,1.5,true\n2023-01-02,,4,NA,false\n2023-01-03,south,5,2,true\n");
         let p = profile(&path).unwrap();
-        assert_eq!((p.file_type, p.rows, p.delimiter), (FileType::Csv, Some(3), Some(',')));
-        let cols: Vec<(&str, ColumnType, usize)> = p.columns.iter().map(|c| (c.name.as_str(), c.kind, c.missing)).collect();
+        assert_eq!(
+            (p.file_type, p.rows, p.delimiter),
+            (FileType::Csv, Some(3), Some(','))
+        );
+        let cols: Vec<(&str, ColumnType, usize)> = p
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.kind, c.missing))
+            .collect();
         assert_eq!(
             cols,
             vec![
@@ -471,7 +575,12 @@ mod tests {
     #[test]
     fn profiles_json_records_and_lines() {
         let dir = tempfile::tempdir().unwrap();
-        let p = profile(&write(dir.path(), "r.json", br#"[{"a": 1, "b": "x"}, {"a": 2.5, "b": null}]"#)).unwrap();
+        let p = profile(&write(
+            dir.path(),
+            "r.json",
+            br#"[{"a": 1, "b": "x"}, {"a": 2.5, "b": null}]"#,
+        ))
+        .unwrap();
         assert_eq!(p.rows, Some(2));
         assert_eq!(p.columns[0].kind, ColumnType::Float);
         assert_eq!(p.columns[1].missing, 1);
@@ -482,12 +591,22 @@ mod tests {
     #[test]
     fn empty_binary_and_missing_files_are_named_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(profile(&write(dir.path(), "e.csv", b"")).unwrap().file_type, FileType::Empty);
-        assert_eq!(profile(&write(dir.path(), "b.bin", &[0, 1, 2, 255, 0])).unwrap().file_type, FileType::Binary);
+        assert_eq!(
+            profile(&write(dir.path(), "e.csv", b"")).unwrap().file_type,
+            FileType::Empty
+        );
+        assert_eq!(
+            profile(&write(dir.path(), "b.bin", &[0, 1, 2, 255, 0]))
+                .unwrap()
+                .file_type,
+            FileType::Binary
+        );
         let parquet = profile(&write(dir.path(), "t.parquet", b"PAR1\x00\x00")).unwrap();
         assert_eq!(parquet.file_type, FileType::Parquet);
         assert!(!parquet.notes.is_empty());
-        let err = profile(&dir.path().join("none.csv")).unwrap_err().to_string();
+        let err = profile(&dir.path().join("none.csv"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("none.csv"), "{err}");
     }
 

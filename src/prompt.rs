@@ -189,7 +189,12 @@ fn goal_block(goal: &str, profiles: &[crate::profile::Profile]) -> String {
 }
 
 /// Messages asking for a plan of `shape` with at most `max_steps` steps.
-pub fn plan_messages(goal: &str, profiles: &[crate::profile::Profile], shape: Shape, max_steps: usize) -> Vec<crate::llm::Message> {
+pub fn plan_messages(
+    goal: &str,
+    profiles: &[crate::profile::Profile],
+    shape: Shape,
+    max_steps: usize,
+) -> Vec<crate::llm::Message> {
     let shape = match shape {
         Shape::Linear => "The steps form a chain: each step depends on the step before it.",
         Shape::Dag => "Steps may run in parallel when they do not depend on each other.",
@@ -205,7 +210,10 @@ pub fn plan_messages(goal: &str, profiles: &[crate::profile::Profile], shape: Sh
 }
 
 /// Messages asking whether the goal needs a plan at all.
-pub fn triage_messages(goal: &str, profiles: &[crate::profile::Profile]) -> Vec<crate::llm::Message> {
+pub fn triage_messages(
+    goal: &str,
+    profiles: &[crate::profile::Profile],
+) -> Vec<crate::llm::Message> {
     vec![
         crate::llm::Message::system(PLANNER_SYSTEM),
         crate::llm::Message::user(format!(
@@ -218,7 +226,11 @@ pub fn triage_messages(goal: &str, profiles: &[crate::profile::Profile]) -> Vec<
 }
 
 /// Messages asking for sub-goals (the first level of a hierarchical plan).
-pub fn subgoal_messages(goal: &str, profiles: &[crate::profile::Profile], max: usize) -> Vec<crate::llm::Message> {
+pub fn subgoal_messages(
+    goal: &str,
+    profiles: &[crate::profile::Profile],
+    max: usize,
+) -> Vec<crate::llm::Message> {
     vec![
         crate::llm::Message::system(PLANNER_SYSTEM),
         crate::llm::Message::user(format!(
@@ -233,7 +245,11 @@ pub fn subgoal_messages(goal: &str, profiles: &[crate::profile::Profile], max: u
 }
 
 /// Messages asking for a critique of `plan_json`.
-pub fn critique_messages(goal: &str, profiles: &[crate::profile::Profile], plan_json: &str) -> Vec<crate::llm::Message> {
+pub fn critique_messages(
+    goal: &str,
+    profiles: &[crate::profile::Profile],
+    plan_json: &str,
+) -> Vec<crate::llm::Message> {
     vec![
         crate::llm::Message::system(PLANNER_SYSTEM),
         crate::llm::Message::user(format!(
@@ -256,9 +272,21 @@ mod prompt_snapshots {
             bytes: 5120,
             file_type: FileType::Csv,
             columns: vec![
-                Column { name: "date".into(), kind: ColumnType::Date, missing: 0 },
-                Column { name: "region".into(), kind: ColumnType::String, missing: 2 },
-                Column { name: "revenue".into(), kind: ColumnType::Float, missing: 0 },
+                Column {
+                    name: "date".into(),
+                    kind: ColumnType::Date,
+                    missing: 0,
+                },
+                Column {
+                    name: "region".into(),
+                    kind: ColumnType::String,
+                    missing: 2,
+                },
+                Column {
+                    name: "revenue".into(),
+                    kind: ColumnType::Float,
+                    missing: 0,
+                },
             ],
             rows: Some(192),
             rows_estimated: false,
@@ -270,17 +298,30 @@ mod prompt_snapshots {
     }
 
     fn text(messages: &[crate::llm::Message]) -> String {
-        messages.iter().map(|m| format!("[{:?}]\n{}\n", m.role, m.content)).collect()
+        messages
+            .iter()
+            .map(|m| format!("[{:?}]\n{}\n", m.role, m.content))
+            .collect()
     }
 
     #[test]
     fn dag_plan_prompt() {
-        insta::assert_snapshot!(text(&plan_messages("Which region grew fastest in 2023? Chart it.", &profiles(), Shape::Dag, 12)));
+        insta::assert_snapshot!(text(&plan_messages(
+            "Which region grew fastest in 2023? Chart it.",
+            &profiles(),
+            Shape::Dag,
+            12
+        )));
     }
 
     #[test]
     fn linear_plan_prompt() {
-        insta::assert_snapshot!(text(&plan_messages("Average revenue per region.", &profiles(), Shape::Linear, 6)));
+        insta::assert_snapshot!(text(&plan_messages(
+            "Average revenue per region.",
+            &profiles(),
+            Shape::Linear,
+            6
+        )));
     }
 
     #[test]
@@ -290,12 +331,20 @@ mod prompt_snapshots {
 
     #[test]
     fn subgoal_prompt() {
-        insta::assert_snapshot!(text(&subgoal_messages("Forecast 2024 revenue per region.", &profiles(), 4)));
+        insta::assert_snapshot!(text(&subgoal_messages(
+            "Forecast 2024 revenue per region.",
+            &profiles(),
+            4
+        )));
     }
 
     #[test]
     fn critique_prompt() {
-        insta::assert_snapshot!(text(&critique_messages("How many rows?", &profiles(), "{\"steps\": []}")));
+        insta::assert_snapshot!(text(&critique_messages(
+            "How many rows?",
+            &profiles(),
+            "{\"steps\": []}"
+        )));
     }
 }
 
@@ -318,12 +367,15 @@ pub fn extract_code(reply: &str) -> Option<String> {
     let code = blocks
         .iter()
         .find(|b| !b.trim().is_empty())
-        .map(|b| b.to_string())
+        .map(std::string::ToString::to_string)
         .unwrap_or_else(|| reply.to_string());
     let code = code.trim_matches('\n').to_string();
     let looks_like_code = code.lines().any(|l| {
         let l = l.trim_start();
-        l.starts_with("import ") || l.starts_with("from ") || l.starts_with("print(") || l.contains(" = ")
+        l.starts_with("import ")
+            || l.starts_with("from ")
+            || l.starts_with("print(")
+            || l.contains(" = ")
     });
     (looks_like_code && !code.trim().is_empty()).then_some(code)
 }
@@ -349,7 +401,9 @@ pub fn error_digest(stderr: &str, max: usize) -> String {
             }
         })
         .collect();
-    let last_frame = capped.iter().rposition(|l| l.trim_start().starts_with("File \""));
+    let last_frame = capped
+        .iter()
+        .rposition(|l| l.trim_start().starts_with("File \""));
     let key: Vec<String> = match last_frame {
         Some(i) => capped[i..].iter().take(6).cloned().collect(),
         None => capped.iter().rev().take(3).rev().cloned().collect(),
@@ -360,7 +414,10 @@ pub fn error_digest(stderr: &str, max: usize) -> String {
         return all;
     }
     let room = max.saturating_sub(key_text.len() + 40);
-    format!("{}\n[...]\n{key_text}", truncate_middle(&all[..all.len().min(room.max(1) * 2)], room))
+    format!(
+        "{}\n[...]\n{key_text}",
+        truncate_middle(&all[..all.len().min(room.max(1) * 2)], room)
+    )
 }
 
 /// Text for a failed attempt: what happened and a specific hint.
@@ -370,7 +427,10 @@ pub fn failure_hint(status: &crate::sandbox::Status, stderr: &str, missing: &[St
         .lines()
         .rev()
         .find_map(|l| l.split("No module named ").nth(1))
-        .map(|m| m.trim_matches(|c| c == '\'' || c == '"' || c == ' ').to_string());
+        .map(|m| {
+            m.trim_matches(|c| c == '\'' || c == '"' || c == ' ')
+                .to_string()
+        });
     match status {
         Status::TimedOut => "The script ran past its time limit: make it faster (vectorize with pandas, no loops over rows, sample large data).".into(),
         Status::OutOfMemory => "The script ran out of memory: process the data in chunks (pd.read_csv(..., chunksize=...)), read only the needed columns (usecols=...), use smaller dtypes.".into(),
@@ -409,11 +469,17 @@ pub fn step_messages(
     profiles: &[crate::profile::Profile],
     upstream: &[Upstream],
 ) -> Vec<crate::llm::Message> {
-    let mut text = format!("Overall goal: {goal}\n\nThis step: {}\n{}\n", step.title, step.instruction);
+    let mut text = format!(
+        "Overall goal: {goal}\n\nThis step: {}\n{}\n",
+        step.title, step.instruction
+    );
     if step.kind == crate::plan::StepKind::Verify {
         text.push_str("This is a check: raise an AssertionError with a clear message when something is wrong, and print what was checked.\n");
     }
-    let read_inputs: Vec<&crate::profile::Profile> = profiles.iter().filter(|p| step.reads.contains(&p.name)).collect();
+    let read_inputs: Vec<&crate::profile::Profile> = profiles
+        .iter()
+        .filter(|p| step.reads.contains(&p.name))
+        .collect();
     if !read_inputs.is_empty() {
         text.push_str("\nInput files:\n");
         for profile in read_inputs {
@@ -421,7 +487,10 @@ pub fn step_messages(
         }
     }
     for up in upstream {
-        text.push_str(&format!("\nFrom earlier step {} ({}):\n", up.step, up.title));
+        text.push_str(&format!(
+            "\nFrom earlier step {} ({}):\n",
+            up.step, up.title
+        ));
         for file in &up.files {
             text.push_str(file);
         }
@@ -432,19 +501,34 @@ pub fn step_messages(
     if step.writes.is_empty() {
         text.push_str("\nThis step writes no files.\n");
     } else {
-        text.push_str(&format!("\nWrite these files in the current folder: {}\n", step.writes.join(", ")));
+        text.push_str(&format!(
+            "\nWrite these files in the current folder: {}\n",
+            step.writes.join(", ")
+        ));
     }
-    vec![crate::llm::Message::system(CODER_SYSTEM), crate::llm::Message::user(text)]
+    vec![
+        crate::llm::Message::system(CODER_SYSTEM),
+        crate::llm::Message::user(text),
+    ]
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Messages asking to repair a failed script.
-pub fn repair_messages(first: Vec<crate::llm::Message>, script: &str, problem: &str) -> Vec<crate::llm::Message> {
+pub fn repair_messages(
+    first: Vec<crate::llm::Message>,
+    script: &str,
+    problem: &str,
+) -> Vec<crate::llm::Message> {
     let mut messages = first;
-    messages.push(crate::llm::Message::assistant(format!("```python\n{script}\n```")));
+    messages.push(crate::llm::Message::assistant(format!(
+        "```python\n{script}\n```"
+    )));
     messages.push(crate::llm::Message::user(format!(
         "The script failed.\n{problem}\nReply with the complete corrected script in one ```python code block."
     )));
@@ -483,7 +567,10 @@ pub fn answer_values(text: &str) -> Vec<(String, String)> {
 pub fn synthesis_messages(goal: &str, results: &[(String, String)]) -> Vec<crate::llm::Message> {
     let mut text = format!("Goal: {goal}\n\nResults of the steps that ran:\n");
     for (step, output) in results {
-        text.push_str(&format!("\n[{step}]\n{}\n", truncate_middle(output.trim(), 1500)));
+        text.push_str(&format!(
+            "\n[{step}]\n{}\n",
+            truncate_middle(output.trim(), 1500)
+        ));
     }
     let names = answer_names(goal);
     text.push_str(
@@ -493,11 +580,17 @@ pub fn synthesis_messages(goal: &str, results: &[(String, String)]) -> Vec<crate
     if !names.is_empty() {
         text.push_str(&format!(
             " End with the answer in exactly the requested format, using exactly these names: {}.",
-            names.iter().map(|n| format!("@{n}[...]")).collect::<Vec<_>>().join(" ")
+            names
+                .iter()
+                .map(|n| format!("@{n}[...]"))
+                .collect::<Vec<_>>()
+                .join(" ")
         ));
     }
     vec![
-        crate::llm::Message::system("You report the results of a data analysis briefly and exactly. You never invent numbers."),
+        crate::llm::Message::system(
+            "You report the results of a data analysis briefly and exactly. You never invent numbers.",
+        ),
         crate::llm::Message::user(text),
     ]
 }
@@ -514,7 +607,18 @@ pub fn replan_messages(
     let mut messages = plan_messages(goal, profiles, Shape::Dag, max_steps);
     let kept: Vec<String> = done
         .iter()
-        .map(|s| format!("- {} ({}): wrote {}", s.id, s.title, if s.writes.is_empty() { "nothing".into() } else { s.writes.join(", ") }))
+        .map(|s| {
+            format!(
+                "- {} ({}): wrote {}",
+                s.id,
+                s.title,
+                if s.writes.is_empty() {
+                    "nothing".into()
+                } else {
+                    s.writes.join(", ")
+                }
+            )
+        })
         .collect();
     messages[1].content.push_str(&format!(
         "\n\nThese steps already ran and are kept (depend on them by id and read their files):\n{}\n\n\
@@ -536,8 +640,14 @@ mod agent_prompt_tests {
 
     #[test]
     fn code_is_taken_from_the_first_fence_or_the_bare_reply() {
-        assert_eq!(extract_code("Here:\n```python\nprint(1)\n```\nbye"), Some("print(1)".into()));
-        assert_eq!(extract_code("import pandas as pd\nprint(2)"), Some("import pandas as pd\nprint(2)".into()));
+        assert_eq!(
+            extract_code("Here:\n```python\nprint(1)\n```\nbye"),
+            Some("print(1)".into())
+        );
+        assert_eq!(
+            extract_code("import pandas as pd\nprint(2)"),
+            Some("import pandas as pd\nprint(2)".into())
+        );
         assert_eq!(extract_code("I cannot help with that."), None);
         assert_eq!(extract_code("```\n\n```"), None);
     }
@@ -556,16 +666,29 @@ mod agent_prompt_tests {
 
     #[test]
     fn hints_name_the_missing_package() {
-        let hint = failure_hint(&crate::sandbox::Status::Exited(1), "ModuleNotFoundError: No module named 'plotly'\n", &[]);
-        assert!(hint.starts_with("The image has no package plotly"), "{hint}");
+        let hint = failure_hint(
+            &crate::sandbox::Status::Exited(1),
+            "ModuleNotFoundError: No module named 'plotly'\n",
+            &[],
+        );
+        assert!(
+            hint.starts_with("The image has no package plotly"),
+            "{hint}"
+        );
     }
 
     #[test]
     fn answer_names_and_values_follow_the_at_format() {
-        assert_eq!(answer_names("Report @mean_age[value] and @count[n]."), vec!["mean_age", "count"]);
+        assert_eq!(
+            answer_names("Report @mean_age[value] and @count[n]."),
+            vec!["mean_age", "count"]
+        );
         assert_eq!(
             answer_values("x\n@mean_age[29.70]\n@count[891]\n@mean_age[29.7]\n"),
-            vec![("count".to_string(), "891".to_string()), ("mean_age".to_string(), "29.7".to_string())]
+            vec![
+                ("count".to_string(), "891".to_string()),
+                ("mean_age".to_string(), "29.7".to_string())
+            ]
         );
     }
 }

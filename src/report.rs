@@ -10,7 +10,13 @@ use crate::plan::Plan;
 use crate::run::RunFolder;
 
 /// The Markdown report of a run.
-pub fn markdown(folder: &RunFolder, plan: Option<&Plan>, answer: &str, totals: &Totals, wall: Duration) -> Result<String> {
+pub fn markdown(
+    folder: &RunFolder,
+    plan: Option<&Plan>,
+    answer: &str,
+    totals: &Totals,
+    wall: Duration,
+) -> Result<String> {
     let info = folder.info()?;
     let state = folder.state();
     let mut out = String::new();
@@ -18,14 +24,33 @@ pub fn markdown(folder: &RunFolder, plan: Option<&Plan>, answer: &str, totals: &
     let _ = writeln!(out, "## Answer\n\n{answer}\n");
     let _ = writeln!(out, "## Inputs\n");
     for input in &info.inputs {
-        let _ = writeln!(out, "- `{}` (sha256 `{}`)", input.name, &input.sha256[..12.min(input.sha256.len())]);
+        let _ = writeln!(
+            out,
+            "- `{}` (sha256 `{}`)",
+            input.name,
+            &input.sha256[..12.min(input.sha256.len())]
+        );
     }
     if let Some(plan) = plan {
-        let _ = writeln!(out, "\n## Plan (version {}, {} replan(s))\n", state.plan_version, state.replans);
-        let _ = writeln!(out, "| step | kind | after | status | attempts |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "\n## Plan (version {}, {} replan(s))\n",
+            state.plan_version, state.replans
+        );
+        let _ = writeln!(
+            out,
+            "| step | kind | after | status | attempts |\n|---|---|---|---|---|"
+        );
         for step in &plan.steps {
-            let attempts = std::fs::read_dir(folder.dir().join("steps").join(&step.id)).map_or(0, Iterator::count);
-            let status = if state.done.contains_key(&step.id) { "done" } else if attempts > 0 { "failed" } else { "not run" };
+            let attempts = std::fs::read_dir(folder.dir().join("steps").join(&step.id))
+                .map_or(0, Iterator::count);
+            let status = if state.done.contains_key(&step.id) {
+                "done"
+            } else if attempts > 0 {
+                "failed"
+            } else {
+                "not run"
+            };
             let _ = writeln!(
                 out,
                 "| {} — {} | {:?} | {} | {status} | {attempts} |",
@@ -37,15 +62,24 @@ pub fn markdown(folder: &RunFolder, plan: Option<&Plan>, answer: &str, totals: &
         }
         let _ = writeln!(out, "\n## Steps\n");
         for step in &plan.steps {
-            let _ = writeln!(out, "### {}: {}\n\n{}\n", step.id, step.title, step.instruction);
-            let Some(done) = state.done.get(&step.id) else { continue };
+            let _ = writeln!(
+                out,
+                "### {}: {}\n\n{}\n",
+                step.id, step.title, step.instruction
+            );
+            let Some(done) = state.done.get(&step.id) else {
+                continue;
+            };
             let dir = format!("steps/{}/attempt-{}", step.id, done.attempt);
-            let script = std::fs::read_to_string(folder.dir().join(&dir).join("script.py")).unwrap_or_default();
-            let stdout = std::fs::read_to_string(folder.dir().join(&dir).join("stdout")).unwrap_or_default();
-            let result: serde_json::Value = std::fs::read_to_string(folder.dir().join(&dir).join("result.json"))
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
+            let script = std::fs::read_to_string(folder.dir().join(&dir).join("script.py"))
                 .unwrap_or_default();
+            let stdout =
+                std::fs::read_to_string(folder.dir().join(&dir).join("stdout")).unwrap_or_default();
+            let result: serde_json::Value =
+                std::fs::read_to_string(folder.dir().join(&dir).join("result.json"))
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "Attempt {} passed: model {} ms, container start {} ms, run {} ms.\n",
@@ -53,7 +87,14 @@ pub fn markdown(folder: &RunFolder, plan: Option<&Plan>, answer: &str, totals: &
             );
             let _ = writeln!(out, "```python\n{}\n```\n", script.trim_end());
             if !stdout.trim().is_empty() {
-                let _ = writeln!(out, "Output:\n\n```text\n{}\n```\n", crate::prompt::truncate_middle(&crate::text::strip_escapes(stdout.trim_end()), 4000));
+                let _ = writeln!(
+                    out,
+                    "Output:\n\n```text\n{}\n```\n",
+                    crate::prompt::truncate_middle(
+                        &crate::text::strip_escapes(stdout.trim_end()),
+                        4000
+                    )
+                );
             }
             for file in done.outputs.keys() {
                 if file.ends_with(".png") || file.ends_with(".svg") || file.ends_with(".jpg") {

@@ -84,11 +84,13 @@ pub struct RunFolder {
 
 /// sha256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(Error::io(format!("reading {}", path.display())))?;
+    let mut file =
+        std::fs::File::open(path).map_err(Error::io(format!("reading {}", path.display())))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];
     loop {
-        let n = std::io::Read::read(&mut file, &mut buffer).map_err(Error::io(format!("reading {}", path.display())))?;
+        let n = std::io::Read::read(&mut file, &mut buffer)
+            .map_err(Error::io(format!("reading {}", path.display())))?;
         if n == 0 {
             break;
         }
@@ -98,13 +100,18 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 }
 
 fn new_id() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = now.as_secs();
     // UTC date and time from the epoch, without a date crate.
     let days = secs / 86_400;
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
     let (y, mo, d) = civil(days as i64);
-    format!("{y:04}{mo:02}{d:02}-{h:02}{m:02}{s:02}-{:04x}", fastrand::u16(..))
+    format!(
+        "{y:04}{mo:02}{d:02}-{h:02}{m:02}{s:02}-{:04x}",
+        fastrand::u16(..)
+    )
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
@@ -121,45 +128,74 @@ fn civil(days: i64) -> (i64, u32, u32) {
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(Error::io(format!("reading {}", path.display())))?;
-    serde_json::from_str(&text).map_err(|err| Error::Config(format!("{} is damaged: {err}", path.display())))
+    let text =
+        std::fs::read_to_string(path).map_err(Error::io(format!("reading {}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|err| Error::Config(format!("{} is damaged: {err}", path.display())))
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    write_atomic(path, serde_json::to_string_pretty(value).expect("serializable").as_bytes())
+    write_atomic(
+        path,
+        serde_json::to_string_pretty(value)
+            .expect("serializable")
+            .as_bytes(),
+    )
 }
 
 impl RunFolder {
     /// Create a new run folder under `runs_dir`, checking and hashing the inputs first.
-    pub fn create(runs_dir: &Path, goal: &str, inputs: &[PathBuf], image: &str, options: serde_json::Value) -> Result<(RunFolder, RunInfo)> {
+    pub fn create(
+        runs_dir: &Path,
+        goal: &str,
+        inputs: &[PathBuf],
+        image: &str,
+        options: serde_json::Value,
+    ) -> Result<(RunFolder, RunInfo)> {
         let mut seen = std::collections::HashSet::new();
         let mut listed = Vec::new();
         for path in inputs {
-            let bad = |reason: String| Error::Input { path: path.clone(), reason };
-            let meta = std::fs::metadata(path).map_err(|err| bad(match err.kind() {
-                std::io::ErrorKind::NotFound => "no such file".into(),
-                _ => err.to_string(),
-            }))?;
+            let bad = |reason: String| Error::Input {
+                path: path.clone(),
+                reason,
+            };
+            let meta = std::fs::metadata(path).map_err(|err| {
+                bad(match err.kind() {
+                    std::io::ErrorKind::NotFound => "no such file".into(),
+                    _ => err.to_string(),
+                })
+            })?;
             if !meta.is_file() {
                 return Err(bad("is not a regular file".into()));
             }
             let absolute = std::fs::canonicalize(path).map_err(|err| bad(err.to_string()))?;
-            let name = absolute.file_name().and_then(|n| n.to_str()).ok_or_else(|| bad("the name is not UTF-8".into()))?.to_string();
+            let name = absolute
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| bad("the name is not UTF-8".into()))?
+                .to_string();
             if !seen.insert(name.clone()) {
                 return Err(bad(format!("another input is also named {name}")));
             }
-            listed.push(Input { sha256: sha256_file(&absolute)?, path: absolute, name });
+            listed.push(Input {
+                sha256: sha256_file(&absolute)?,
+                path: absolute,
+                name,
+            });
         }
         let id = new_id();
         let dir = runs_dir.join(&id);
-        std::fs::create_dir_all(dir.join("steps")).map_err(Error::io(format!("creating {}", dir.display())))?;
+        std::fs::create_dir_all(dir.join("steps"))
+            .map_err(Error::io(format!("creating {}", dir.display())))?;
         let info = RunInfo {
             id,
             goal: goal.to_string(),
             inputs: listed,
             image: image.to_string(),
             options,
-            created: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         };
         write_json(&dir.join("run.json"), &info)?;
         let folder = RunFolder::open_dir(&dir)?;
@@ -189,8 +225,16 @@ impl RunFolder {
             .open(dir.join("events.jsonl"))
             .map_err(Error::io(format!("opening {}/events.jsonl", dir.display())))?;
         let state_path = dir.join("state.json");
-        let state = if state_path.exists() { read_json(&state_path)? } else { State::default() };
-        Ok(RunFolder { dir: dir.to_path_buf(), events: Mutex::new(events), state: Mutex::new(state) })
+        let state = if state_path.exists() {
+            read_json(&state_path)?
+        } else {
+            State::default()
+        };
+        Ok(RunFolder {
+            dir: dir.to_path_buf(),
+            events: Mutex::new(events),
+            state: Mutex::new(state),
+        })
     }
 
     /// The folder.
@@ -230,28 +274,43 @@ impl RunFolder {
         let value: serde_json::Value = read_json(&path)?;
         let plan = crate::plan::Plan {
             goal: value["goal"].as_str().unwrap_or_default().to_string(),
-            steps: serde_json::from_value(value["steps"].clone()).map_err(|e| Error::Config(format!("plan.json: {e}")))?,
+            steps: serde_json::from_value(value["steps"].clone())
+                .map_err(|e| Error::Config(format!("plan.json: {e}")))?,
         };
-        let mode = serde_json::from_value(value["mode"].clone()).unwrap_or(crate::planner::Mode::Dag);
+        let mode =
+            serde_json::from_value(value["mode"].clone()).unwrap_or(crate::planner::Mode::Dag);
         let notes = serde_json::from_value(value["notes"].clone()).unwrap_or_default();
         Ok(Some(crate::planner::Planned { plan, mode, notes }))
     }
 
     /// The folder of one attempt (created).
     pub fn attempt_dir(&self, step: &str, attempt: usize) -> Result<PathBuf> {
-        let dir = self.dir.join("steps").join(step).join(format!("attempt-{attempt}"));
+        let dir = self
+            .dir
+            .join("steps")
+            .join(step)
+            .join(format!("attempt-{attempt}"));
         std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
         Ok(dir)
     }
 
     /// Where a done step's output file lives.
     pub fn output_path(&self, step: &str, attempt: usize, file: &str) -> PathBuf {
-        self.dir.join("steps").join(step).join(format!("attempt-{attempt}")).join("files").join(file)
+        self.dir
+            .join("steps")
+            .join(step)
+            .join(format!("attempt-{attempt}"))
+            .join("files")
+            .join(file)
     }
 
     /// Record a step as done.
     pub fn mark_done(&self, step: &str, done: DoneStep) -> Result<()> {
-        self.state.lock().expect("state poisoned").done.insert(step.to_string(), done);
+        self.state
+            .lock()
+            .expect("state poisoned")
+            .done
+            .insert(step.to_string(), done);
         self.save_state()
     }
 
@@ -301,16 +360,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("a.csv");
         std::fs::write(&input, "x\n1\n").unwrap();
-        let (folder, info) = RunFolder::create(&dir.path().join("runs"), "goal", &[input], "img:1", serde_json::json!({})).unwrap();
+        let (folder, info) = RunFolder::create(
+            &dir.path().join("runs"),
+            "goal",
+            &[input],
+            "img:1",
+            serde_json::json!({}),
+        )
+        .unwrap();
         assert_eq!(info.inputs[0].name, "a.csv");
         folder
-            .mark_done("s", DoneStep { attempt: 2, key: "k".into(), outputs: BTreeMap::new(), exit_code: 0 })
+            .mark_done(
+                "s",
+                DoneStep {
+                    attempt: 2,
+                    key: "k".into(),
+                    outputs: BTreeMap::new(),
+                    exit_code: 0,
+                },
+            )
             .unwrap();
-        folder.emit(&RunEvent::StepDone { step: "s".into(), reused: false });
+        folder.emit(&RunEvent::StepDone {
+            step: "s".into(),
+            reused: false,
+        });
         let again = RunFolder::open_dir(folder.dir()).unwrap();
         assert_eq!(again.state().done["s"].attempt, 2);
         let events = std::fs::read_to_string(folder.dir().join("events.jsonl")).unwrap();
-        assert_eq!(events, "{\"event\":\"step_done\",\"step\":\"s\",\"reused\":false}\n");
+        assert_eq!(
+            events,
+            "{\"event\":\"step_done\",\"step\":\"s\",\"reused\":false}\n"
+        );
         let located = RunFolder::locate(&info.id, &dir.path().join("runs")).unwrap();
         assert_eq!(located, folder.dir());
     }

@@ -58,7 +58,12 @@ pub struct Summary {
 
 /// Run `plan`, at most `parallel` steps at once, each through `run_step`; `emit` sees every
 /// event. Steps start in plan order among those ready.
-pub async fn run<F, Fut>(plan: &Plan, parallel: usize, mut run_step: F, mut emit: impl FnMut(Event)) -> Summary
+pub async fn run<F, Fut>(
+    plan: &Plan,
+    parallel: usize,
+    mut run_step: F,
+    mut emit: impl FnMut(Event),
+) -> Summary
 where
     F: FnMut(Step) -> Fut,
     Fut: Future<Output = Outcome>,
@@ -74,13 +79,20 @@ where
                 break;
             }
             started.insert(step.id.clone());
-            emit(Event::Started { id: step.id.clone() });
+            emit(Event::Started {
+                id: step.id.clone(),
+            });
             let id = step.id.clone();
             let future = run_step(step.clone());
             running.push(async move { (id, future.await) });
         }
-        let Some((id, outcome)) = running.next().await else { break };
-        emit(Event::Finished { id: id.clone(), outcome: outcome.clone() });
+        let Some((id, outcome)) = running.next().await else {
+            break;
+        };
+        emit(Event::Finished {
+            id: id.clone(),
+            outcome: outcome.clone(),
+        });
         match outcome {
             Outcome::Succeeded => {
                 done.insert(id.clone());
@@ -90,7 +102,10 @@ where
                 summary.failed.push(id.clone());
                 for step in &plan.steps {
                     if plan.ancestors(&step.id).contains(&id) && started.insert(step.id.clone()) {
-                        emit(Event::Skipped { id: step.id.clone(), because: id.clone() });
+                        emit(Event::Skipped {
+                            id: step.id.clone(),
+                            because: id.clone(),
+                        });
                         summary.skipped.push(step.id.clone());
                     }
                 }
@@ -115,7 +130,7 @@ mod tests {
             title: id.into(),
             instruction: id.into(),
             kind: StepKind::Action,
-            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            depends_on: deps.iter().map(std::string::ToString::to_string).collect(),
             reads: vec![],
             writes: vec![],
         }
@@ -126,16 +141,32 @@ mod tests {
     async fn fake(step: Step, live: Arc<AtomicUsize>, peak: Arc<AtomicUsize>) -> Outcome {
         let now = live.fetch_add(1, Ordering::SeqCst) + 1;
         peak.fetch_max(now, Ordering::SeqCst);
-        let secs: u64 = step.id.chars().last().and_then(|c| c.to_digit(10)).unwrap_or(1).into();
+        let secs: u64 = step
+            .id
+            .chars()
+            .last()
+            .and_then(|c| c.to_digit(10))
+            .unwrap_or(1)
+            .into();
         tokio::time::sleep(Duration::from_secs(secs)).await;
         live.fetch_sub(1, Ordering::SeqCst);
-        if step.id.starts_with("bad") { Outcome::Failed("boom".into()) } else { Outcome::Succeeded }
+        if step.id.starts_with("bad") {
+            Outcome::Failed("boom".into())
+        } else {
+            Outcome::Succeeded
+        }
     }
 
     async fn schedule(plan: &Plan, parallel: usize) -> (Summary, Vec<Event>, usize) {
         let (live, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let mut events = Vec::new();
-        let summary = run(plan, parallel, |s| fake(s, live.clone(), peak.clone()), |e| events.push(e)).await;
+        let summary = run(
+            plan,
+            parallel,
+            |s| fake(s, live.clone(), peak.clone()),
+            |e| events.push(e),
+        )
+        .await;
         (summary, events, peak.load(Ordering::SeqCst))
     }
 
@@ -164,9 +195,16 @@ mod tests {
         let started = |id: &str| Event::Started { id: id.into() };
         let finished = |id: &str, ok: bool| Event::Finished {
             id: id.into(),
-            outcome: if ok { Outcome::Succeeded } else { Outcome::Failed("boom".into()) },
+            outcome: if ok {
+                Outcome::Succeeded
+            } else {
+                Outcome::Failed("boom".into())
+            },
         };
-        let skipped = |id: &str| Event::Skipped { id: id.into(), because: "bad2".into() };
+        let skipped = |id: &str| Event::Skipped {
+            id: id.into(),
+            because: "bad2".into(),
+        };
         assert_eq!(
             events,
             vec![
@@ -180,14 +218,24 @@ mod tests {
                 finished("good3", true),
             ]
         );
-        assert_eq!(start.elapsed(), Duration::from_secs(4), "good3 ran beside bad2");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(4),
+            "good3 ran beside bad2"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_concurrency_cap_is_honoured() {
         let mut steps: Vec<Step> = (0..6).map(|i| step(&format!("s{i}_2"), &[])).collect();
-        steps.push(step("final1", &["s0_2", "s1_2", "s2_2", "s3_2", "s4_2", "s5_2"]));
-        let plan = Plan { goal: "g".into(), steps };
+        steps.push(step(
+            "final1",
+            &["s0_2", "s1_2", "s2_2", "s3_2", "s4_2", "s5_2"],
+        ));
+        let plan = Plan {
+            goal: "g".into(),
+            steps,
+        };
         let start = tokio::time::Instant::now();
         let (summary, _, peak) = schedule(&plan, 2).await;
         assert_eq!((summary.succeeded.len(), peak), (7, 2));

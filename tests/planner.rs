@@ -21,7 +21,10 @@ impl Scripted {
     fn new(replies: Vec<Value>) -> Self {
         let mut texts: Vec<String> = replies.into_iter().map(|v| v.to_string()).collect();
         texts.reverse();
-        Scripted { replies: Mutex::new(texts), requests: Mutex::new(vec![]) }
+        Scripted {
+            replies: Mutex::new(texts),
+            requests: Mutex::new(vec![]),
+        }
     }
     fn requests(&self) -> Vec<Request> {
         self.requests.lock().unwrap().clone()
@@ -34,8 +37,19 @@ impl Scripted {
 impl Llm for Scripted {
     async fn complete(&self, request: &Request) -> planbox::Result<Reply> {
         self.requests.lock().unwrap().push(request.clone());
-        let text = self.replies.lock().unwrap().pop().expect("the test scripted no more replies");
-        Ok(Reply { text, usage: Usage::default(), model: "scripted".into(), mode: None, latency: Duration::ZERO })
+        let text = self
+            .replies
+            .lock()
+            .unwrap()
+            .pop()
+            .expect("the test scripted no more replies");
+        Ok(Reply {
+            text,
+            usage: Usage::default(),
+            model: "scripted".into(),
+            mode: None,
+            latency: Duration::ZERO,
+        })
     }
 }
 
@@ -64,20 +78,37 @@ fn steps(list: Vec<Value>) -> Value {
 }
 
 fn ids(planned: &planbox::planner::Planned) -> Vec<(String, Vec<String>)> {
-    planned.plan.steps.iter().map(|s| (s.id.clone(), s.depends_on.clone())).collect()
+    planned
+        .plan
+        .steps
+        .iter()
+        .map(|s| (s.id.clone(), s.depends_on.clone()))
+        .collect()
 }
 
 fn pair(id: &str, deps: &[&str]) -> (String, Vec<String>) {
-    (id.to_string(), deps.iter().map(|d| d.to_string()).collect())
+    (
+        id.to_string(),
+        deps.iter().map(std::string::ToString::to_string).collect(),
+    )
 }
 
 #[tokio::test]
 async fn an_invalid_plan_goes_back_with_its_errors() {
     let llm = Scripted::new(vec![
-        steps(vec![step("a", &["b"], &["sales.csv"], &["x.csv"]), step("b", &["a"], &["x.csv"], &[])]),
-        steps(vec![step("a", &[], &["sales.csv"], &["x.csv"]), step("b", &["a"], &["x.csv"], &[])]),
+        steps(vec![
+            step("a", &["b"], &["sales.csv"], &["x.csv"]),
+            step("b", &["a"], &["x.csv"], &[]),
+        ]),
+        steps(vec![
+            step("a", &[], &["sales.csv"], &["x.csv"]),
+            step("b", &["a"], &["x.csv"], &[]),
+        ]),
     ]);
-    let planned = Planner::new(&llm).plan("goal", &inputs(), Mode::Dag, 0).await.unwrap();
+    let planned = Planner::new(&llm)
+        .plan("goal", &inputs(), Mode::Dag, 0)
+        .await
+        .unwrap();
     assert_eq!(ids(&planned), vec![pair("a", &[]), pair("b", &["a"])]);
     assert_eq!(
         llm.last_user(1),
@@ -93,7 +124,11 @@ async fn a_model_that_keeps_failing_gets_a_clear_error() {
     let llm = Scripted::new(vec![bad.clone(), bad.clone(), bad]);
     let mut planner = Planner::new(&llm);
     planner.reasks = 2;
-    let err = planner.plan("goal", &inputs(), Mode::Dag, 0).await.unwrap_err().to_string();
+    let err = planner
+        .plan("goal", &inputs(), Mode::Dag, 0)
+        .await
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         err,
         "unusable model reply: no valid plan after 2 re-asks; last problems: step \"a\" reads \"missing.csv\", which is neither an input nor written by a step it depends on (directly or not)"
@@ -107,15 +142,24 @@ async fn linear_plans_are_chains_whatever_the_model_wrote() {
         step("b", &[], &[], &[]),
         step("c", &["a"], &["x.csv"], &[]),
     ])]);
-    let planned = Planner::new(&llm).plan("goal", &inputs(), Mode::Linear, 0).await.unwrap();
-    assert_eq!(ids(&planned), vec![pair("a", &[]), pair("b", &["a"]), pair("c", &["b"])]);
+    let planned = Planner::new(&llm)
+        .plan("goal", &inputs(), Mode::Linear, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&planned),
+        vec![pair("a", &[]), pair("b", &["a"]), pair("c", &["b"])]
+    );
     assert!(llm.last_user(0).contains("The steps form a chain"));
 }
 
 #[tokio::test]
 async fn no_plan_means_one_step_and_no_model_call() {
     let llm = Scripted::new(vec![]);
-    let planned = Planner::new(&llm).plan("count the rows", &inputs(), Mode::None, 1).await.unwrap();
+    let planned = Planner::new(&llm)
+        .plan("count the rows", &inputs(), Mode::None, 1)
+        .await
+        .unwrap();
     assert_eq!(ids(&planned), vec![pair("solve", &[])]);
     assert_eq!(planned.plan.steps[0].reads, vec!["sales.csv".to_string()]);
     assert!(llm.requests().is_empty());
@@ -124,13 +168,25 @@ async fn no_plan_means_one_step_and_no_model_call() {
 #[tokio::test]
 async fn auto_lets_the_model_decide() {
     let llm = Scripted::new(vec![json!({"plan": false, "reason": "one count"})]);
-    let planned = Planner::new(&llm).plan("count the rows", &inputs(), Mode::Auto, 0).await.unwrap();
-    assert_eq!((planned.mode, planned.notes.clone()), (Mode::None, vec!["auto: one script, no plan (one count)".to_string()]));
+    let planned = Planner::new(&llm)
+        .plan("count the rows", &inputs(), Mode::Auto, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        (planned.mode, planned.notes.clone()),
+        (
+            Mode::None,
+            vec!["auto: one script, no plan (one count)".to_string()]
+        )
+    );
     let llm = Scripted::new(vec![
         json!({"plan": true, "reason": "chart and answer"}),
         steps(vec![step("a", &[], &["sales.csv"], &[])]),
     ]);
-    let planned = Planner::new(&llm).plan("chart it", &inputs(), Mode::Auto, 0).await.unwrap();
+    let planned = Planner::new(&llm)
+        .plan("chart it", &inputs(), Mode::Auto, 0)
+        .await
+        .unwrap();
     assert_eq!(planned.mode, Mode::Dag);
 }
 
@@ -147,11 +203,18 @@ async fn hierarchical_plans_expand_sub_goals_within_the_bounds() {
             step("growth", &["sum"], &["totals.csv"], &["growth.csv"]),
         ]),
     ]);
-    let planned = Planner::new(&llm).plan("growth per region", &inputs(), Mode::Hierarchical, 0).await.unwrap();
+    let planned = Planner::new(&llm)
+        .plan("growth per region", &inputs(), Mode::Hierarchical, 0)
+        .await
+        .unwrap();
     assert_eq!(planned.mode, Mode::Hierarchical);
     assert_eq!(
         ids(&planned),
-        vec![pair("clean", &[]), pair("analyse-sum", &["clean"]), pair("analyse-growth", &["analyse-sum"])]
+        vec![
+            pair("clean", &[]),
+            pair("analyse-sum", &["clean"]),
+            pair("analyse-growth", &["analyse-sum"])
+        ]
     );
     assert!(llm.last_user(1).contains("It must write: growth.csv"));
 
@@ -162,8 +225,14 @@ async fn hierarchical_plans_expand_sub_goals_within_the_bounds() {
     b["atomic"] = json!(false);
     let llm = Scripted::new(vec![steps(vec![a, b])]);
     let mut planner = Planner::new(&llm);
-    planner.limits = Limits { max_steps: 2, ..Limits::default() };
-    let planned = planner.plan("goal", &inputs(), Mode::Hierarchical, 0).await.unwrap();
+    planner.limits = Limits {
+        max_steps: 2,
+        ..Limits::default()
+    };
+    let planned = planner
+        .plan("goal", &inputs(), Mode::Hierarchical, 0)
+        .await
+        .unwrap();
     assert_eq!(ids(&planned), vec![pair("a", &[]), pair("b", &["a"])]);
     assert_eq!(llm.requests().len(), 1);
 }
@@ -180,11 +249,17 @@ async fn reflection_adopts_a_valid_improvement() {
         ]),
         json!({"problems": []}),
     ]);
-    let planned = Planner::new(&llm).plan("goal", &inputs(), Mode::Dag, 2).await.unwrap();
+    let planned = Planner::new(&llm)
+        .plan("goal", &inputs(), Mode::Dag, 2)
+        .await
+        .unwrap();
     assert_eq!(ids(&planned), vec![pair("a", &[]), pair("check", &["a"])]);
     assert_eq!(
         planned.notes,
-        vec!["reflection fixed: nothing checks the result".to_string(), "reflection found no problems".to_string()]
+        vec![
+            "reflection fixed: nothing checks the result".to_string(),
+            "reflection found no problems".to_string()
+        ]
     );
 }
 
@@ -192,9 +267,20 @@ async fn reflection_adopts_a_valid_improvement() {
 async fn empty_and_huge_goals_are_refused_before_any_call() {
     let llm = Scripted::new(vec![]);
     let planner = Planner::new(&llm);
-    let empty = planner.plan("   ", &inputs(), Mode::Dag, 0).await.unwrap_err().to_string();
-    assert_eq!(empty, "invalid setting: the goal is empty: say what to find out");
-    let huge = planner.plan(&"x".repeat(5000), &inputs(), Mode::Dag, 0).await.unwrap_err().to_string();
+    let empty = planner
+        .plan("   ", &inputs(), Mode::Dag, 0)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        empty,
+        "invalid setting: the goal is empty: say what to find out"
+    );
+    let huge = planner
+        .plan(&"x".repeat(5000), &inputs(), Mode::Dag, 0)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(huge.contains("5000 characters"), "{huge}");
     assert!(llm.requests().is_empty());
 }

@@ -89,7 +89,10 @@ impl RunOptions {
         Ok(planbox::agent::Options {
             mode: self.mode,
             reflect: self.reflect,
-            parallel: self.parallel.unwrap_or_else(|| planbox::agent::Options::default().parallel).max(1),
+            parallel: self
+                .parallel
+                .unwrap_or_else(|| planbox::agent::Options::default().parallel)
+                .max(1),
             max_repairs: self.max_repairs,
             max_replans: self.max_replans,
             max_steps: self.max_steps,
@@ -102,7 +105,11 @@ impl RunOptions {
         if !(self.timeout > 0.0 && self.timeout <= 600.0) {
             anyhow::bail!("--timeout must be in (0, 600] seconds");
         }
-        Ok(Policy { memory: self.memory, timeout: Duration::from_secs_f64(self.timeout), ..Policy::default() })
+        Ok(Policy {
+            memory: self.memory,
+            timeout: Duration::from_secs_f64(self.timeout),
+            ..Policy::default()
+        })
     }
 }
 
@@ -458,7 +465,8 @@ async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     };
     let planned = match &args.llm.record {
         Some(dir) => {
-            let recorder = record::Recorder::new(client, dir, config.api_key.iter().cloned().collect())?;
+            let recorder =
+                record::Recorder::new(client, dir, config.api_key.iter().cloned().collect())?;
             plan_with(&recorder, &args, &profiles).await?
         }
         None => plan_with(&client, &args, &profiles).await?,
@@ -487,7 +495,9 @@ async fn plan_with<L: planbox::llm::Llm>(
 ) -> planbox::Result<planbox::planner::Planned> {
     let mut planner = planbox::planner::Planner::new(llm);
     planner.limits.max_steps = args.max_steps;
-    planner.plan(&args.goal, profiles, args.mode, args.reflect).await
+    planner
+        .plan(&args.goal, profiles, args.mode, args.reflect)
+        .await
 }
 
 async fn ping(args: LlmArgs) -> anyhow::Result<ExitCode> {

@@ -17,7 +17,10 @@ use super::{BatchArgs, LlmArgs, RunOptions, VerifyArgs, print_stdout, shutdown_s
 async fn sandbox_for(options: &RunOptions) -> anyhow::Result<DockerSandbox> {
     let docker = sandbox::docker::connect().await?;
     let sandbox = DockerSandbox::new(docker, options.policy()?, sandbox::image::tag()).await?;
-    sandbox.reap().await.context("reaping leftover containers")?;
+    sandbox
+        .reap()
+        .await
+        .context("reaping leftover containers")?;
     Ok(sandbox)
 }
 
@@ -43,18 +46,34 @@ async fn drive(
     let agent_options = options.agent_options()?;
     Ok(match &llm.record {
         Some(dir) => {
-            let recorder = record::Recorder::new(client, dir, config.api_key.iter().cloned().collect())?;
-            Agent::new(&recorder, sandbox, agent_options, meter).run(folder, sink).await?
+            let recorder =
+                record::Recorder::new(client, dir, config.api_key.iter().cloned().collect())?;
+            Agent::new(&recorder, sandbox, agent_options, meter)
+                .run(folder, sink)
+                .await?
         }
-        None => Agent::new(&client, sandbox, agent_options, meter).run(folder, sink).await?,
+        None => {
+            Agent::new(&client, sandbox, agent_options, meter)
+                .run(folder, sink)
+                .await?
+        }
     })
 }
 
-async fn drive_with_signals(folder: &RunFolder, options: &RunOptions, llm: &LlmArgs, sandbox: &DockerSandbox) -> anyhow::Result<ExitCode> {
+async fn drive_with_signals(
+    folder: &RunFolder,
+    options: &RunOptions,
+    llm: &LlmArgs,
+    sandbox: &DockerSandbox,
+) -> anyhow::Result<ExitCode> {
     let human = Human(std::sync::Mutex::new(std::io::stderr()));
     let jsonl = Jsonl(std::sync::Mutex::new(std::io::stdout()));
     let work = async {
-        if options.json { drive(folder, options, llm, sandbox, &jsonl).await } else { drive(folder, options, llm, sandbox, &human).await }
+        if options.json {
+            drive(folder, options, llm, sandbox, &jsonl).await
+        } else {
+            drive(folder, options, llm, sandbox, &human).await
+        }
     };
     let finished = tokio::select! {
         finished = work => finished?,
@@ -74,10 +93,19 @@ async fn drive_with_signals(folder: &RunFolder, options: &RunOptions, llm: &LlmA
             eprintln!("planbox: the {budget} budget ended the run; the report shows what was done");
         }
     }
-    Ok(if finished.achieved { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if finished.achieved {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
-pub(super) async fn run(goal: String, inputs: Vec<PathBuf>, options: RunOptions, llm: LlmArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(
+    goal: String,
+    inputs: Vec<PathBuf>,
+    options: RunOptions,
+    llm: LlmArgs,
+) -> anyhow::Result<ExitCode> {
     if goal.trim().is_empty() {
         anyhow::bail!("the goal is empty: say what to find out");
     }
@@ -88,20 +116,34 @@ pub(super) async fn run(goal: String, inputs: Vec<PathBuf>, options: RunOptions,
     llm.config()?;
     let sandbox = sandbox_for(&options).await?;
     let stored = serde_json::json!({"agent": options.agent_options()?});
-    let (folder, info) = RunFolder::create(&options.runs_dir, &goal, &inputs, &sandbox::image::tag(), stored)?;
+    let (folder, info) = RunFolder::create(
+        &options.runs_dir,
+        &goal,
+        &inputs,
+        &sandbox::image::tag(),
+        stored,
+    )?;
     if !options.json {
         eprintln!("run folder: {} (id {})", folder.dir().display(), info.id);
     }
     drive_with_signals(&folder, &options, &llm, &sandbox).await
 }
 
-pub(super) async fn resume(run_ref: String, options: RunOptions, llm: LlmArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn resume(
+    run_ref: String,
+    options: RunOptions,
+    llm: LlmArgs,
+) -> anyhow::Result<ExitCode> {
     let dir = RunFolder::locate(&run_ref, &options.runs_dir)?;
     let folder = RunFolder::open_dir(&dir)?;
     let info = folder.info()?;
     for input in &info.inputs {
         if !input.path.is_file() {
-            anyhow::bail!("input {} of this run is gone ({})", input.name, input.path.display());
+            anyhow::bail!(
+                "input {} of this run is gone ({})",
+                input.name,
+                input.path.display()
+            );
         }
     }
     llm.config()?;
@@ -118,15 +160,21 @@ struct Check {
 
 /// Compare two CSV files cell by cell, numbers within a relative tolerance.
 fn csv_close(a: &Path, b: &Path, tolerance: f64) -> bool {
-    let (Ok(a), Ok(b)) = (std::fs::read_to_string(a), std::fs::read_to_string(b)) else { return false };
+    let (Ok(a), Ok(b)) = (std::fs::read_to_string(a), std::fs::read_to_string(b)) else {
+        return false;
+    };
     let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
     a.len() == b.len()
         && a.iter().zip(&b).all(|(x, y)| {
             let (xs, ys): (Vec<&str>, Vec<&str>) = (x.split(',').collect(), y.split(',').collect());
             xs.len() == ys.len()
-                && xs.iter().zip(&ys).all(|(p, q)| match (p.trim().parse::<f64>(), q.trim().parse::<f64>()) {
-                    (Ok(p), Ok(q)) => (p - q).abs() <= tolerance * p.abs().max(q.abs()).max(1.0),
-                    _ => p == q,
+                && xs.iter().zip(&ys).all(|(p, q)| {
+                    match (p.trim().parse::<f64>(), q.trim().parse::<f64>()) {
+                        (Ok(p), Ok(q)) => {
+                            (p - q).abs() <= tolerance * p.abs().max(q.abs()).max(1.0)
+                        }
+                        _ => p == q,
+                    }
                 })
         })
 }
@@ -136,9 +184,16 @@ pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let folder = RunFolder::open_dir(&dir)?;
     let info = folder.info()?;
     let state = folder.state();
-    let planned = folder.plan()?.context("the run has no plan yet: nothing to verify")?;
+    let planned = folder
+        .plan()?
+        .context("the run has no plan yet: nothing to verify")?;
     let docker = sandbox::docker::connect().await?;
-    let sandbox = DockerSandbox::new(docker, planbox::sandbox::Policy::default(), info.image.clone()).await?;
+    let sandbox = DockerSandbox::new(
+        docker,
+        planbox::sandbox::Policy::default(),
+        info.image.clone(),
+    )
+    .await?;
     let scratch = tempfile::tempdir().context("creating a scratch folder")?;
     let mut checks = Vec::new();
     let mut input_problems = Vec::new();
@@ -146,31 +201,48 @@ pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         match planbox::run::sha256_file(&input.path) {
             Ok(hash) if hash == input.sha256 => {}
             Ok(_) => input_problems.push(format!("input {} changed since the run", input.name)),
-            Err(_) => input_problems.push(format!("input {} is missing ({})", input.name, input.path.display())),
+            Err(_) => input_problems.push(format!(
+                "input {} is missing ({})",
+                input.name,
+                input.path.display()
+            )),
         }
     }
-    checks.push(Check { step: "inputs".into(), problems: input_problems, millis: 0 });
+    checks.push(Check {
+        step: "inputs".into(),
+        problems: input_problems,
+        millis: 0,
+    });
     for step in planned.plan.topological_order() {
-        let Some(done) = state.done.get(&step.id) else { continue };
+        let Some(done) = state.done.get(&step.id) else {
+            continue;
+        };
         let started = std::time::Instant::now();
         let attempt = folder.attempt_dir(&step.id, done.attempt)?;
         let script = std::fs::read_to_string(attempt.join("script.py"))?;
         let mut inputs: Vec<PathBuf> = info.inputs.iter().map(|i| i.path.clone()).collect();
         for file in &step.reads {
-            if let Some(writer) = planned.plan.writer_of(file) {
-                if let Some(w) = state.done.get(&writer.id) {
-                    inputs.push(folder.output_path(&writer.id, w.attempt, file));
-                }
+            if let Some(writer) = planned.plan.writer_of(file)
+                && let Some(w) = state.done.get(&writer.id)
+            {
+                inputs.push(folder.output_path(&writer.id, w.attempt, file));
             }
         }
         let out_dir = scratch.path().join(&step.id);
-        let job = Job { inputs, out_dir: out_dir.clone(), run_id: format!("verify-{}", info.id) };
+        let job = Job {
+            inputs,
+            out_dir: out_dir.clone(),
+            run_id: format!("verify-{}", info.id),
+        };
         let mut problems = Vec::new();
         match sandbox.exec(&job, &script).await {
             Err(err) => problems.push(format!("{err:#}")),
             Ok(output) => {
                 if output.status != Status::Exited(done.exit_code) {
-                    problems.push(format!("{} (the run had exit code {})", output.status, done.exit_code));
+                    problems.push(format!(
+                        "{} (the run had exit code {})",
+                        output.status, done.exit_code
+                    ));
                 }
                 for (file, hash) in &done.outputs {
                     let fresh = out_dir.join(file);
@@ -178,8 +250,11 @@ pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                     if !fresh.is_file() {
                         problems.push(format!("{file} was not written again"));
                     } else if planbox::run::sha256_file(&fresh)? != *hash {
-                        let close = file.ends_with(".csv") && csv_close(&fresh, &recorded, args.tolerance);
-                        let picture = [".png", ".svg", ".jpg", ".pdf"].iter().any(|e| file.ends_with(e));
+                        let close =
+                            file.ends_with(".csv") && csv_close(&fresh, &recorded, args.tolerance);
+                        let picture = [".png", ".svg", ".jpg", ".pdf"]
+                            .iter()
+                            .any(|e| file.ends_with(e));
                         if !close && !picture {
                             problems.push(format!("{file} differs"));
                         }
@@ -187,26 +262,53 @@ pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        checks.push(Check { step: step.id.clone(), problems, millis: started.elapsed().as_millis() });
+        checks.push(Check {
+            step: step.id.clone(),
+            problems,
+            millis: started.elapsed().as_millis(),
+        });
     }
     let mut text = String::new();
     for check in &checks {
-        let verdict = if check.problems.is_empty() { "ok".to_string() } else { format!("FAILED: {}", check.problems.join("; ")) };
+        let verdict = if check.problems.is_empty() {
+            "ok".to_string()
+        } else {
+            format!("FAILED: {}", check.problems.join("; "))
+        };
         text.push_str(&format!("{:<24} {verdict}\n", check.step));
     }
     let failed = checks.iter().filter(|c| !c.problems.is_empty()).count();
-    text.push_str(&format!("{} passed, {failed} failed\n", checks.len() - failed));
+    text.push_str(&format!(
+        "{} passed, {failed} failed\n",
+        checks.len() - failed
+    ));
     print_stdout(&text);
     if let Some(path) = &args.junit {
-        let cases: Vec<(String, Option<String>, u128)> =
-            checks.iter().map(|c| (c.step.clone(), (!c.problems.is_empty()).then(|| c.problems.join("; ")), c.millis)).collect();
-        std::fs::write(path, junit(&format!("verify {}", info.id), &cases)).with_context(|| format!("writing {}", path.display()))?;
+        let cases: Vec<(String, Option<String>, u128)> = checks
+            .iter()
+            .map(|c| {
+                (
+                    c.step.clone(),
+                    (!c.problems.is_empty()).then(|| c.problems.join("; ")),
+                    c.millis,
+                )
+            })
+            .collect();
+        std::fs::write(path, junit(&format!("verify {}", info.id), &cases))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A JUnit XML document: one test case per (name, failure, milliseconds).
@@ -218,10 +320,17 @@ fn junit(suite: &str, cases: &[(String, Option<String>, u128)]) -> String {
         cases.len()
     );
     for (name, failure, millis) in cases {
-        xml.push_str(&format!("  <testcase name=\"{}\" time=\"{:.3}\"", xml_escape(name), *millis as f64 / 1000.0));
+        xml.push_str(&format!(
+            "  <testcase name=\"{}\" time=\"{:.3}\"",
+            xml_escape(name),
+            *millis as f64 / 1000.0
+        ));
         match failure {
             None => xml.push_str("/>\n"),
-            Some(message) => xml.push_str(&format!(">\n    <failure message=\"{}\"/>\n  </testcase>\n", xml_escape(message))),
+            Some(message) => xml.push_str(&format!(
+                ">\n    <failure message=\"{}\"/>\n  </testcase>\n",
+                xml_escape(message)
+            )),
         }
     }
     xml.push_str("</testsuite>\n");
@@ -241,11 +350,14 @@ struct Goal {
 /// Whether `got` matches `want`: numbers within 1e-6 (relative past 1), else exact text;
 /// comma-separated lists part by part.
 pub(super) fn matches(want: &str, got: &str) -> bool {
-    let (want_parts, got_parts): (Vec<&str>, Vec<&str>) = (want.split(',').collect(), got.split(',').collect());
+    let (want_parts, got_parts): (Vec<&str>, Vec<&str>) =
+        (want.split(',').collect(), got.split(',').collect());
     want_parts.len() == got_parts.len()
-        && want_parts.iter().zip(&got_parts).all(|(w, g)| match (w.trim().parse::<f64>(), g.trim().parse::<f64>()) {
-            (Ok(w), Ok(g)) => (w - g).abs() <= 1e-6 * w.abs().max(1.0),
-            _ => w.trim() == g.trim(),
+        && want_parts.iter().zip(&got_parts).all(|(w, g)| {
+            match (w.trim().parse::<f64>(), g.trim().parse::<f64>()) {
+                (Ok(w), Ok(g)) => (w - g).abs() <= 1e-6 * w.abs().max(1.0),
+                _ => w.trim() == g.trim(),
+            }
         })
 }
 
@@ -257,18 +369,36 @@ async fn run_goal(
 ) -> anyhow::Result<(anyhow::Result<Finished>, PathBuf, std::time::Duration)> {
     let started = std::time::Instant::now();
     let stored = serde_json::json!({"agent": args.run.agent_options()?, "batch": goal.id});
-    let (folder, _) = RunFolder::create(&args.run.runs_dir, &goal.goal, &goal.inputs, image, stored)?;
+    let (folder, _) =
+        RunFolder::create(&args.run.runs_dir, &goal.goal, &goal.inputs, image, stored)?;
     let finished = drive(&folder, &args.run, &args.llm, sandbox, &Silent).await;
     Ok((finished, folder.dir().to_path_buf(), started.elapsed()))
 }
 
 pub(super) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.suite).with_context(|| format!("reading {}", args.suite.display()))?;
+    let text = std::fs::read_to_string(&args.suite)
+        .with_context(|| format!("reading {}", args.suite.display()))?;
     let base = args.suite.parent().unwrap_or(Path::new(".")).to_path_buf();
     let mut goals = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let mut goal: Goal = serde_json::from_str(line).with_context(|| format!("{} line {}: not a goal object", args.suite.display(), n + 1))?;
-        goal.inputs = goal.inputs.iter().map(|p| if p.is_absolute() { p.clone() } else { base.join(p) }).collect();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let mut goal: Goal = serde_json::from_str(line).with_context(|| {
+            format!("{} line {}: not a goal object", args.suite.display(), n + 1)
+        })?;
+        goal.inputs = goal
+            .inputs
+            .iter()
+            .map(|p| {
+                if p.is_absolute() {
+                    p.clone()
+                } else {
+                    base.join(p)
+                }
+            })
+            .collect();
         for path in &goal.inputs {
             planbox::profile::profile(path).with_context(|| format!("goal {}", goal.id))?;
         }
@@ -278,7 +408,11 @@ pub(super) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
     let sandbox = sandbox_for(&args.run).await?;
     let image = sandbox::image::tag();
     let results: Vec<_> = futures_util::StreamExt::collect(futures_util::StreamExt::buffered(
-        futures_util::stream::iter(goals.iter().map(|goal| run_goal(goal, &sandbox, &image, &args))),
+        futures_util::stream::iter(
+            goals
+                .iter()
+                .map(|goal| run_goal(goal, &sandbox, &image, &args)),
+        ),
         args.goals_parallel.max(1),
     ))
     .await;
@@ -287,12 +421,22 @@ pub(super) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
     for (goal, result) in goals.iter().zip(results) {
         let (status, answer, run, millis) = match result {
             Ok((Ok(finished), dir, took)) => (
-                if finished.achieved { "achieved" } else { "not_achieved" }.to_string(),
+                if finished.achieved {
+                    "achieved"
+                } else {
+                    "not_achieved"
+                }
+                .to_string(),
                 finished.answer,
                 dir.display().to_string(),
                 took.as_millis(),
             ),
-            Ok((Err(err), dir, took)) => ("error".into(), format!("{err:#}"), dir.display().to_string(), took.as_millis()),
+            Ok((Err(err), dir, took)) => (
+                "error".into(),
+                format!("{err:#}"),
+                dir.display().to_string(),
+                took.as_millis(),
+            ),
             Err(err) => ("error".into(), format!("{err:#}"), String::new(), 0),
         };
         let values = planbox::prompt::answer_values(&answer);
@@ -319,21 +463,41 @@ pub(super) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
             ));
         }
         let shown = answer.lines().last().unwrap_or_default();
-        table.push_str(&format!("{:<16} {:<10} {:<8} {}\n", goal.id, status, if expect_ok { "ok" } else { "FAIL" }, shown));
-        let failure = (!expect_ok).then(|| if mismatches.is_empty() { status.clone() } else { mismatches.join("; ") });
+        table.push_str(&format!(
+            "{:<16} {:<10} {:<8} {}\n",
+            goal.id,
+            status,
+            if expect_ok { "ok" } else { "FAIL" },
+            shown
+        ));
+        let failure = (!expect_ok).then(|| {
+            if mismatches.is_empty() {
+                status.clone()
+            } else {
+                mismatches.join("; ")
+            }
+        });
         cases.push((goal.id.clone(), failure, millis));
     }
     let failed = cases.iter().filter(|c| c.1.is_some()).count();
-    table.push_str(&format!("{} passed, {failed} failed\n", cases.len() - failed));
+    table.push_str(&format!(
+        "{} passed, {failed} failed\n",
+        cases.len() - failed
+    ));
     if args.run.json {
         eprint!("{table}");
     } else {
         print_stdout(&table);
     }
     if let Some(path) = &args.junit {
-        std::fs::write(path, junit(&args.suite.display().to_string(), &cases)).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, junit(&args.suite.display().to_string(), &cases))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 #[cfg(test)]
@@ -352,7 +516,13 @@ mod tests {
 
     #[test]
     fn junit_escapes_and_counts() {
-        let xml = junit("s", &[("a".into(), None, 5), ("b<".into(), Some("x & y".into()), 10)]);
+        let xml = junit(
+            "s",
+            &[
+                ("a".into(), None, 5),
+                ("b<".into(), Some("x & y".into()), 10),
+            ],
+        );
         assert!(xml.contains("tests=\"2\" failures=\"1\""));
         assert!(xml.contains("name=\"b&lt;\""));
         assert!(xml.contains("message=\"x &amp; y\""));

@@ -20,7 +20,13 @@ struct FixedLatency;
 impl Llm for FixedLatency {
     async fn complete(&self, _request: &Request) -> planbox::Result<Reply> {
         tokio::time::sleep(LATENCY).await;
-        Ok(Reply { text: "print(1)\n".into(), usage: Usage::default(), model: "fixed".into(), mode: None, latency: LATENCY })
+        Ok(Reply {
+            text: "print(1)\n".into(),
+            usage: Usage::default(),
+            model: "fixed".into(),
+            mode: None,
+            latency: LATENCY,
+        })
     }
 }
 
@@ -35,8 +41,14 @@ fn plan() -> Plan {
         writes: vec![],
     };
     let mut steps: Vec<Step> = (1..=6).map(|i| step(format!("part{i}"), vec![])).collect();
-    steps.push(step("final".into(), (1..=6).map(|i| format!("part{i}")).collect()));
-    Plan { goal: "bench".into(), steps }
+    steps.push(step(
+        "final".into(),
+        (1..=6).map(|i| format!("part{i}")).collect(),
+    ));
+    Plan {
+        goal: "bench".into(),
+        steps,
+    }
 }
 
 async fn measure<F, Fut>(parallel: usize, run: F) -> Duration
@@ -64,9 +76,20 @@ async fn main() {
     let sequential = measure(1, fixed).await;
     let parallel = measure(6, fixed).await;
     let ideal = 2 * (LATENCY + FIXED_RUN);
-    println!("planner, 6 independent steps + 1 final, fake model {} ms, fixed run {} ms", LATENCY.as_millis(), FIXED_RUN.as_millis());
-    println!("  sequential (N=1)  {:>7.0} ms", sequential.as_secs_f64() * 1e3);
-    println!("  parallel   (N=6)  {:>7.0} ms   ideal {:.0} ms", parallel.as_secs_f64() * 1e3, ideal.as_secs_f64() * 1e3);
+    println!(
+        "planner, 6 independent steps + 1 final, fake model {} ms, fixed run {} ms",
+        LATENCY.as_millis(),
+        FIXED_RUN.as_millis()
+    );
+    println!(
+        "  sequential (N=1)  {:>7.0} ms",
+        sequential.as_secs_f64() * 1e3
+    );
+    println!(
+        "  parallel   (N=6)  {:>7.0} ms   ideal {:.0} ms",
+        parallel.as_secs_f64() * 1e3,
+        ideal.as_secs_f64() * 1e3
+    );
     println!(
         "  parallel efficiency {:.2} (target >= 0.80), speed-up over sequential {:.2}x",
         ideal.as_secs_f64() / parallel.as_secs_f64(),
@@ -74,7 +97,9 @@ async fn main() {
     );
 
     // The same plan with real containers: each step's container warms while the model writes.
-    let docker = sandbox::docker::connect().await.expect("the benchmark needs a Docker engine");
+    let docker = sandbox::docker::connect()
+        .await
+        .expect("the benchmark needs a Docker engine");
     let sandbox = DockerSandbox::new(docker, Policy::default(), sandbox::image::tag())
         .await
         .expect("run `make image` first");
@@ -82,21 +107,33 @@ async fn main() {
     let counter = std::sync::atomic::AtomicUsize::new(0);
     let real = |_: Step| {
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let job = Job { inputs: vec![], out_dir: dir.path().join(format!("s{n}")), run_id: "bench-planner".into() };
+        let job = Job {
+            inputs: vec![],
+            out_dir: dir.path().join(format!("s{n}")),
+            run_id: "bench-planner".into(),
+        };
         let (sandbox, llm, ask) = (&sandbox, &llm, &ask);
         async move {
             let (warm, script) = tokio::join!(sandbox.prepare(&job), llm.complete(ask));
-            let output = sandbox::Warm::run(warm.unwrap(), &script.unwrap().text).await.unwrap();
-            if output.status.success() { Outcome::Succeeded } else { Outcome::Failed(output.status.to_string()) }
+            let output = sandbox::Warm::run(warm.unwrap(), &script.unwrap().text)
+                .await
+                .unwrap();
+            if output.status.success() {
+                Outcome::Succeeded
+            } else {
+                Outcome::Failed(output.status.to_string())
+            }
         }
     };
     let one = measure(1, &real).await / 7;
     let parallel = measure(6, &real).await;
     let ideal = 2 * one;
-    println!("  real sandbox: one step {:.0} ms; plan with N=6 {:.0} ms; ideal {:.0} ms; efficiency {:.2} on {} CPUs",
+    println!(
+        "  real sandbox: one step {:.0} ms; plan with N=6 {:.0} ms; ideal {:.0} ms; efficiency {:.2} on {} CPUs",
         one.as_secs_f64() * 1e3,
         parallel.as_secs_f64() * 1e3,
         ideal.as_secs_f64() * 1e3,
         ideal.as_secs_f64() / parallel.as_secs_f64(),
-        std::thread::available_parallelism().map_or(1, |n| n.get()));
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    );
 }

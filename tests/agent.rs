@@ -1,0 +1,415 @@
+//! The agent loop with a rule-based fake model and the real sandbox: passing runs, repairs,
+//! replans that keep completed work, budgets, resume, verify.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use planbox::agent::{Agent, Finished, Options};
+use planbox::event::{Collect, RunEvent};
+use planbox::llm::{Llm, Meter, Reply, Request, Usage};
+use planbox::run::RunFolder;
+use planbox::sandbox;
+use pretty_assertions::assert_eq;
+use serde_json::json;
+
+/// Answers by looking at the request: plans, scripts per step title, repairs, synthesis.
+struct Rules {
+    respond: Box<dyn Fn(&Request, usize) -> String + Send + Sync>,
+    calls: Mutex<Vec<Request>>,
+}
+
+impl Rules {
+    fn new(respond: impl Fn(&Request, usize) -> String + Send + Sync + 'static) -> Self {
+        Rules {
+            respond: Box::new(respond),
+            calls: Mutex::new(vec![]),
+        }
+    }
+}
+
+impl Llm for Rules {
+    async fn complete(&self, request: &Request) -> planbox::Result<Reply> {
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(request.clone());
+            calls.len()
+        };
+        let text = (self.respond)(request, n);
+        Ok(Reply {
+            usage: Usage::estimate(request, &text),
+            text,
+            model: "rules".into(),
+            mode: None,
+            latency: Duration::ZERO,
+        })
+    }
+}
+
+fn last_user(request: &Request) -> &str {
+    &request.messages.last().unwrap().content
+}
+
+fn step(
+    id: &str,
+    title: &str,
+    deps: &[&str],
+    reads: &[&str],
+    writes: &[&str],
+) -> serde_json::Value {
+    json!({"id": id, "title": title, "instruction": title, "kind": "action", "depends_on": deps, "reads": reads, "writes": writes})
+}
+
+fn code(script: &str) -> String {
+    format!("```python\n{script}\n```")
+}
+
+const GOAL: &str = "What is the total amount? Answer as @total[value].";
+
+/// A plan of two parallel sums and a final total.
+fn plan_reply() -> String {
+    json!({"steps": [
+        step("north", "sum north", &[], &["sales.csv"], &["north.txt"]),
+        step("south", "sum south", &[], &["sales.csv"], &["south.txt"]),
+        step("total", "add them", &["north", "south"], &["north.txt", "south.txt"], &[]),
+    ]})
+    .to_string()
+}
+
+/// The script for the step a prompt asks for (by its "This step:" line).
+fn script_for(prompt: &str) -> String {
+    let title_line = prompt
+        .lines()
+        .find(|l| l.starts_with("This step: "))
+        .unwrap_or(prompt);
+    if title_line.contains("sum north") {
+        code(
+            "import pandas as pd\nd = pd.read_csv('/data/sales.csv')\nv = d[d.region == 'north'].amount.sum()\nopen('north.txt', 'w').write(str(v))\nprint('north', v)",
+        )
+    } else if title_line.contains("sum south") {
+        code(
+            "import pandas as pd\nd = pd.read_csv('/data/sales.csv')\nv = d[d.region == 'south'].amount.sum()\nopen('south.txt', 'w').write(str(v))\nprint('south', v)",
+        )
+    } else {
+        code(
+            "n = int(open('/data/north.txt').read())\ns = int(open('/data/south.txt').read())\nprint(f'@total[{n + s}]')",
+        )
+    }
+}
+
+struct Setup {
+    world: common::World,
+    runs: PathBuf,
+}
+
+async fn setup(name: &str) -> Setup {
+    let world = common::World::new(name).await;
+    let runs = world.dir.path().join("out").join("runs");
+    Setup { world, runs }
+}
+
+async fn run_agent(
+    setup: &Setup,
+    llm: &Rules,
+    options: Options,
+) -> (Finished, Vec<RunEvent>, RunFolder) {
+    let image = sandbox::image::tag();
+    let (folder, _) =
+        RunFolder::create(&setup.runs, GOAL, &[setup.world.input()], &image, json!({})).unwrap();
+    let events = Collect::default();
+    let agent = Agent::new(
+        llm,
+        &setup.world.sandbox,
+        options,
+        Arc::new(Meter::new(None, None)),
+    );
+    let finished = agent.run(&folder, &events).await.unwrap();
+    let events = events.0.into_inner().unwrap();
+    (finished, events, folder)
+}
+
+fn options() -> Options {
+    Options {
+        parallel: 2,
+        ..Options::default()
+    }
+}
+
+fn attempts(dir: &Path, step: &str) -> usize {
+    std::fs::read_dir(dir.join("steps").join(step)).map_or(0, Iterator::count)
+}
+
+#[tokio::test]
+async fn all_steps_pass_and_the_answer_is_what_the_steps_printed() {
+    let setup = setup("agent-pass").await;
+    let llm = Rules::new(|request, _| {
+        let text = last_user(request);
+        if text.contains("Reply with {\"steps\"") {
+            plan_reply()
+        } else {
+            script_for(text)
+        }
+    });
+    let (finished, events, folder) = run_agent(&setup, &llm, options()).await;
+    assert!(finished.achieved, "{finished:?}");
+    assert_eq!(finished.answer, "@total[42]");
+    for file in [
+        "run.json",
+        "plan.json",
+        "plan-1.json",
+        "events.jsonl",
+        "state.json",
+        "answer.md",
+        "report.md",
+    ] {
+        assert!(folder.dir().join(file).is_file(), "{file} missing");
+    }
+    assert!(
+        folder
+            .dir()
+            .join("steps/north/attempt-1/files/north.txt")
+            .is_file()
+    );
+    assert_eq!(
+        std::fs::read_to_string(folder.dir().join("steps/total/attempt-1/stdout")).unwrap(),
+        "@total[42]\n"
+    );
+    let done: Vec<&RunEvent> = events
+        .iter()
+        .filter(|e| matches!(e, RunEvent::StepDone { .. }))
+        .collect();
+    assert_eq!(done.len(), 3);
+    assert!(matches!(
+        events.last(),
+        Some(RunEvent::RunFinished { achieved: true, .. })
+    ));
+    // The last step's prompt holds only what its dependencies produced.
+    let calls = llm.calls();
+    let total_prompt = calls
+        .iter()
+        .map(last_user)
+        .find(|t| t.contains("This step: add them"))
+        .unwrap();
+    assert!(
+        total_prompt.contains("From earlier step north") && total_prompt.contains("it printed:"),
+        "{total_prompt}"
+    );
+    let report = std::fs::read_to_string(folder.dir().join("report.md")).unwrap();
+    assert!(
+        report.contains("## Answer\n\n@total[42]") && report.contains("```python"),
+        "{report}"
+    );
+    setup.world.assert_clean().await;
+}
+
+#[tokio::test]
+async fn a_failing_step_is_repaired_with_the_error_and_a_hint() {
+    let setup = setup("agent-repair").await;
+    let llm = Rules::new(|request, _| {
+        let text = last_user(request);
+        if text.contains("Reply with {\"steps\"") {
+            json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
+        } else if text.starts_with("The script failed") {
+            code(
+                "import pandas as pd\nprint(f\"@total[{pd.read_csv('/data/sales.csv').amount.sum()}]\")",
+            )
+        } else {
+            code("import plotly\nprint('never')")
+        }
+    });
+    let (finished, events, folder) = run_agent(&setup, &llm, options()).await;
+    assert!(finished.achieved, "{finished:?}");
+    assert_eq!(finished.answer, "@total[42]");
+    assert_eq!(attempts(folder.dir(), "only"), 2);
+    let calls = llm.calls();
+    let repair = calls
+        .iter()
+        .map(last_user)
+        .find(|t| t.starts_with("The script failed"))
+        .unwrap();
+    assert!(
+        repair.contains("ModuleNotFoundError: No module named 'plotly'"),
+        "{repair}"
+    );
+    assert!(
+        repair.contains("Hint: The image has no package plotly"),
+        "{repair}"
+    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        RunEvent::Attempted {
+            attempt: 1,
+            ok: false,
+            ..
+        }
+    )));
+    setup.world.assert_clean().await;
+}
+
+#[tokio::test]
+async fn exhausted_repairs_replan_only_the_failed_branch() {
+    let setup = setup("agent-replan").await;
+    let llm = Rules::new(|request, _| {
+        let text = last_user(request);
+        if text.contains("This step failed even after repairs") {
+            json!({"steps": [step("south2", "sum south again", &[], &["sales.csv"], &["south.txt"]),
+                             step("total2", "add them", &["north", "south2"], &["north.txt", "south.txt"], &[])]})
+            .to_string()
+        } else if text.contains("Reply with {\"steps\"") {
+            plan_reply()
+        } else if text.contains("This step: sum south\n") || text.starts_with("The script failed") {
+            code("raise SystemExit('south is broken')")
+        } else if text.contains("This step: sum south again") {
+            script_for("This step: sum south")
+        } else {
+            script_for(text)
+        }
+    });
+    let (finished, events, folder) = run_agent(
+        &setup,
+        &llm,
+        Options {
+            max_repairs: 1,
+            ..options()
+        },
+    )
+    .await;
+    assert!(finished.achieved, "{finished:?}");
+    assert_eq!(finished.answer, "@total[42]");
+    assert_eq!(attempts(folder.dir(), "south"), 2, "one try and one repair");
+    assert_eq!(
+        attempts(folder.dir(), "north"),
+        1,
+        "the completed branch is not re-run"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, RunEvent::StepDone { step, reused: true } if step == "north"))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, RunEvent::Replanning { step, .. } if step == "south"))
+    );
+    assert!(folder.dir().join("plan-2.json").is_file());
+    setup.world.assert_clean().await;
+}
+
+#[tokio::test]
+async fn a_spent_budget_ends_the_run_cleanly_with_a_partial_report() {
+    let setup = setup("agent-budget").await;
+    let llm = Rules::new(|request, _| {
+        let text = last_user(request);
+        if text.contains("Reply with {\"steps\"") {
+            plan_reply()
+        } else {
+            script_for(text)
+        }
+    });
+    let (finished, _, folder) = run_agent(
+        &setup,
+        &llm,
+        Options {
+            parallel: 1,
+            max_containers: Some(1),
+            max_replans: 0,
+            ..options()
+        },
+    )
+    .await;
+    assert!(!finished.achieved);
+    assert_eq!(finished.ended_by.as_deref(), Some("containers"));
+    assert!(folder.dir().join("report.md").is_file());
+    assert!(
+        !finished.answer.contains("@total["),
+        "no invented total: {}",
+        finished.answer
+    );
+    assert!(
+        finished.answer.ends_with("(could not determine @total)"),
+        "{}",
+        finished.answer
+    );
+    setup.world.assert_clean().await;
+}
+
+#[tokio::test]
+async fn a_stopped_run_resumes_without_redoing_finished_steps_and_verifies() {
+    let setup = setup("agent-resume").await;
+    let broken = Rules::new(|request, _| {
+        let text = last_user(request);
+        if text.contains("Reply with {\"steps\"") {
+            plan_reply()
+        } else if text.contains("This step: add them") || text.starts_with("The script failed") {
+            code("raise SystemExit(1)")
+        } else {
+            script_for(text)
+        }
+    });
+    let (first, _, folder) = run_agent(
+        &setup,
+        &broken,
+        Options {
+            max_replans: 0,
+            max_repairs: 0,
+            ..options()
+        },
+    )
+    .await;
+    assert!(!first.achieved);
+    let fixed = Rules::new(|request, _| script_for(last_user(request)));
+    let events = Collect::default();
+    let reopened = RunFolder::open_dir(folder.dir()).unwrap();
+    let agent = Agent::new(
+        &fixed,
+        &setup.world.sandbox,
+        options(),
+        Arc::new(Meter::new(None, None)),
+    );
+    let finished = agent.run(&reopened, &events).await.unwrap();
+    assert!(finished.achieved, "{finished:?}");
+    assert_eq!(finished.answer, "@total[42]");
+    let events = events.0.into_inner().unwrap();
+    let reused: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::StepDone { step, reused: true } => Some(step.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reused, vec!["north".to_string(), "south".to_string()]);
+    assert_eq!(attempts(folder.dir(), "north"), 1);
+    assert_eq!(
+        fixed.calls().len(),
+        1,
+        "only the unfinished step was written again"
+    );
+
+    let verify = |dir: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_planbox"))
+            .args(["verify", dir.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let ok = verify(folder.dir());
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).ends_with("4 passed, 0 failed\n"));
+    std::fs::write(setup.world.input(), "region,amount\nnorth,11\nsouth,32\n").unwrap();
+    let changed = verify(folder.dir());
+    assert_eq!(changed.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&changed.stdout);
+    assert!(
+        text.contains("input sales.csv changed since the run"),
+        "{text}"
+    );
+    assert!(text.contains("north.txt differs"), "{text}");
+}
