@@ -16,8 +16,10 @@ use pretty_assertions::assert_eq;
 use serde_json::json;
 
 /// Answers by looking at the request: plans, scripts per step title, repairs, synthesis.
+type Respond = Box<dyn Fn(&Request, usize) -> String + Send + Sync>;
+
 struct Rules {
-    respond: Box<dyn Fn(&Request, usize) -> String + Send + Sync>,
+    respond: Respond,
     calls: Mutex<Vec<Request>>,
 }
 
@@ -27,6 +29,10 @@ impl Rules {
             respond: Box::new(respond),
             calls: Mutex::new(vec![]),
         }
+    }
+
+    fn calls(&self) -> Vec<Request> {
+        self.calls.lock().unwrap().clone()
     }
 }
 
