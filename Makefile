@@ -13,7 +13,7 @@ image: build
 
 # Everything CI runs: formatting, lints, unit tests and the Docker tests (needs `make image`).
 test: lint
-	$(CARGO) test --locked --all-targets
+	$(CARGO) test --locked --no-fail-fast
 
 lint:
 	$(CARGO) fmt --check

@@ -139,15 +139,20 @@ impl DockerSandbox {
         ])
     }
 
+    /// Create a container under `name`, recorded as live before the request is sent: a
+    /// signal or a dropped future between the engine's create and our bookkeeping must not
+    /// leave an untracked container.
     async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
-        let _ = name;
-        let created = self.docker.create_container(None, body).await?;
         self.live
             .lock()
             .expect("live set poisoned")
             .containers
-            .insert(created.id.clone());
-        Ok(created.id)
+            .insert(name.to_string());
+        let options = bollard::query_parameters::CreateContainerOptionsBuilder::new()
+            .name(name)
+            .build();
+        self.docker.create_container(Some(options), body).await?;
+        Ok(name.to_string())
     }
 }
 
@@ -200,15 +205,7 @@ impl Sandbox for DockerSandbox {
         let started = Instant::now();
         let labels = self.labels(&job.run_id);
         let volume = format!("planbox-out-{}", unique());
-        self.docker
-            .create_volume(VolumeCreateRequest {
-                name: Some(volume.clone()),
-                driver: Some("local".into()),
-                driver_opts: Some(self.policy.out_volume_options()),
-                labels: Some(labels.clone()),
-                ..Default::default()
-            })
-            .await?;
+        // Track the volume before asking for it (see `create`).
         self.live
             .lock()
             .expect("live set poisoned")
@@ -220,6 +217,15 @@ impl Sandbox for DockerSandbox {
             containers: Vec::new(),
             volume: Some(volume.clone()),
         };
+        self.docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(volume.clone()),
+                driver: Some("local".into()),
+                driver_opts: Some(self.policy.out_volume_options()),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            })
+            .await?;
 
         let script_host = self.policy.host_config(&inputs, &volume);
         let holder_host = self.policy.holder_config(&volume);
@@ -248,13 +254,16 @@ impl Sandbox for DockerSandbox {
             host_config: Some(holder_host.clone()),
             ..base
         };
-        let (holder, script) = tokio::join!(
-            self.create("holder", holder_body),
-            self.create("script", script_body)
+        let stem = volume.trim_start_matches("planbox-out-");
+        let (holder_name, script_name) = (
+            format!("planbox-{stem}-holder"),
+            format!("planbox-{stem}-script"),
         );
-        for id in [&holder, &script].into_iter().flatten() {
-            cleanup.containers.push(id.clone());
-        }
+        cleanup.containers = vec![holder_name.clone(), script_name.clone()];
+        let (holder, script) = tokio::join!(
+            self.create(&holder_name, holder_body),
+            self.create(&script_name, script_body)
+        );
         let (holder, script) = (holder?, script?);
 
         // Inspect before starting: the engine may drop or weaken a setting (an old engine, a
