@@ -23,10 +23,12 @@ bench: image
 	$(CARGO) bench --locked --bench sandbox
 	$(CARGO) bench --locked --bench planner
 
-# The main job on the bundled example, offline: build the image if missing, run a script.
-demo: image
-	rm -rf runs/demo && mkdir -p runs
-	$(PLANBOX) exec fixtures/demo/growth.py --input fixtures/demo/sales.csv --out runs/demo
+# The main job on the bundled example, offline: build the sandbox image and the local model if
+# missing, start the model, then plan, write, run and answer a goal on fixtures/demo/sales.csv.
+DEMO_GOAL := Which region had the highest revenue growth from 2022 to 2023? Chart the yearly revenue per region. Answer as @fastest_region[name] @growth_pct[value].
+
+demo: image local-llm
+	$(PLANBOX) run "$(DEMO_GOAL)" --input fixtures/demo/sales.csv --runs-dir runs --provider local
 
 # Remove every container and volume planbox ever labelled (all owners).
 clean-containers:

@@ -361,6 +361,13 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_parses() {
+        let file: FileConfig = toml::from_str(include_str!("../../planbox.toml.example")).unwrap();
+        assert_eq!(file.llm.provider, Some(Provider::Local));
+        assert!(file.prices.contains_key("gpt-4o-mini"));
+    }
+
+    #[test]
     fn unknown_settings_in_the_file_are_errors() {
         assert!(toml::from_str::<FileConfig>("[llm]\nmodle = \"x\"\n").is_err());
     }
