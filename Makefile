@@ -22,6 +22,7 @@ lint:
 bench: image
 	$(CARGO) bench --locked --bench sandbox
 	$(CARGO) bench --locked --bench planner
+	$(CARGO) bench --locked --bench agent
 
 # The main job on the bundled example, offline: build the sandbox image and the local model if
 # missing, start the model, then plan, write, run and answer a goal on fixtures/demo/sales.csv.

@@ -198,17 +198,33 @@ impl<'a, L: Llm> Planner<'a, L> {
         &self,
         goal: &str,
         inputs: &[String],
-        mut request: Request,
+        request: Request,
         shape: Shape,
         limits: &Limits,
+    ) -> Result<Plan> {
+        self.ask_until_valid(goal, inputs, request, limits, |mut plan| {
+            if shape == Shape::Linear {
+                chain(&mut plan);
+            }
+            plan
+        })
+        .await
+    }
+
+    /// The re-ask loop: `complete` turns the model's plan into the plan to check (a chain, a
+    /// merge with kept steps); its errors go back to the model until it is valid.
+    async fn ask_until_valid(
+        &self,
+        goal: &str,
+        inputs: &[String],
+        mut request: Request,
+        limits: &Limits,
+        complete: impl Fn(Plan) -> Plan,
     ) -> Result<Plan> {
         let mut last = Vec::new();
         for _ in 0..=self.reasks {
             let (value, reply) = complete_json(self.llm, &request, self.reasks).await?;
-            let mut plan = Plan::from_model(goal, &value).map_err(Error::LlmReply)?;
-            if shape == Shape::Linear {
-                chain(&mut plan);
-            }
+            let plan = complete(Plan::from_model(goal, &value).map_err(Error::LlmReply)?);
             let errors = plan.validate(inputs, limits);
             if errors.is_empty() {
                 return Ok(plan);
@@ -468,15 +484,12 @@ impl<L: Llm> Planner<'_, L> {
             .find(|s| s.id == failed)
             .ok_or_else(|| Error::Config(format!("no step {failed}")))?;
         let room = self.limits.max_steps.saturating_sub(kept.len()).max(1);
-        let mut request = self.plan_request(
+        let request = self.plan_request(
             prompt::replan_messages(&plan.goal, profiles, &kept, failed_step, problem, room),
             room,
         );
         let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
-        let mut last = Vec::new();
-        for _ in 0..=self.reasks {
-            let (value, reply) = complete_json(self.llm, &request, self.reasks).await?;
-            let fresh = Plan::from_model(&plan.goal, &value).map_err(Error::LlmReply)?;
+        self.ask_until_valid(&plan.goal, &inputs, request, &self.limits, |fresh| {
             let mut steps: Vec<Step> = kept.iter().map(|s| (*s).clone()).collect();
             steps.extend(
                 fresh
@@ -484,32 +497,12 @@ impl<L: Llm> Planner<'_, L> {
                     .into_iter()
                     .filter(|s| !kept.iter().any(|k| k.id == s.id)),
             );
-            let merged = Plan {
+            Plan {
                 goal: plan.goal.clone(),
                 steps,
-            };
-            let errors = merged.validate(&inputs, &self.limits);
-            if errors.is_empty() {
-                return Ok(merged);
             }
-            let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            request
-                .messages
-                .push(Message::assistant(prompt::truncate_middle(
-                    &reply.text,
-                    6000,
-                )));
-            request.messages.push(Message::user(format!(
-                "With the kept steps, the plan is invalid:\n- {}\nReply with corrected new steps as JSON only.",
-                listed.join("\n- ")
-            )));
-            last = listed;
-        }
-        Err(Error::LlmReply(format!(
-            "no valid replan after {} re-asks; last problems: {}",
-            self.reasks,
-            last.join("; ")
-        )))
+        })
+        .await
     }
 }
 

@@ -70,7 +70,9 @@ async fn the_local_model_follows_a_json_schema() {
 fn dabench_suite(dir: &std::path::Path) -> Option<std::path::PathBuf> {
     let root = std::env::var_os("PLANBOX_DABENCH")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/dabench-dev"));
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/dabench-dev")
+        });
     let questions = std::fs::read_to_string(root.join("questions.jsonl")).ok()?;
     let labels = std::fs::read_to_string(root.join("labels.jsonl")).ok()?;
     let labels: std::collections::HashMap<i64, serde_json::Value> = labels
@@ -95,7 +97,10 @@ fn dabench_suite(dir: &std::path::Path) -> Option<std::path::PathBuf> {
             q["format"].as_str().unwrap()
         );
         let input = root.join("tables").join(q["file_name"].as_str().unwrap());
-        suite.push_str(&format!("{}\n", json!({"id": format!("q{id}"), "goal": goal, "inputs": [input], "expect": expect})));
+        suite.push_str(&format!(
+            "{}\n",
+            json!({"id": format!("q{id}"), "goal": goal, "inputs": [input], "expect": expect})
+        ));
     }
     let path = dir.join("dabench.jsonl");
     std::fs::write(&path, suite).unwrap();
@@ -106,11 +111,27 @@ fn dabench_suite(dir: &std::path::Path) -> Option<std::path::PathBuf> {
 #[ignore = "needs the local model server and ../shared/dabench-dev: make local-llm, then make test-llm"]
 fn the_local_model_answers_benchmark_questions() {
     let dir = tempfile::tempdir().unwrap();
-    let suite = dabench_suite(dir.path()).expect("../shared/dabench-dev (or PLANBOX_DABENCH) holds the questions");
+    let suite = dabench_suite(dir.path())
+        .expect("../shared/dabench-dev (or PLANBOX_DABENCH) holds the questions");
     let mode = std::env::var("PLANBOX_DABENCH_PLAN").unwrap_or_else(|_| "dag".into());
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_planbox"))
-        .args(["batch", suite.to_str().unwrap(), "--json", "--provider", "local", "--plan", &mode])
-        .args(["--runs-dir", dir.path().join("runs").to_str().unwrap(), "--goals-parallel", "1", "--parallel", "2"])
+        .args([
+            "batch",
+            suite.to_str().unwrap(),
+            "--json",
+            "--provider",
+            "local",
+            "--plan",
+            &mode,
+        ])
+        .args([
+            "--runs-dir",
+            dir.path().join("runs").to_str().unwrap(),
+            "--goals-parallel",
+            "1",
+            "--parallel",
+            "2",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -120,6 +141,9 @@ fn the_local_model_answers_benchmark_questions() {
         .filter(|v| v["expect_ok"] == json!(true))
         .count();
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    eprintln!("dabench-dev ({mode}): {right} of {} right", stdout.lines().count());
+    eprintln!(
+        "dabench-dev ({mode}): {right} of {} right",
+        stdout.lines().count()
+    );
     assert!(right >= 3, "only {right} right:\n{stdout}");
 }

@@ -627,66 +627,59 @@ async fn remove_all(
     }
 }
 
-async fn remove_container(docker: &Docker, live: &Arc<Mutex<Live>>, id: &str) {
+/// Run a removal until the engine says the thing is gone (success or 404), retrying while
+/// it answers 409: another cleanup (a dropped future's, or the signal handler's) is removing
+/// it, or a volume is still in use by a container being removed. True when it is gone.
+async fn remove_until_gone<F, Fut>(what: &str, mut remove: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(), bollard::errors::Error>>,
+{
     use bollard::errors::Error::DockerResponseServerError;
-    let options = RemoveContainerOptionsBuilder::new()
-        .force(true)
-        .v(true)
-        .build();
-    // 409: another cleanup (a dropped future's, or the signal handler's) is removing it; wait
-    // until the engine says it is gone, so the caller can rely on it.
     for attempt in 0..50 {
-        match docker.remove_container(id, Some(options.clone())).await {
+        match remove().await {
             Ok(())
             | Err(DockerResponseServerError {
                 status_code: 404, ..
-            }) => {
-                live.lock()
-                    .expect("live set poisoned")
-                    .containers
-                    .remove(id);
-                return;
-            }
+            }) => return true,
             Err(DockerResponseServerError {
                 status_code: 409, ..
             }) if attempt < 49 => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(err) => {
-                tracing::warn!(%err, id, "removing a container failed");
-                return;
+                tracing::warn!(%err, what, "removal failed");
+                return false;
             }
         }
+    }
+    false
+}
+
+async fn remove_container(docker: &Docker, live: &Arc<Mutex<Live>>, id: &str) {
+    let options = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    if remove_until_gone(id, || docker.remove_container(id, Some(options.clone()))).await {
+        live.lock()
+            .expect("live set poisoned")
+            .containers
+            .remove(id);
     }
 }
 
 async fn remove_volume(docker: &Docker, live: &Arc<Mutex<Live>>, volume: &str) {
-    use bollard::errors::Error::DockerResponseServerError;
     let options = RemoveVolumeOptionsBuilder::new().force(true).build();
-    // A volume stays in use (409) until the engine has finished removing its containers,
-    // which a concurrent cleanup may still be doing: retry briefly.
-    for attempt in 0..30 {
-        match docker.remove_volume(volume, Some(options.clone())).await {
-            Ok(())
-            | Err(DockerResponseServerError {
-                status_code: 404, ..
-            }) => {
-                live.lock()
-                    .expect("live set poisoned")
-                    .volumes
-                    .remove(volume);
-                return;
-            }
-            Err(DockerResponseServerError {
-                status_code: 409, ..
-            }) if attempt < 29 => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(err) => {
-                tracing::warn!(%err, volume, "removing a volume failed");
-                return;
-            }
-        }
+    if remove_until_gone(volume, || {
+        docker.remove_volume(volume, Some(options.clone()))
+    })
+    .await
+    {
+        live.lock()
+            .expect("live set poisoned")
+            .volumes
+            .remove(volume);
     }
 }
 

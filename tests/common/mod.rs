@@ -126,14 +126,14 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
     files
 }
 
-/// Containers and volumes still carrying this run's label.
+/// Containers and volumes still carrying this run's label, once removals in flight (a
+/// dropped future's cleanup runs on a spawned task) had five seconds to finish.
 pub async fn leftovers(run_id: &str) -> (usize, usize) {
     use bollard::query_parameters::{ListContainersOptionsBuilder, ListVolumesOptionsBuilder};
     let docker = docker().await;
     let label = format!("planbox.run={run_id}");
     let filters = std::collections::HashMap::from([("label", vec![label.as_str()])]);
-    // Removal after a dropped future runs on a spawned task: give it a moment.
-    for _ in 0..50 {
+    let count = || async {
         let containers = docker
             .list_containers(Some(
                 ListContainersOptionsBuilder::new()
@@ -153,31 +153,15 @@ pub async fn leftovers(run_id: &str) -> (usize, usize) {
             .volumes
             .unwrap_or_default()
             .len();
-        if (containers, volumes) == (0, 0) {
+        (containers, volumes)
+    };
+    for _ in 0..50 {
+        if count().await == (0, 0) {
             return (0, 0);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .unwrap()
-        .len();
-    let volumes = docker
-        .list_volumes(Some(
-            ListVolumesOptionsBuilder::new().filters(&filters).build(),
-        ))
-        .await
-        .unwrap()
-        .volumes
-        .unwrap_or_default()
-        .len();
-    (containers, volumes)
+    count().await
 }
 
 /// Assert a status, showing the output when it differs.

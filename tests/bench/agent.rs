@@ -1,0 +1,143 @@
+//! `make bench`, agent case: a 10-step linear plan run by the real agent with a fake model
+//! (fixed latency) and the real sandbox. Printed: prompt tokens of step k for k = 1..10 and the
+//! ratio step 10 / step 1 (target <= 1.5: context must not grow with earlier steps), and the
+//! orchestration overhead: wall time minus model time minus container time (target < 5%).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use planbox::agent::{Agent, Options};
+use planbox::event::Silent;
+use planbox::llm::{Llm, Meter, Reply, Request, Usage};
+use planbox::planner::Mode;
+use planbox::run::RunFolder;
+use planbox::sandbox::{self, DockerSandbox, Policy};
+use serde_json::json;
+
+const LATENCY: Duration = Duration::from_millis(200);
+const STEPS: usize = 10;
+
+/// Plans ten chained steps; each step script reads the previous file and writes the next.
+struct Fake {
+    prompts: Mutex<Vec<(usize, u64)>>,
+    model_time: Mutex<Duration>,
+}
+
+impl Llm for Fake {
+    async fn complete(&self, request: &Request) -> planbox::Result<Reply> {
+        let started = Instant::now();
+        tokio::time::sleep(LATENCY).await;
+        let last = &request.messages.last().unwrap().content;
+        let usage = Usage::estimate(request, "");
+        let text = if last.contains("Reply with {\"steps\"") {
+            let steps: Vec<_> = (1..=STEPS)
+                .map(|k| {
+                    let reads = if k == 1 { vec!["numbers.csv".to_string()] } else { vec![format!("s{}.csv", k - 1)] };
+                    json!({"id": format!("s{k}"), "title": format!("step {k}"), "instruction": format!("Double the values; step {k}."),
+                           "kind": "action", "depends_on": [], "reads": reads, "writes": [format!("s{k}.csv")]})
+                })
+                .collect();
+            json!({"steps": steps}).to_string()
+        } else {
+            let k: usize = last
+                .split("This step: step ")
+                .nth(1)
+                .and_then(|r| r.split('\n').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap();
+            self.prompts.lock().unwrap().push((k, usage.prompt_tokens));
+            let source = if k == 1 {
+                "/data/numbers.csv".to_string()
+            } else {
+                format!("/data/s{}.csv", k - 1)
+            };
+            format!(
+                "```python\nimport pandas as pd\nd = pd.read_csv('{source}')\nd['x'] = d['x'] * 2\nd.to_csv('s{k}.csv', index=False)\nprint('step {k}: sum', int(d['x'].sum()), 'rows', len(d))\nprint(d.describe().to_string())\n```"
+            )
+        };
+        *self.model_time.lock().unwrap() += started.elapsed();
+        Ok(Reply {
+            text,
+            usage,
+            model: "fake".into(),
+            mode: None,
+            latency: started.elapsed(),
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let docker = sandbox::docker::connect()
+        .await
+        .expect("the benchmark needs a Docker engine");
+    let sandbox = DockerSandbox::new(docker, Policy::default(), sandbox::image::tag())
+        .await
+        .expect("run `make image` first");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("numbers.csv");
+    let mut csv = String::from("x\n");
+    for i in 0..1000 {
+        csv.push_str(&format!("{i}\n"));
+    }
+    std::fs::write(&input, csv).unwrap();
+    let (folder, _) = RunFolder::create(
+        &dir.path().join("runs"),
+        "Double the numbers ten times.",
+        &[input],
+        &sandbox::image::tag(),
+        json!({}),
+    )
+    .unwrap();
+    let fake = Fake {
+        prompts: Mutex::default(),
+        model_time: Mutex::default(),
+    };
+    let options = Options {
+        mode: Mode::Linear,
+        parallel: 1,
+        ..Options::default()
+    };
+    let started = Instant::now();
+    let finished = Agent::new(&fake, &sandbox, options, Arc::new(Meter::new(None, None)))
+        .run(&folder, &Silent)
+        .await
+        .unwrap();
+    let wall = started.elapsed();
+    assert!(finished.achieved, "{finished:?}");
+
+    let mut prompts = fake.prompts.lock().unwrap().clone();
+    prompts.sort();
+    println!(
+        "agent, linear plan of {STEPS} steps, fake model {} ms per call, real sandbox",
+        LATENCY.as_millis()
+    );
+    let line: Vec<String> = prompts.iter().map(|(k, t)| format!("{k}:{t}")).collect();
+    println!("  prompt tokens by step  {}", line.join("  "));
+    let ratio = prompts.last().unwrap().1 as f64 / prompts[0].1 as f64;
+    println!("  step {STEPS} / step 1 = {ratio:.2} (target <= 1.50)");
+
+    // Container time: from each attempt's result.json (start + run).
+    let mut container = Duration::ZERO;
+    for k in 1..=STEPS {
+        let text = std::fs::read_to_string(
+            folder
+                .dir()
+                .join(format!("steps/s{k}/attempt-1/result.json")),
+        )
+        .unwrap();
+        let result: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // The container starts while the model writes: only the run counts after the model.
+        container += Duration::from_millis(result["run_ms"].as_u64().unwrap());
+    }
+    let model = *fake.model_time.lock().unwrap();
+    let overhead = wall.saturating_sub(model + container);
+    println!(
+        "  wall {:.0} ms = model {:.0} ms + containers {:.0} ms + orchestration {:.0} ms ({:.1}%, target < 5%)",
+        wall.as_secs_f64() * 1e3,
+        model.as_secs_f64() * 1e3,
+        container.as_secs_f64() * 1e3,
+        overhead.as_secs_f64() * 1e3,
+        100.0 * overhead.as_secs_f64() / wall.as_secs_f64()
+    );
+}
