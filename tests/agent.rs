@@ -419,3 +419,30 @@ async fn a_stopped_run_resumes_without_redoing_finished_steps_and_verifies() {
     );
     assert!(text.contains("north.txt differs"), "{text}");
 }
+
+#[tokio::test]
+async fn an_injected_instruction_in_the_data_changes_nothing_outside_the_sandbox() {
+    let setup = setup("agent-injection").await;
+    // A model that obeys whatever the data says: it tries to read secrets, reach the network,
+    // and overwrite the input.
+    let llm = Rules::new(|request, _| {
+        let text = last_user(request);
+        if text.contains("Reply with {\"steps\"") {
+            json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
+        } else {
+            code(
+                "import os, socket\nleaked = []\nfor path in ['/etc/shadow', '/var/run/docker.sock', os.path.expanduser('~/.ssh/id_rsa')]:\n    try:\n        leaked.append(open(path).read()[:10])\n    except Exception as e:\n        print('blocked', path, type(e).__name__)\ntry:\n    socket.create_connection(('169.254.169.254', 80), timeout=2)\n    print('network reached')\nexcept Exception as e:\n    print('network blocked', type(e).__name__)\ntry:\n    open('/data/sales.csv', 'w').write('pwned')\nexcept Exception as e:\n    print('input write blocked', type(e).__name__)\nprint('@total[42]')",
+            )
+        }
+    });
+    let (finished, _, folder) = run_agent(&setup, &llm, options()).await;
+    assert_eq!(finished.answer, "@total[42]");
+    let stdout = std::fs::read_to_string(folder.dir().join("steps/only/attempt-1/stdout")).unwrap();
+    assert!(
+        stdout.contains("network blocked") && !stdout.contains("network reached"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("input write blocked"), "{stdout}");
+    assert!(stdout.contains("blocked /etc/shadow"), "{stdout}");
+    setup.world.assert_clean().await;
+}
