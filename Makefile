@@ -1,11 +1,12 @@
 # planbox: build, image, tests, benchmarks.
 CARGO ?= cargo
-PLANBOX := target/release/planbox
+# The debug build is shared with the tests (one compile in CI); planbox is IO-bound.
+PLANBOX := target/debug/planbox
 
 .PHONY: build image test lint bench demo clean-containers local-llm local-llm-stop test-llm
 
 build:
-	$(CARGO) build --release --locked
+	$(CARGO) build --locked
 
 # The sandbox image, tagged with the content hash of sandbox-images/: reused when current.
 image: build
