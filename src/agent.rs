@@ -410,6 +410,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         ctx.emit(RunEvent::Answered {
             answer: answer.clone(),
         });
+        self.sandbox.settle().await;
         let totals = self.llm.meter().totals();
         let report =
             crate::report::markdown(ctx.folder, plan, &answer, &totals, ctx.started.elapsed())?;

@@ -440,6 +440,7 @@ async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    sandbox.settle().await;
     Ok(if output.status.success() {
         ExitCode::SUCCESS
     } else {

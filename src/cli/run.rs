@@ -86,6 +86,7 @@ async fn drive_with_signals(
             return Ok(ExitCode::from(130));
         }
     };
+    sandbox.settle().await;
     if !options.json {
         print_stdout(&format!("{}\n", finished.answer));
         eprintln!("report: {}", finished.dir.join("report.md").display());
@@ -268,6 +269,7 @@ pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             millis: started.elapsed().as_millis(),
         });
     }
+    sandbox.settle().await;
     let mut text = String::new();
     for check in &checks {
         let verdict = if check.problems.is_empty() {
@@ -416,6 +418,7 @@ pub(super) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
         args.goals_parallel.max(1),
     ))
     .await;
+    sandbox.settle().await;
     let mut cases = Vec::new();
     let mut table = format!("{:<16} {:<10} {:<8} answer\n", "id", "status", "expect");
     for (goal, result) in goals.iter().zip(results) {

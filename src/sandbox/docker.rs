@@ -46,6 +46,7 @@ pub struct DockerSandbox {
     image: String,
     owner: String,
     live: Arc<Mutex<Live>>,
+    pending: Pending,
 }
 
 /// Connect to the engine named by `DOCKER_HOST` (or the default socket) and agree on an API
@@ -92,6 +93,7 @@ impl DockerSandbox {
             image,
             owner: owner_id(),
             live: Arc::default(),
+            pending: Arc::default(),
         })
     }
 
@@ -110,6 +112,18 @@ impl DockerSandbox {
     /// how many containers were removed.
     pub async fn reap(&self) -> Result<usize> {
         reap(&self.docker, &self.owner).await
+    }
+
+    /// Wait for the background removals of finished runs.
+    pub async fn settle(&self) {
+        loop {
+            let tasks: Vec<_> =
+                std::mem::take(&mut *self.pending.lock().expect("pending poisoned"));
+            if tasks.is_empty() {
+                return;
+            }
+            futures_util::future::join_all(tasks).await;
+        }
     }
 
     /// Remove everything this sandbox created and still holds: the Ctrl-C path.
@@ -199,6 +213,10 @@ fn input_mounts(inputs: &[PathBuf]) -> Result<Vec<(String, String)>> {
 impl Sandbox for DockerSandbox {
     type Warm = DockerWarm;
 
+    async fn settle(&self) {
+        DockerSandbox::settle(self).await;
+    }
+
     async fn prepare(&self, job: &Job) -> Result<DockerWarm> {
         let inputs = input_mounts(&job.inputs)?;
         check_out_dir(&job.out_dir)?;
@@ -214,6 +232,7 @@ impl Sandbox for DockerSandbox {
         let mut cleanup = Cleanup {
             docker: self.docker.clone(),
             live: self.live.clone(),
+            pending: self.pending.clone(),
             containers: Vec::new(),
             volume: Some(volume.clone()),
         };
@@ -374,7 +393,7 @@ impl Warm for DockerWarm {
         let started = Instant::now();
         let attached = match state {
             WarmState::Rejected(why) => {
-                cleanup.finish().await;
+                drop(cleanup);
                 return Ok(Output {
                     status: Status::PolicyRejected(why),
                     stdout: String::new(),
@@ -398,7 +417,8 @@ impl Warm for DockerWarm {
             script,
         )
         .await;
-        cleanup.finish().await;
+        // Removal goes on in the background: the result is known already.
+        drop(cleanup);
         let mut output = outcome?;
         output.run = started.elapsed();
         Ok(output)
@@ -577,20 +597,18 @@ async fn kill(docker: &Docker, id: &str) {
 
 /// Removes a warm container's containers and volume: explicitly at the end, or from `Drop`
 /// when the future running it was dropped.
+/// Removal runs on a spawned task, off the path to the result; [`DockerSandbox::settle`]
+/// waits for every such task.
 struct Cleanup {
     docker: Docker,
     live: Arc<Mutex<Live>>,
+    pending: Pending,
     containers: Vec<String>,
     volume: Option<String>,
 }
 
-impl Cleanup {
-    async fn finish(mut self) {
-        let containers = std::mem::take(&mut self.containers);
-        let volume = self.volume.take();
-        remove_all(&self.docker, &self.live, &containers, volume.as_deref()).await;
-    }
-}
+/// Removal tasks still running.
+type Pending = Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>;
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
@@ -602,9 +620,12 @@ impl Drop for Cleanup {
         let (docker, live) = (self.docker.clone(), self.live.clone());
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                handle.spawn(async move {
+                let task = handle.spawn(async move {
                     remove_all(&docker, &live, &containers, volume.as_deref()).await;
                 });
+                let mut pending = self.pending.lock().expect("pending poisoned");
+                pending.retain(|t| !t.is_finished());
+                pending.push(task);
             }
             // No runtime left: the reaper of the next start removes them.
             Err(_) => tracing::warn!(?containers, "could not remove containers: no async runtime"),

@@ -111,6 +111,11 @@ pub trait Sandbox: Send + Sync {
     /// Start a container for `job` that waits for its script (call it while the script is
     /// still being written).
     fn prepare(&self, job: &Job) -> impl Future<Output = Result<Self::Warm>> + Send;
+    /// Wait until every container and volume of finished runs is removed (removal runs in
+    /// the background, off the path to the result).
+    fn settle(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
     /// Prepare and run in one go.
     fn exec(&self, job: &Job, script: &str) -> impl Future<Output = Result<Output>> + Send {
         async move {
