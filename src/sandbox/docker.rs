@@ -439,6 +439,7 @@ async fn drive(
         mut output,
         mut input,
     } = attached;
+    let handed = std::time::Instant::now();
     let deadline = tokio::time::Instant::now() + policy.timeout;
     let mut stdout = Capture::new(policy.capture_bytes);
     let mut stderr = Capture::new(policy.capture_bytes);
@@ -485,6 +486,7 @@ async fn drive(
         // The container may have exited before reading all of stdin; that is its business.
         tracing::debug!(%err, "writing the script to stdin failed");
     }
+    tracing::debug!(elapsed = ?handed.elapsed(), "output stream ended");
     // Close the attach connection before waiting: the engine does not finish a container's
     // exit while its output copier is blocked on a reader that stopped reading.
     drop(output);
@@ -519,7 +521,9 @@ async fn drive(
         files: policy.out_files,
         depth: policy.out_depth,
     };
-    let artifacts = match harvest_from(docker, holder, out_dir, caps).await? {
+    let harvested = harvest_from(docker, holder, out_dir, caps).await?;
+    tracing::debug!(elapsed = ?handed.elapsed(), "harvested");
+    let artifacts = match harvested {
         Ok(artifacts) => artifacts,
         Err(why) => {
             if matches!(status, Status::Exited(_)) {
