@@ -396,3 +396,19 @@ async fn a_spent_budget_stops_the_next_call() {
     );
     assert_eq!(meter.totals().calls, 1);
 }
+
+#[test]
+fn the_shipped_recording_replays() {
+    // Recorded from the offline model (make local-llm) with `planbox llm ping --record`.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/llm/ping");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_planbox"))
+        .args(["llm", "ping", "--replay", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with("model qwen2.5-coder-1.5b-instruct at ") && stdout.contains("\"pong\""),
+        "{stdout}"
+    );
+}
