@@ -731,7 +731,12 @@ pub fn cache_key(script: &str, input_hashes: &[&str], image: &str) -> String {
 /// code never runs); `None` when it compiles or no python3 is at hand.
 async fn syntax_error(code: &str) -> Option<String> {
     use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new("python3")
+    // The system interpreter first: a version manager's `python3` shim costs half a second.
+    let python = ["/usr/bin/python3", "/usr/local/bin/python3"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("python3");
+    let mut child = tokio::process::Command::new(python)
         .args(["-I", "-c", "import ast, sys\ntry:\n    ast.parse(sys.stdin.read())\nexcept SyntaxError as e:\n    print(f'line {e.lineno}: {e.msg}: {(e.text or \"\").strip()}')\n    sys.exit(1)\n"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

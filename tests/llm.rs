@@ -405,7 +405,12 @@ fn the_shipped_recording_replays() {
         .args(["llm", "ping", "--replay", dir.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.starts_with("model qwen2.5-coder-1.5b-instruct at ") && stdout.contains("\"pong\""),

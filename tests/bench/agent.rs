@@ -38,13 +38,12 @@ impl Llm for Fake {
                 })
                 .collect();
             json!({"steps": steps}).to_string()
-        } else {
-            let k: usize = last
-                .split("This step: step ")
-                .nth(1)
-                .and_then(|r| r.split('\n').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap();
+        } else if let Some(k) = last
+            .split("This step: step ")
+            .nth(1)
+            .and_then(|r| r.split('\n').next())
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             self.prompts.lock().unwrap().push((k, usage.prompt_tokens));
             let source = if k == 1 {
                 "/data/numbers.csv".to_string()
@@ -54,6 +53,8 @@ impl Llm for Fake {
             format!(
                 "```python\nimport pandas as pd\nd = pd.read_csv('{source}')\nd['x'] = d['x'] * 2\nd.to_csv('s{k}.csv', index=False)\nprint('step {k}: sum', int(d['x'].sum()), 'rows', len(d))\nprint(d.describe().to_string())\n```"
             )
+        } else {
+            "The numbers were doubled ten times (step s10).".to_string()
         };
         *self.model_time.lock().unwrap() += started.elapsed();
         Ok(Reply {
@@ -117,7 +118,10 @@ async fn main() {
     let ratio = prompts.last().unwrap().1 as f64 / prompts[0].1 as f64;
     println!("  step {STEPS} / step 1 = {ratio:.2} (target <= 1.50)");
 
-    // Container time: from each attempt's result.json (start + run).
+    // Per step the container starts while the model writes, so the step's own critical path
+    // is max(model, container start) + run; the plan and the answer are model calls alone.
+    let mut steps = Duration::ZERO;
+    let mut step_model = Duration::ZERO;
     let mut container = Duration::ZERO;
     for k in 1..=STEPS {
         let text = std::fs::read_to_string(
@@ -127,16 +131,20 @@ async fn main() {
         )
         .unwrap();
         let result: serde_json::Value = serde_json::from_str(&text).unwrap();
-        // The container starts while the model writes: only the run counts after the model.
-        container += Duration::from_millis(result["run_ms"].as_u64().unwrap());
+        let ms = |key: &str| Duration::from_millis(result[key].as_u64().unwrap());
+        steps += ms("model_ms").max(ms("start_ms")) + ms("run_ms");
+        step_model += ms("model_ms");
+        container += ms("start_ms") + ms("run_ms");
     }
     let model = *fake.model_time.lock().unwrap();
-    let overhead = wall.saturating_sub(model + container);
+    let other_model = model.saturating_sub(step_model);
+    let overhead = wall.saturating_sub(steps + other_model);
     println!(
-        "  wall {:.0} ms = model {:.0} ms + containers {:.0} ms + orchestration {:.0} ms ({:.1}%, target < 5%)",
+        "  wall {:.0} ms; model {:.0} ms and containers {:.0} ms (overlapping: critical path {:.0} ms); orchestration {:.0} ms ({:.1}%, target < 5%)",
         wall.as_secs_f64() * 1e3,
         model.as_secs_f64() * 1e3,
         container.as_secs_f64() * 1e3,
+        (steps + other_model).as_secs_f64() * 1e3,
         overhead.as_secs_f64() * 1e3,
         100.0 * overhead.as_secs_f64() / wall.as_secs_f64()
     );
