@@ -409,13 +409,31 @@ impl Plan {
         struct Steps {
             steps: Vec<Step>,
         }
-        let Steps { steps } =
+        let Steps { mut steps } =
             serde_json::from_value(value.clone()).map_err(|err| err.to_string())?;
+        // Models echo the sandbox paths they were shown (/data/x.csv, ./x.csv): the plan
+        // wants plain names, and these name the same file.
+        for step in &mut steps {
+            for name in step.reads.iter_mut().chain(step.writes.iter_mut()) {
+                *name = plain_name(name);
+            }
+        }
         Ok(Plan {
             goal: goal.to_string(),
             steps,
         })
     }
+}
+
+/// `name` without a leading `/data/`, `data/`, `/out/`, `out/` or `./`.
+pub fn plain_name(name: &str) -> String {
+    let mut name = name.trim();
+    for prefix in ["/data/", "data/", "/out/", "out/", "./"] {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            name = rest;
+        }
+    }
+    name.to_string()
 }
 
 /// The JSON Schema of a plan, as given to the model.
@@ -650,6 +668,22 @@ mod tests {
         let done: BTreeSet<String> = ["a".to_string()].into();
         assert_eq!(ids(p.ready(&done, &BTreeSet::new())), vec!["b", "c"]);
         assert_eq!(p.descendants("a"), ["b".to_string()].into());
+    }
+
+    #[test]
+    fn sandbox_paths_in_model_plans_become_plain_names() {
+        let value = json!({"steps": [{"id": "a", "title": "t", "instruction": "i", "kind": "action",
+            "depends_on": [], "reads": ["/data/sales.csv", "data/x.csv"], "writes": ["./out.csv", "/out/chart.png"]}]});
+        let p = Plan::from_model("g", &value).unwrap();
+        assert_eq!(
+            p.steps[0].reads,
+            vec!["sales.csv".to_string(), "x.csv".to_string()]
+        );
+        assert_eq!(
+            p.steps[0].writes,
+            vec!["out.csv".to_string(), "chart.png".to_string()]
+        );
+        assert_eq!(plain_name("sub/x.csv"), "sub/x.csv");
     }
 
     #[test]
