@@ -224,7 +224,11 @@ impl<'a, L: Llm> Planner<'a, L> {
         let mut last = Vec::new();
         for _ in 0..=self.reasks {
             let (value, reply) = complete_json(self.llm, &request, self.reasks).await?;
-            let plan = complete(Plan::from_model(goal, &value).map_err(Error::LlmReply)?);
+            let mut plan = complete(Plan::from_model(goal, &value).map_err(Error::LlmReply)?);
+            // Inputs are read-only: a step "writing" one means it loads it.
+            for step in &mut plan.steps {
+                step.writes.retain(|w| !inputs.contains(w));
+            }
             let errors = plan.validate(inputs, limits);
             if errors.is_empty() {
                 return Ok(plan);
