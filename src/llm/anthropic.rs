@@ -6,9 +6,8 @@ use std::time::Instant;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
-use super::http::{self, Answer, Endpoint};
+use super::http::{Answer, Connection};
 use super::openai::ClientSettings;
-use super::retry::RetryPolicy;
 use super::{Llm, Reply, Request, Role, StructuredMode, Usage};
 use crate::error::{Error, Result};
 
@@ -16,23 +15,9 @@ use crate::error::{Error, Result};
 pub const API_VERSION: &str = "2023-06-01";
 
 /// An Anthropic Messages client.
+#[derive(Debug)]
 pub struct Anthropic {
-    http: reqwest::Client,
-    endpoint: Endpoint,
-    api_key: Option<String>,
-    temperature: f32,
-    max_tokens: u32,
-    retry: RetryPolicy,
-}
-
-impl std::fmt::Debug for Anthropic {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Anthropic")
-            .field("url", &self.endpoint.url)
-            .field("model", &self.endpoint.model)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .finish_non_exhaustive()
-    }
+    conn: Connection,
 }
 
 impl Anthropic {
@@ -42,19 +27,9 @@ impl Anthropic {
             .base_url
             .trim_end_matches('/')
             .trim_end_matches("/v1");
+        let url = format!("{base}/v1/messages");
         Ok(Anthropic {
-            http: http::client()?,
-            endpoint: Endpoint {
-                url: format!("{base}/v1/messages"),
-                model: settings.model,
-                key_var: settings.key_var,
-                has_key: settings.api_key.is_some(),
-                timeout: settings.timeout,
-            },
-            api_key: settings.api_key,
-            temperature: settings.temperature,
-            max_tokens: settings.max_tokens,
-            retry: settings.retry,
+            conn: Connection::new(settings, url)?,
         })
     }
 
@@ -72,9 +47,9 @@ impl Anthropic {
             .map(|m| json!({"role": m.role, "content": m.content}))
             .collect();
         let mut body = json!({
-            "model": self.endpoint.model,
-            "max_tokens": request.max_tokens.unwrap_or(self.max_tokens),
-            "temperature": request.temperature.unwrap_or(self.temperature),
+            "model": self.conn.endpoint.model,
+            "max_tokens": request.max_tokens.unwrap_or(self.conn.max_tokens),
+            "temperature": request.temperature.unwrap_or(self.conn.temperature),
             "messages": messages,
         });
         if !system.is_empty() {
@@ -94,7 +69,7 @@ impl Anthropic {
     fn headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
-        if let Some(key) = &self.api_key
+        if let Some(key) = &self.conn.api_key
             && let Ok(mut value) = HeaderValue::from_str(key)
         {
             value.set_sensitive(true);
@@ -107,20 +82,12 @@ impl Anthropic {
 impl Llm for Anthropic {
     async fn complete(&self, request: &Request) -> Result<Reply> {
         let started = Instant::now();
-        let value = match http::post(
-            &self.http,
-            &self.endpoint,
-            self.headers(),
-            &self.body(request),
-            &self.retry,
-        )
-        .await?
-        {
+        let value = match self.conn.post(self.headers(), &self.body(request)).await? {
             Answer::Json(value) => value,
             Answer::BadRequest(message) => {
                 return Err(Error::LlmRefused(format!(
                     "the server at {} rejected the request (400): {message}",
-                    self.endpoint.url
+                    self.conn.endpoint.url
                 )));
             }
         };
@@ -142,7 +109,7 @@ impl Llm for Anthropic {
         .ok_or_else(|| {
             Error::LlmReply(format!(
                 "the server at {} returned no content",
-                self.endpoint.url
+                self.conn.endpoint.url
             ))
         })?;
         let usage = match (
@@ -164,7 +131,7 @@ impl Llm for Anthropic {
             model: value
                 .get("model")
                 .and_then(Value::as_str)
-                .unwrap_or(&self.endpoint.model)
+                .unwrap_or(&self.conn.endpoint.model)
                 .to_string(),
             mode: request.schema.as_ref().map(|_| StructuredMode::JsonSchema),
             latency: started.elapsed(),

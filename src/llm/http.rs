@@ -24,6 +24,52 @@ pub(crate) struct Endpoint {
     pub timeout: Duration,
 }
 
+/// What every provider's client holds: the HTTP client, the endpoint, the key (never shown)
+/// and the request defaults.
+pub(crate) struct Connection {
+    http: reqwest::Client,
+    pub endpoint: Endpoint,
+    pub api_key: Option<String>,
+    pub temperature: f32,
+    pub max_tokens: u32,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("url", &self.endpoint.url)
+            .field("model", &self.endpoint.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A connection to the endpoint at `url` with these settings.
+    pub fn new(settings: super::openai::ClientSettings, url: String) -> Result<Self> {
+        Ok(Connection {
+            http: client()?,
+            endpoint: Endpoint {
+                url,
+                model: settings.model,
+                key_var: settings.key_var,
+                has_key: settings.api_key.is_some(),
+                timeout: settings.timeout,
+            },
+            api_key: settings.api_key,
+            temperature: settings.temperature,
+            max_tokens: settings.max_tokens,
+            retry: settings.retry,
+        })
+    }
+
+    /// POST `body` with `headers`, retrying transient failures.
+    pub async fn post(&self, headers: reqwest::header::HeaderMap, body: &Value) -> Result<Answer> {
+        post(&self.http, &self.endpoint, headers, body, &self.retry).await
+    }
+}
+
 /// The outcome of a POST that did not fail outright.
 pub(crate) enum Answer {
     /// 2xx with a JSON body.

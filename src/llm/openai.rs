@@ -8,30 +8,16 @@ use std::time::Instant;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
-use super::http::{self, Answer, Endpoint};
+use super::http::{Answer, Connection};
 use super::retry::RetryPolicy;
 use super::{Llm, Message, Reply, Request, Role, StructuredMode, Usage};
 use crate::error::{Error, Result};
 
 /// An OpenAI-compatible chat client.
+#[derive(Debug)]
 pub struct OpenAi {
-    http: reqwest::Client,
-    endpoint: Endpoint,
-    api_key: Option<String>,
-    temperature: f32,
-    max_tokens: u32,
-    retry: RetryPolicy,
+    conn: Connection,
     mode: AtomicU8,
-}
-
-impl std::fmt::Debug for OpenAi {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAi")
-            .field("url", &self.endpoint.url)
-            .field("model", &self.endpoint.model)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .finish_non_exhaustive()
-    }
 }
 
 /// Settings shared by both providers' constructors.
@@ -89,18 +75,7 @@ impl OpenAi {
             settings.base_url.trim_end_matches('/')
         );
         Ok(OpenAi {
-            http: http::client()?,
-            endpoint: Endpoint {
-                url,
-                model: settings.model,
-                key_var: settings.key_var,
-                has_key: settings.api_key.is_some(),
-                timeout: settings.timeout,
-            },
-            api_key: settings.api_key,
-            temperature: settings.temperature,
-            max_tokens: settings.max_tokens,
-            retry: settings.retry,
+            conn: Connection::new(settings, url)?,
             mode: AtomicU8::new(0),
         })
     }
@@ -118,10 +93,10 @@ impl OpenAi {
             _ => request.messages.clone(),
         };
         let mut body = json!({
-            "model": self.endpoint.model,
+            "model": self.conn.endpoint.model,
             "messages": messages,
-            "temperature": request.temperature.unwrap_or(self.temperature),
-            "max_tokens": request.max_tokens.unwrap_or(self.max_tokens),
+            "temperature": request.temperature.unwrap_or(self.conn.temperature),
+            "max_tokens": request.max_tokens.unwrap_or(self.conn.max_tokens),
         });
         if let Some(schema) = &request.schema {
             match mode {
@@ -142,7 +117,7 @@ impl OpenAi {
 
     fn headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        if let Some(key) = &self.api_key
+        if let Some(key) = &self.conn.api_key
             && let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {key}"))
         {
             value.set_sensitive(true);
@@ -172,15 +147,7 @@ impl Llm for OpenAi {
         loop {
             let mode = self.mode();
             let body = self.body(request, mode);
-            match http::post(
-                &self.http,
-                &self.endpoint,
-                self.headers(),
-                &body,
-                &self.retry,
-            )
-            .await?
-            {
+            match self.conn.post(self.headers(), &body).await? {
                 Answer::Json(value) => {
                     let text = value
                         .pointer("/choices/0/message/content")
@@ -188,7 +155,7 @@ impl Llm for OpenAi {
                         .ok_or_else(|| {
                             Error::LlmReply(format!(
                                 "the server at {} returned no message content",
-                                self.endpoint.url
+                                self.conn.endpoint.url
                             ))
                         })?
                         .to_string();
@@ -210,7 +177,7 @@ impl Llm for OpenAi {
                     let model = value
                         .get("model")
                         .and_then(Value::as_str)
-                        .unwrap_or(&self.endpoint.model);
+                        .unwrap_or(&self.conn.endpoint.model);
                     return Ok(Reply {
                         text,
                         usage,
@@ -233,7 +200,7 @@ impl Llm for OpenAi {
                         _ => {
                             return Err(Error::LlmRefused(format!(
                                 "the server at {} rejected the request (400): {message}",
-                                self.endpoint.url
+                                self.conn.endpoint.url
                             )));
                         }
                     }
