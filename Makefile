@@ -12,8 +12,9 @@ build:
 image: build
 	$(PLANBOX) image build
 
-# Everything CI runs: formatting, lints, unit tests and the Docker tests (needs `make image`).
-test: lint
+# Everything CI runs: formatting, lints, the sandbox image (reused when current), unit tests
+# and the Docker tests.
+test: lint image
 	$(CARGO) test --locked --no-fail-fast
 
 lint:
