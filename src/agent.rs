@@ -192,7 +192,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         };
         ctx.emit(RunEvent::Planned {
             version,
-            steps: planned.plan.steps.iter().map(|s| s.id.clone()).collect(),
+            steps: crate::event::PlannedStep::all(&planned.plan),
             notes: planned.notes.clone(),
         });
 
@@ -289,7 +289,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             folder.write_plan(version, &crate::planner::to_json(&planned))?;
             ctx.emit(RunEvent::Planned {
                 version,
-                steps: planned.plan.steps.iter().map(|s| s.id.clone()).collect(),
+                steps: crate::event::PlannedStep::all(&planned.plan),
                 notes: planned.notes.clone(),
             });
         }
@@ -428,8 +428,10 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         })
     }
 
-    /// The files a step may read, as host paths: every run input, plus each file it reads
-    /// that an ancestor wrote.
+    /// The files a step may read, as host paths: every run input, plus every file its
+    /// ancestors wrote. Declared reads must come from ancestors (validation checks that), but a
+    /// model often reads an ancestor's file it forgot to declare: mounting them all costs
+    /// nothing and turns that slip into a working script instead of a failed step.
     fn step_inputs(
         &self,
         ctx: &Ctx<'_>,
@@ -443,21 +445,20 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             .iter()
             .map(|i| (i.path.clone(), i.sha256.clone()))
             .collect();
-        for file in &step.reads {
-            if ctx.info.inputs.iter().any(|i| &i.name == file) {
+        for id in plan.ancestors(&step.id) {
+            let Some(writer) = plan.steps.iter().find(|s| s.id == id) else {
                 continue;
-            }
-            let writer = plan
-                .writer_of(file)
-                .ok_or_else(|| Error::Config(format!("nothing writes {file}")))?;
-            let done = state.done.get(&writer.id).ok_or_else(|| {
-                Error::Config(format!(
-                    "{} is not done, yet {} reads its {file}",
-                    writer.id, step.id
-                ))
+            };
+            let done = state.done.get(&id).ok_or_else(|| {
+                Error::Config(format!("{id} is not done, yet {} depends on it", step.id))
             })?;
-            let path = ctx.folder.output_path(&writer.id, done.attempt, file);
-            inputs.push((path, done.outputs.get(file).cloned().unwrap_or_default()));
+            for file in &writer.writes {
+                if ctx.info.inputs.iter().any(|i| &i.name == file) {
+                    continue;
+                }
+                let path = ctx.folder.output_path(&id, done.attempt, file);
+                inputs.push((path, done.outputs.get(file).cloned().unwrap_or_default()));
+            }
         }
         Ok(inputs)
     }
@@ -584,6 +585,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                 ctx.emit(RunEvent::Attempted {
                     step: step.id.clone(),
                     attempt,
+                    tokens: self.llm.meter().totals().total(),
                     ok: false,
                     problem: Some(first_line(&problem)),
                 });
@@ -633,6 +635,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             ctx.emit(RunEvent::Attempted {
                 step: step.id.clone(),
                 attempt,
+                tokens: self.llm.meter().totals().total(),
                 ok,
                 problem: record_problem.as_deref().map(first_line),
             });

@@ -26,8 +26,8 @@ pub enum RunEvent {
     Planned {
         /// Its version: 1 for the first, then one more per replan.
         version: usize,
-        /// Step ids in plan order.
-        steps: Vec<String>,
+        /// Its steps in plan order.
+        steps: Vec<PlannedStep>,
         /// Planner notes.
         notes: Vec<String>,
     },
@@ -51,6 +51,9 @@ pub enum RunEvent {
         step: String,
         /// Attempt number.
         attempt: usize,
+        /// Tokens used by the run so far.
+        #[serde(default)]
+        tokens: u64,
         /// Whether the step's checks passed.
         ok: bool,
         /// What went wrong, when it did.
@@ -103,6 +106,32 @@ pub enum RunEvent {
         /// Wall time in milliseconds.
         millis: u64,
     },
+}
+
+/// A step as a [`RunEvent::Planned`] names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    /// Step id.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// The steps it waits for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+}
+
+impl PlannedStep {
+    /// The steps of `plan`, in plan order.
+    pub fn all(plan: &crate::plan::Plan) -> Vec<PlannedStep> {
+        plan.steps
+            .iter()
+            .map(|s| PlannedStep {
+                id: s.id.clone(),
+                title: s.title.clone(),
+                depends_on: s.depends_on.clone(),
+            })
+            .collect()
+    }
 }
 
 /// Where events go.
@@ -158,10 +187,11 @@ pub fn describe(event: &RunEvent) -> String {
             steps,
             notes,
         } => {
+            let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
             let mut line = format!(
                 "plan v{version}: {} step(s): {}",
                 steps.len(),
-                steps.join(", ")
+                ids.join(", ")
             );
             for note in notes {
                 line.push_str(&format!("\n  note: {note}"));
@@ -184,6 +214,7 @@ pub fn describe(event: &RunEvent) -> String {
             attempt,
             ok: false,
             problem,
+            ..
         } => {
             format!(
                 "  {step}: attempt {attempt} failed: {}",

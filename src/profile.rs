@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod columnar;
+
 /// Bytes read for type inference and samples.
 const SAMPLE_BYTES: usize = 256 * 1024;
 /// Rows looked at for types and missing values.
@@ -144,13 +146,18 @@ pub fn profile(path: &Path) -> Result<Profile> {
         FileType::Jsonl => {
             json_lines(path, &head, &mut profile).map_err(|err| bad(err.to_string()))?
         }
-        FileType::Parquet => profile.notes.push(
-            "Parquet: columns not read here; the sandbox has no Parquet reader, convert it to CSV"
-                .into(),
-        ),
-        FileType::Excel => profile
-            .notes
-            .push("Excel workbook: read it with pandas.read_excel (openpyxl is installed)".into()),
+        // A damaged workbook or Parquet file is named in the profile, not fatal: the user
+        // sees why it has no columns, and the goal may not need it.
+        FileType::Parquet => {
+            if let Err(reason) = columnar::parquet(path, &mut profile) {
+                profile.notes.push(reason);
+            }
+        }
+        FileType::Excel => {
+            if let Err(reason) = columnar::excel(path, &mut profile) {
+                profile.notes.push(reason);
+            }
+        }
         FileType::Text => {
             profile.rows = Some(
                 count_lines(path, meta.len(), &head, &mut profile.rows_estimated)

@@ -43,6 +43,7 @@ if command -v mmdebstrap >/dev/null 2>&1; then
     --dpkgopt='path-exclude=/usr/share/locale/*' \
     --dpkgopt='path-exclude=/usr/share/lintian/*' \
     --customize-hook="'$here/strip-rootfs.sh' \"\$1\"" \
+    --customize-hook="'$here/add-wheels.sh' \"\$1\"" \
     "$suite" "$out" "$mirror"
 elif command -v debootstrap >/dev/null 2>&1; then
   dir=$(mktemp -d)
@@ -50,6 +51,7 @@ elif command -v debootstrap >/dev/null 2>&1; then
   debootstrap --variant=minbase --include="$(echo "$pkgs" | tr ' ' ',' | sed 's/,$//')" \
     "$suite" "$dir" "$mirror"
   "$here/strip-rootfs.sh" "$dir"
+  "$here/add-wheels.sh" "$dir"
   rm -rf "$dir"/usr/share/man/* "$dir"/usr/share/info/*
   tar -C "$dir" -cf "$out" .
 else

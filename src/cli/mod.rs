@@ -312,6 +312,7 @@ fn parse_bytes(text: &str) -> Result<i64, String> {
     Ok((number * unit) as i64)
 }
 
+mod progress;
 mod run;
 
 /// Parse arguments, run, map the outcome to an exit code.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use planbox::agent::{Agent, Finished};
-use planbox::event::{Human, Jsonl, Silent, Sink};
+use planbox::event::{Jsonl, Silent, Sink};
 use planbox::llm::{Client, Meter, record};
 use planbox::run::RunFolder;
 use planbox::sandbox::{self, DockerSandbox, Job, Sandbox, Status};
@@ -66,7 +66,7 @@ async fn drive_with_signals(
     llm: &LlmArgs,
     sandbox: &DockerSandbox,
 ) -> anyhow::Result<ExitCode> {
-    let human = Human(std::sync::Mutex::new(std::io::stderr()));
+    let human = super::progress::Progress::for_stderr(options.max_replans);
     let jsonl = Jsonl(std::sync::Mutex::new(std::io::stdout()));
     let work = async {
         if options.json {

@@ -260,6 +260,13 @@ pub struct Totals {
     pub cost: Option<f64>,
 }
 
+impl Totals {
+    /// Prompt and completion tokens together.
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
 impl Meter {
     /// A meter with an optional token budget and price.
     pub fn new(budget: Option<u64>, price: Option<config::Price>) -> Self {

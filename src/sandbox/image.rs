@@ -39,6 +39,14 @@ pub const FILES: &[(&str, &str)] = &[
         "strip-packages.txt",
         include_str!("../../sandbox-images/python/strip-packages.txt"),
     ),
+    (
+        "add-wheels.sh",
+        include_str!("../../sandbox-images/python/add-wheels.sh"),
+    ),
+    (
+        "wheels.txt",
+        include_str!("../../sandbox-images/python/wheels.txt"),
+    ),
 ];
 
 /// Files that shape the imported base (the rootfs); the rest only shape the layer on top.
@@ -47,6 +55,8 @@ const BASE_FILES: &[&str] = &[
     "strip-rootfs.sh",
     "packages.txt",
     "strip-packages.txt",
+    "add-wheels.sh",
+    "wheels.txt",
 ];
 
 fn hash_of(names: &[&str]) -> String {

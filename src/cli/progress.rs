@@ -1,0 +1,287 @@
+//! Progress for people: on a terminal, a live tree of the plan (each step's state and elapsed
+//! time, tokens so far, replans left); elsewhere, one line per event.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use planbox::event::{Human, PlannedStep, RunEvent, Sink, describe};
+
+/// Progress on stderr: live when stderr is a terminal, lines otherwise.
+pub(super) enum Progress {
+    /// One line per event.
+    Lines(Human<std::io::Stderr>),
+    /// The live tree.
+    Live(Live),
+}
+
+impl Progress {
+    /// The right view for this stderr; `replans` is the run's replan budget.
+    pub(super) fn for_stderr(replans: usize) -> Progress {
+        let stderr = std::io::stderr();
+        if stderr.is_terminal() && std::env::var_os("TERM").is_some_and(|t| t != "dumb") {
+            Progress::Live(Live::new(ProgressDrawTarget::stderr(), replans))
+        } else {
+            Progress::Lines(Human(Mutex::new(stderr)))
+        }
+    }
+}
+
+impl Sink for Progress {
+    fn emit(&self, event: &RunEvent) {
+        match self {
+            Progress::Lines(human) => human.emit(event),
+            Progress::Live(live) => live.emit(event),
+        }
+    }
+}
+
+/// The live tree: a header line and one line per step, indented by dependency depth.
+pub(super) struct Live {
+    multi: MultiProgress,
+    header: ProgressBar,
+    state: Mutex<LiveState>,
+}
+
+struct LiveState {
+    goal: String,
+    tokens: u64,
+    replans_left: usize,
+    /// Each step's line: its label (id and title) and bar.
+    steps: BTreeMap<String, (String, ProgressBar)>,
+}
+
+const TICK: Duration = Duration::from_millis(120);
+
+impl Live {
+    fn new(target: ProgressDrawTarget, replans: usize) -> Live {
+        let multi = MultiProgress::with_draw_target(target);
+        let header = multi.add(ProgressBar::new_spinner());
+        header.set_style(
+            ProgressStyle::with_template("{spinner:.cyan} {wide_msg} {elapsed:>4}")
+                .expect("valid template"),
+        );
+        header.enable_steady_tick(TICK);
+        Live {
+            multi,
+            header,
+            state: Mutex::new(LiveState {
+                goal: String::new(),
+                tokens: 0,
+                replans_left: replans,
+                steps: BTreeMap::new(),
+            }),
+        }
+    }
+
+    fn step_style() -> ProgressStyle {
+        ProgressStyle::with_template("{prefix}{spinner:.dim} {msg} {elapsed:>4}")
+            .expect("valid template")
+    }
+
+    fn done_style() -> ProgressStyle {
+        ProgressStyle::with_template("{prefix}  {msg}").expect("valid template")
+    }
+
+    fn refresh_header(&self, state: &LiveState) {
+        self.header.set_message(format!(
+            "{} · {} tokens · {} replan(s) left",
+            planbox::prompt::truncate_middle(&state.goal, 60),
+            state.tokens,
+            state.replans_left
+        ));
+    }
+
+    /// Lay out a (new) plan: steps already shown keep their line and state.
+    fn lay_out(&self, state: &mut LiveState, steps: &[PlannedStep]) {
+        let ids: BTreeSet<&str> = steps.iter().map(|s| s.id.as_str()).collect();
+        state.steps.retain(|id, (_, bar)| {
+            let keep = ids.contains(id.as_str());
+            if !keep {
+                bar.finish_and_clear();
+            }
+            keep
+        });
+        for (step, depth) in steps.iter().zip(depths(steps)) {
+            if state.steps.contains_key(&step.id) {
+                continue;
+            }
+            let bar = self.multi.add(ProgressBar::new_spinner());
+            bar.set_style(Self::step_style());
+            bar.set_prefix(format!("{}└ ", "  ".repeat(depth + 1)));
+            let label = format!("{} {}", step.id, step.title);
+            bar.set_message(format!("{label}: waiting"));
+            state.steps.insert(step.id.clone(), (label, bar));
+        }
+    }
+
+    fn set(&self, state: &LiveState, step: &str, what: &str, ticking: bool) {
+        if let Some((label, bar)) = state.steps.get(step) {
+            bar.set_message(format!("{label}: {what}"));
+            if ticking {
+                bar.set_style(Self::step_style());
+                bar.enable_steady_tick(TICK);
+            } else {
+                bar.disable_steady_tick();
+                bar.set_style(Self::done_style());
+                bar.tick();
+            }
+        }
+    }
+}
+
+impl Sink for Live {
+    fn emit(&self, event: &RunEvent) {
+        let mut state = self.state.lock().expect("progress poisoned");
+        match event {
+            RunEvent::RunStarted { goal, .. } => {
+                state.goal = goal.clone();
+                self.refresh_header(&state);
+            }
+            RunEvent::Planned { steps, .. } => self.lay_out(&mut state, steps),
+            RunEvent::Writing { step, attempt } if *attempt > 1 => self.set(
+                &state,
+                step,
+                &format!("repairing (attempt {attempt})"),
+                true,
+            ),
+            RunEvent::Writing { step, .. } => self.set(&state, step, "writing", true),
+            RunEvent::Running { step, attempt } => {
+                self.set(&state, step, &format!("running (attempt {attempt})"), true)
+            }
+            RunEvent::Attempted { tokens, .. } => {
+                state.tokens = *tokens;
+                self.refresh_header(&state);
+            }
+            RunEvent::StepDone { step, reused } => {
+                let what = if *reused {
+                    "✓ done (kept)"
+                } else {
+                    "✓ done"
+                };
+                self.set(&state, step, what, false);
+            }
+            RunEvent::StepFailed { step, problem } => {
+                let problem = planbox::prompt::truncate_middle(problem, 80);
+                self.set(&state, step, &format!("✗ failed: {problem}"), false);
+            }
+            RunEvent::StepSkipped { step, because } => self.set(
+                &state,
+                step,
+                &format!("– skipped ({because} failed)"),
+                false,
+            ),
+            RunEvent::Replanning { left, .. } => {
+                state.replans_left = *left;
+                self.refresh_header(&state);
+                let _ = self.multi.println(describe(event));
+            }
+            RunEvent::BudgetSpent { .. } => {
+                let _ = self.multi.println(describe(event));
+            }
+            RunEvent::RunFinished { tokens, .. } => {
+                state.tokens = *tokens;
+                for (_, bar) in state.steps.values() {
+                    bar.disable_steady_tick();
+                    bar.tick();
+                }
+                self.header.finish_with_message(describe(event));
+            }
+            RunEvent::Profiled { .. } | RunEvent::Answered { .. } => {}
+        }
+    }
+}
+
+/// Each step's depth: 0 for a step without dependencies, else one more than its deepest parent.
+fn depths(steps: &[PlannedStep]) -> Vec<usize> {
+    let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
+    // Plans are validated acyclic; the pass count bounds the work anyway.
+    for _ in 0..steps.len() {
+        for step in steps {
+            let d = step
+                .depends_on
+                .iter()
+                .map(|p| depth.get(p.as_str()).map_or(1, |d| d + 1))
+                .max()
+                .unwrap_or(0);
+            depth.insert(&step.id, d);
+        }
+    }
+    steps.iter().map(|s| depth[s.id.as_str()]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned(id: &str, deps: &[&str]) -> PlannedStep {
+        PlannedStep {
+            id: id.into(),
+            title: format!("title {id}"),
+            depends_on: deps.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn depth_is_the_longest_dependency_chain() {
+        let steps = [
+            planned("c", &["a", "b"]),
+            planned("a", &[]),
+            planned("b", &["a"]),
+        ];
+        assert_eq!(depths(&steps), vec![2, 0, 1]);
+    }
+
+    #[test]
+    fn the_live_tree_tracks_states_tokens_and_replans() {
+        let live = Live::new(ProgressDrawTarget::hidden(), 3);
+        let emit = |e: RunEvent| live.emit(&e);
+        emit(RunEvent::RunStarted {
+            run: "r".into(),
+            goal: "count rows".into(),
+        });
+        emit(RunEvent::Planned {
+            version: 1,
+            steps: vec![planned("s1", &[]), planned("s2", &["s1"])],
+            notes: vec![],
+        });
+        emit(RunEvent::Writing {
+            step: "s1".into(),
+            attempt: 2,
+        });
+        emit(RunEvent::Attempted {
+            step: "s1".into(),
+            attempt: 2,
+            tokens: 420,
+            ok: true,
+            problem: None,
+        });
+        emit(RunEvent::StepDone {
+            step: "s1".into(),
+            reused: false,
+        });
+        emit(RunEvent::Replanning {
+            step: "s2".into(),
+            left: 2,
+        });
+        emit(RunEvent::Planned {
+            version: 2,
+            steps: vec![planned("s1", &[]), planned("s3", &["s1"])],
+            notes: vec![],
+        });
+        let state = live.state.lock().unwrap();
+        assert_eq!(state.steps["s1"].1.message(), "s1 title s1: ✓ done");
+        assert_eq!(state.steps["s3"].1.message(), "s3 title s3: waiting");
+        assert_eq!(state.steps["s3"].1.prefix(), "    └ ");
+        assert!(
+            !state.steps.contains_key("s2"),
+            "a replaced step leaves the tree"
+        );
+        assert_eq!(
+            live.header.message(),
+            "count rows · 420 tokens · 2 replan(s) left"
+        );
+    }
+}
