@@ -187,7 +187,12 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                     ctx.spend("tokens");
                     return self.finish(&ctx, None, false).await;
                 }
-                Err(err) => return Err(err),
+                Err(err) => {
+                    ctx.emit(RunEvent::PlanningFailed {
+                        problem: format!("{err:#}"),
+                    });
+                    return Err(err);
+                }
             },
         };
         ctx.emit(RunEvent::Planned {
@@ -206,7 +211,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                 |step| {
                     let (ctx, plan, problems) = (&ctx, &plan, &problems);
                     async move {
-                        match self.step(ctx, plan, &step).await {
+                        match self.step_or_fallback(ctx, plan, &step).await {
                             Ok(Outcome::Failed(problem)) => {
                                 problems
                                     .lock()
@@ -264,7 +269,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                     break;
                 }
                 Err(Error::LlmReply(why)) => {
-                    tracing::info!(%why, "replanning produced no valid plan");
+                    ctx.emit(RunEvent::PlanningFailed { problem: why });
                     failed_for_good = true;
                     break;
                 }
@@ -496,6 +501,33 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             .collect()
     }
 
+    /// Run a step; when its repairs are spent and the plan names a fallback for it, run the
+    /// fallback instruction in its place (same id, reads and writes) before giving up.
+    async fn step_or_fallback(&self, ctx: &Ctx<'_>, plan: &Plan, step: &Step) -> Result<Outcome> {
+        let mut outcome = self.step(ctx, plan, step).await?;
+        if let (Outcome::Failed(problem), Some(fallback)) = (&outcome, &step.fallback)
+            && ctx.spent().is_none()
+        {
+            ctx.emit(RunEvent::FallingBack {
+                step: step.id.clone(),
+                problem: first_line(problem),
+            });
+            let alternative = Step {
+                instruction: fallback.clone(),
+                fallback: None,
+                ..step.clone()
+            };
+            outcome = self.step(ctx, plan, &alternative).await?;
+        }
+        if let Outcome::Failed(problem) = &outcome {
+            ctx.emit(RunEvent::StepFailed {
+                step: step.id.clone(),
+                problem: first_line(problem),
+            });
+        }
+        Ok(outcome)
+    }
+
     /// Write, run and check one step, repairing up to the limit.
     async fn step(&self, ctx: &Ctx<'_>, plan: &Plan, step: &Step) -> Result<Outcome> {
         let inputs = self.step_inputs(ctx, plan, step)?;
@@ -669,10 +701,6 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             problem = record_problem.unwrap_or_default();
             messages = prompt::repair_messages(first.clone(), &script, &problem);
         }
-        ctx.emit(RunEvent::StepFailed {
-            step: step.id.clone(),
-            problem: first_line(&problem),
-        });
         Ok(Outcome::Failed(problem))
     }
 

@@ -73,6 +73,18 @@ pub enum RunEvent {
         /// The last problem.
         problem: String,
     },
+    /// A step's repairs are spent: its plan-given fallback is tried before any replan.
+    FallingBack {
+        /// Step id.
+        step: String,
+        /// The problem the repairs could not fix.
+        problem: String,
+    },
+    /// The model gave no valid plan (first plan or replan) within its tries.
+    PlanningFailed {
+        /// Why, with the last validation errors.
+        problem: String,
+    },
     /// A step will not run because an ancestor failed.
     StepSkipped {
         /// Step id.
@@ -228,6 +240,10 @@ pub fn describe(event: &RunEvent) -> String {
         } => format!("  {step}: done"),
         RunEvent::StepFailed { step, problem } => format!("  {step}: failed: {problem}"),
         RunEvent::StepSkipped { step, because } => format!("  {step}: skipped ({because} failed)"),
+        RunEvent::FallingBack { step, problem } => {
+            format!("  {step}: trying its fallback after: {problem}")
+        }
+        RunEvent::PlanningFailed { problem } => format!("planning failed: {problem}"),
         RunEvent::Replanning { step, left } => {
             format!("replanning from {step} ({left} replan(s) left after this)")
         }

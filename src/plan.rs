@@ -37,6 +37,10 @@ pub struct Step {
     /// Files it writes (plain names in its output folder).
     #[serde(default)]
     pub writes: Vec<String>,
+    /// Another way to do the step (an instruction), tried when the step still fails after
+    /// its repairs, before any replan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 /// A goal and its steps.
@@ -186,10 +190,17 @@ impl Plan {
             if ids.insert(step.id.as_str(), i).is_some() {
                 errors.push(PlanError::DuplicateId(step.id.clone()));
             }
+            let fallback = step
+                .fallback
+                .as_ref()
+                .map(|text| ("fallback", text, limits.max_instruction));
             for (field, text, max) in [
                 ("title", &step.title, limits.max_title),
                 ("instruction", &step.instruction, limits.max_instruction),
-            ] {
+            ]
+            .into_iter()
+            .chain(fallback)
+            {
                 let len = text.chars().count();
                 if text.trim().is_empty() {
                     errors.push(PlanError::EmptyField {
@@ -458,7 +469,8 @@ pub fn schema(limits: &Limits) -> Value {
                         "kind": {"type": "string", "enum": ["action", "verify"]},
                         "depends_on": {"type": "array", "items": {"type": "string"}},
                         "reads": {"type": "array", "items": {"type": "string"}},
-                        "writes": {"type": "array", "items": {"type": "string"}}
+                        "writes": {"type": "array", "items": {"type": "string"}},
+                        "fallback": {"type": "string", "maxLength": limits.max_instruction}
                     }
                 }
             }
@@ -534,6 +546,7 @@ mod tests {
                 .iter()
                 .map(std::string::ToString::to_string)
                 .collect(),
+            fallback: None,
         }
     }
 

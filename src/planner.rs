@@ -522,6 +522,7 @@ pub fn single_step(goal: &str, profiles: &[Profile]) -> Plan {
             depends_on: vec![],
             reads: profiles.iter().map(|p| p.name.clone()).collect(),
             writes: vec![],
+            fallback: None,
         }],
     }
 }

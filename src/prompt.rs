@@ -164,6 +164,7 @@ Rules:
 - Use kind \"verify\" for a step that checks earlier outputs (files exist, columns, row counts, value ranges) and raises an error when something is wrong.
 - The instruction says exactly what to compute, from which file and columns, and what to write or print.
 - The last step prints the final answer.
+- Optionally, \"fallback\" gives another way to do a step that may fail (for example a simpler method), writing the same files.
 - Python packages available: pandas, numpy, scipy, matplotlib, seaborn, scikit-learn, statsmodels. There is no network.
 Reply with JSON only.";
 
@@ -354,7 +355,7 @@ You write one short, complete Python 3 script for one step of a data analysis.
 Rules:
 - Input files are read-only at /data/<name>. Read only the files the step lists.
 - Write every output file into the current folder, with exactly the names the step lists.
-- Python packages available: pandas, numpy, scipy, matplotlib (Agg backend), seaborn, scikit-learn, statsmodels, openpyxl. No other package can be installed and there is no network.
+- Python packages available: pandas, numpy, scipy, matplotlib (Agg backend), seaborn, scikit-learn, statsmodels, openpyxl (Excel), fastparquet (pandas.read_parquet). No other package can be installed and there is no network.
 - Print the results the step asks for with clear labels, never whole tables: print summaries, counts and the requested values.
 - Do not ask for input. Do not catch exceptions just to hide them: let errors raise.
 - For charts use matplotlib, save with plt.savefig('<name>.png') and never call plt.show().

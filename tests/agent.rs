@@ -255,6 +255,64 @@ async fn a_failing_step_is_repaired_with_the_error_and_a_hint() {
 }
 
 #[tokio::test]
+async fn a_failing_step_tries_its_fallback_before_any_replan() {
+    let setup = setup("agent-fallback").await;
+    let llm = Rules::new(|request, _| {
+        let text = last_user(request);
+        if text.contains("Reply with {\"steps\"") {
+            let mut only = step("only", "sum all", &[], &["sales.csv"], &[]);
+            only["instruction"] = json!("Sum the amounts with plotly.");
+            only["fallback"] = json!("Sum the amounts with pandas.");
+            json!({"steps": [only]}).to_string()
+        } else if text.contains("This step failed even after repairs") {
+            panic!("no replan was expected: {text}");
+        } else if text.contains("Sum the amounts with pandas.") {
+            code(
+                "import pandas as pd\nprint(f\"@total[{pd.read_csv('/data/sales.csv').amount.sum()}]\")",
+            )
+        } else {
+            // The first instruction and every repair of it keep failing.
+            code("import plotly\nprint('never')")
+        }
+    });
+    let (finished, events, folder) = run_agent(
+        &setup,
+        &llm,
+        Options {
+            max_repairs: 1,
+            ..options()
+        },
+    )
+    .await;
+    assert!(finished.achieved, "{finished:?}");
+    assert_eq!(finished.answer, "@total[42]");
+    // Two attempts of the instruction, then one of the fallback.
+    assert_eq!(attempts(folder.dir(), "only"), 3);
+    let fell_back = events.iter().position(|e| {
+        matches!(e, RunEvent::FallingBack { step, problem }
+            if step == "only" && problem.contains("exited with code 1"))
+    });
+    let passed = events.iter().position(|e| {
+        matches!(
+            e,
+            RunEvent::Attempted {
+                attempt: 3,
+                ok: true,
+                ..
+            }
+        )
+    });
+    assert!(fell_back.is_some() && fell_back < passed, "{events:#?}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, RunEvent::Replanning { .. } | RunEvent::StepFailed { .. })),
+        "{events:#?}"
+    );
+    setup.world.assert_clean().await;
+}
+
+#[tokio::test]
 async fn exhausted_repairs_replan_only_the_failed_branch() {
     let setup = setup("agent-replan").await;
     let llm = Rules::new(|request, _| {

@@ -173,6 +173,12 @@ impl Sink for Live {
                 &format!("– skipped ({because} failed)"),
                 false,
             ),
+            RunEvent::FallingBack { step, .. } => {
+                self.set(&state, step, "trying its fallback", true)
+            }
+            RunEvent::PlanningFailed { .. } => {
+                let _ = self.multi.println(describe(event));
+            }
             RunEvent::Replanning { left, .. } => {
                 state.replans_left = *left;
                 self.refresh_header(&state);

@@ -339,4 +339,25 @@ mod tests {
             p.notes
         );
     }
+
+    #[test]
+    fn a_parquet_file_written_by_pandas_profiles() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/profile/visits.parquet");
+        let p = profile(&path).unwrap();
+        assert_eq!(p.rows, Some(40));
+        let columns: Vec<(&str, ColumnType, usize)> = p
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.kind, c.missing))
+            .collect();
+        assert_eq!(
+            columns,
+            vec![
+                ("day", ColumnType::Date, 0),
+                ("store", ColumnType::String, 0),
+                ("visitors", ColumnType::Float, 5),
+            ]
+        );
+        assert_eq!(p.sample.len(), 3);
+    }
 }

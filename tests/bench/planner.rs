@@ -39,6 +39,7 @@ fn plan() -> Plan {
         depends_on: deps,
         reads: vec![],
         writes: vec![],
+        fallback: None,
     };
     let mut steps: Vec<Step> = (1..=6).map(|i| step(format!("part{i}"), vec![])).collect();
     steps.push(step(
