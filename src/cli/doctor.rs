@@ -341,20 +341,34 @@ async fn image_check(docker: &Docker) -> Check {
             );
         }
     };
+    let found: Vec<(Vec<String>, u64, i64)> = images
+        .into_iter()
+        .map(|i| (i.repo_tags, i.size.max(0) as u64, i.created))
+        .collect();
+    image_finding(&current, &found)
+}
+
+/// The image check's verdict from the engine's `planbox-sandbox` images (tags, size,
+/// creation time): the current tag present, missing, or only older tags (stale).
+fn image_finding(current: &str, images: &[(Vec<String>, u64, i64)]) -> Check {
     let fix = "make image   (or: planbox image build)";
-    if let Some(image) = images.iter().find(|i| i.repo_tags.contains(&current)) {
+    if let Some((_, bytes, created)) = images
+        .iter()
+        .find(|(tags, _, _)| tags.iter().any(|t| t == current))
+    {
         return Check::ok(
             IMAGE,
             format!(
                 "{current} is present ({}, built {})",
-                size(image.size.max(0) as u64),
-                age(image.created)
+                size(*bytes),
+                age(*created)
             ),
         );
     }
+    let repo = current.split(':').next().unwrap_or_default();
     let mut older: Vec<&str> = images
         .iter()
-        .flat_map(|i| i.repo_tags.iter())
+        .flat_map(|(tags, _, _)| tags.iter())
         .filter(|tag| tag.starts_with(&format!("{repo}:")))
         .map(String::as_str)
         .collect();
@@ -414,7 +428,8 @@ async fn containers_check(docker: &Docker) -> Check {
         String::new()
     } else {
         format!(
-            "{live} in use by running planbox process{} (pid {})",
+            "{live} container{} in use by running planbox process{} (pid {})",
+            plural(live),
             if live_owners.len() == 1 { "" } else { "es" },
             live_owners.join(", ")
         )
@@ -462,7 +477,8 @@ fn age(unix_secs: i64) -> String {
         .map_or(0, |d| d.as_secs() as i64);
     let secs = now.saturating_sub(unix_secs).max(0);
     match secs {
-        0..3600 => format!("{} min ago", secs / 60),
+        0..60 => "just now".to_string(),
+        60..3600 => format!("{} min ago", secs / 60),
         3600..86400 => format!("{} h ago", secs / 3600),
         _ => format!("{} days ago", secs / 86400),
     }
@@ -811,6 +827,36 @@ mod tests {
         );
         let local = unreachable("unix:///var/run/docker.sock", "refused", false);
         assert_eq!(local.fix.as_deref(), Some("sudo systemctl start docker"));
+    }
+
+    #[test]
+    fn an_image_is_current_missing_or_stale() {
+        let current = "planbox-sandbox:0123456789ab";
+        let old = vec!["planbox-sandbox:ba9876543210".to_string()];
+        let both = vec![old[0].clone(), current.to_string()];
+        let present = image_finding(current, &[(both, 600 * 1024 * 1024, 0)]);
+        assert_eq!(present.status, Status::Ok);
+        assert!(
+            present
+                .detail
+                .starts_with(&format!("{current} is present (600 MiB, built ")),
+            "{present:?}"
+        );
+        let fix = "make image   (or: planbox image build)";
+        assert_eq!(
+            image_finding(current, &[]),
+            Check::fail(IMAGE, format!("{current} is missing"), fix)
+        );
+        assert_eq!(
+            image_finding(current, &[(old, 1, 0)]),
+            Check::fail(
+                IMAGE,
+                format!(
+                    "stale: planbox-sandbox:ba9876543210 present, but this planbox needs {current} (the image's build files changed)"
+                ),
+                fix
+            )
+        );
     }
 
     #[test]
