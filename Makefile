@@ -33,6 +33,12 @@ DEMO_GOAL := Which region had the highest revenue growth from 2022 to 2023? Char
 demo: image local-llm
 	$(PLANBOX) run "$(DEMO_GOAL)" --input fixtures/demo/sales.csv --runs-dir runs --provider local
 
+# Manual pages, planbox.1 and one per subcommand (planbox-run.1, ...): read one with
+# `man -l target/man/planbox-run.1`.
+.PHONY: man
+man: build
+	$(PLANBOX) man --out target/man
+
 # Remove every container and volume planbox ever labelled (all owners).
 clean-containers:
 	-docker ps -aq --filter label=planbox.owner | xargs -r docker rm -f

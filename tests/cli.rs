@@ -167,3 +167,136 @@ fn terminal_escapes_never_reach_the_terminal() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(String::from_utf8_lossy(&output.stdout), "red\n");
 }
+
+/// Every subcommand, nested ones included, as typed after `planbox`.
+const SUBCOMMANDS: &[&[&str]] = &[
+    &["exec"],
+    &["image"],
+    &["image", "build"],
+    &["image", "tag"],
+    &["llm"],
+    &["llm", "ping"],
+    &["plan"],
+    &["run"],
+    &["resume"],
+    &["verify"],
+    &["batch"],
+    &["doctor"],
+    &["completions"],
+    &["man"],
+];
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn every_subcommand_has_help_and_the_list_is_complete() {
+    // The top-level help lists exactly the subcommands this test knows.
+    let top = stdout(&planbox(&["--help"]));
+    let listed: Vec<&str> = top
+        .lines()
+        .skip_while(|line| *line != "Commands:")
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .collect();
+    let known: Vec<&str> = SUBCOMMANDS
+        .iter()
+        .filter(|words| words.len() == 1)
+        .map(|words| words[0])
+        .collect();
+    assert_eq!(listed, known, "{top}");
+
+    for words in SUBCOMMANDS {
+        let mut args = words.to_vec();
+        args.push("--help");
+        let output = planbox(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let text = stdout(&output);
+        assert!(text.contains("Usage: planbox"), "{args:?}: {text}");
+        // The first line says what the command does, in a few words at least.
+        let about = text.lines().next().unwrap_or_default();
+        assert!(about.split_whitespace().count() >= 4, "{args:?}: {about:?}");
+    }
+}
+
+#[test]
+fn the_bash_completion_script_parses_and_names_the_subcommands() {
+    let output = planbox(&["completions", "bash"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("planbox.bash");
+    std::fs::write(&path, &output.stdout).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+    let script = stdout(&output);
+    for words in SUBCOMMANDS.iter().filter(|words| words.len() == 1) {
+        assert!(
+            script.contains(&format!("planbox,{})", words[0])),
+            "no completion for {}",
+            words[0]
+        );
+    }
+    for shell in ["zsh", "fish"] {
+        let output = planbox(&["completions", shell]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{shell}: {}",
+            stderr(&output)
+        );
+        assert!(stdout(&output).contains("doctor"), "{shell}");
+    }
+    let unknown = planbox(&["completions", "tcsh"]);
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
+#[test]
+fn the_man_page_lists_the_subcommands_and_one_page_each_is_written() {
+    let output = planbox(&["man"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let page = stdout(&output);
+    assert!(page.contains(".TH planbox 1"), "{page}");
+    for words in SUBCOMMANDS.iter().filter(|words| words.len() == 1) {
+        // roff escapes the hyphen.
+        assert!(
+            page.contains(&format!("planbox\\-{}(1)", words[0])),
+            "{} missing from the page",
+            words[0]
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man");
+    let output = planbox(&["man", "--out", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let mut written: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    written.sort();
+    let mut expected: Vec<String> = SUBCOMMANDS
+        .iter()
+        .map(|words| format!("planbox-{}.1", words.join("-")))
+        .chain(["planbox.1".to_string()])
+        .collect();
+    expected.sort();
+    assert_eq!(written, expected);
+    assert_eq!(stdout(&output).lines().count(), expected.len());
+    let doctor = std::fs::read_to_string(out.join("planbox-doctor.1")).unwrap();
+    assert!(
+        doctor.contains(&format!(
+            ".TH planbox-doctor 1  \"planbox {}\"",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{doctor}"
+    );
+    assert!(doctor.contains("\\-\\-runs\\-dir"), "{doctor}");
+}

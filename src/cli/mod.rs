@@ -6,13 +6,20 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use planbox::sandbox::{self, DockerSandbox, Job, Policy, Sandbox};
 
 /// Turn a data-analysis goal into Python scripts that really run, each in a fresh,
 /// locked-down Docker container.
 #[derive(Debug, Parser)]
-#[command(name = "planbox", version, about)]
+#[command(
+    name = "planbox",
+    version,
+    about,
+    after_help = "Exit codes: 0 success; 1 the goal was not achieved, a script failed, a budget ran out \
+    or something did not reproduce; 2 usage, configuration or infrastructure error.\n\
+    New here? `planbox doctor` checks the engine, the image and the model and names each fix."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,61 +27,96 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run one Python script in the sandbox and report how it ended.
+    /// Run one Python script in the sandbox and report how it ended (exit 0 when it exited 0).
     Exec(ExecArgs),
-    /// Manage the sandbox image.
+    /// Build the sandbox image or print its tag.
     #[command(subcommand)]
     Image(ImageCommand),
-    /// Talk to the configured model.
+    /// Check the configured model.
     #[command(subcommand)]
     Llm(LlmCommand),
     /// Profile the inputs and print the validated plan for a goal, without running it.
     Plan(PlanArgs),
     /// Plan, write, run, repair and answer a goal; everything lands in a run folder.
+    ///
+    /// Example: planbox run "Which region grew fastest in 2023? Chart it." -i sales.csv
+    ///
+    /// The answer is printed and written to runs/<id>/answer.md, with a report beside it.
     Run(RunArgs),
-    /// Continue a run that crashed, was killed or was stopped; done steps are kept.
+    /// Continue a run that crashed, was killed or was stopped; finished steps are kept.
     Resume(ResumeArgs),
-    /// Re-run a finished run's scripts in fresh containers and check they reproduce.
+    /// Re-run a finished run's scripts in fresh containers; exit 0 when every output
+    /// reproduces.
     Verify(VerifyArgs),
-    /// Run a suite of goals (JSONL) and check their answers.
+    /// Run a suite of goals (JSONL) and check their answers against the expected values.
     Batch(BatchArgs),
+    /// Check that planbox can run here, and print the command that fixes each problem.
+    ///
+    /// Checks the Docker engine (reachable, versions), the sandbox image (present and
+    /// current), leftover containers, the model (reachable, latency, structured output) and
+    /// the free space for run folders. Each check prints ok, warn, fail or skip (a check it
+    /// needs failed). Exit code 0 when no check failed, 1 otherwise.
+    Doctor(doctor::Args),
+    /// Print a shell completion script to stdout.
+    Completions(CompletionsArgs),
+    /// Write manual pages: the top page to stdout, or every page to a folder.
+    Man(ManArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Install, for example:\n  \
+    bash: planbox completions bash > ~/.local/share/bash-completion/completions/planbox\n  \
+    zsh:  planbox completions zsh > ~/.zfunc/_planbox   (with fpath+=~/.zfunc before compinit)\n  \
+    fish: planbox completions fish > ~/.config/fish/completions/planbox.fish")]
+struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+#[derive(Debug, clap::Args)]
+struct ManArgs {
+    /// Folder to write planbox.1 and one page per subcommand (planbox-run.1, ...) into,
+    /// created if missing; without it, the top page goes to stdout.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 /// Bounds and sandbox settings for running goals.
 #[derive(Debug, Clone, clap::Args)]
 struct RunOptions {
-    /// Planning mode.
+    /// How to plan.
     #[arg(long = "plan", value_enum, default_value = "dag")]
     mode: planbox::planner::Mode,
-    /// Critique-and-improve rounds on the plan.
-    #[arg(long, default_value_t = 0)]
+    /// Rounds in which the model critiques and improves the plan before it runs.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     reflect: usize,
-    /// Steps run at once (default: the number of CPUs).
-    #[arg(long)]
+    /// Steps run at once [default: the number of CPUs].
+    #[arg(long, value_name = "N")]
     parallel: Option<usize>,
-    /// Repairs of a failing step before replanning.
-    #[arg(long, default_value_t = 2)]
+    /// Rewrites of a failing step before its branch of the plan is replanned.
+    #[arg(long, value_name = "N", default_value_t = 2)]
     max_repairs: usize,
-    /// Replans per run.
-    #[arg(long, default_value_t = 3)]
+    /// Replans allowed in one run.
+    #[arg(long, value_name = "N", default_value_t = 3)]
     max_replans: usize,
-    /// Most steps in a plan.
-    #[arg(long, default_value_t = 12)]
+    /// Most steps in a plan (1 to 50).
+    #[arg(long, value_name = "N", default_value_t = 12)]
     max_steps: usize,
-    /// Wall-time budget for the run, in seconds.
-    #[arg(long)]
+    /// Time budget for the whole run, in seconds; the run stops cleanly when it is spent.
+    #[arg(long, value_name = "SECS")]
     wall_time: Option<f64>,
-    /// Most containers (script runs) for the run.
-    #[arg(long)]
+    /// Most scripts (one container each) the run may start.
+    #[arg(long, value_name = "N")]
     max_containers: Option<usize>,
-    /// Where run folders go.
-    #[arg(long, default_value = "runs")]
+    /// Folder that holds the run folders.
+    #[arg(long, value_name = "DIR", default_value = "runs")]
     runs_dir: PathBuf,
     /// Wall-clock limit per script, in seconds (at most 600).
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     timeout: f64,
     /// Memory limit per script, e.g. 512m or 2g.
-    #[arg(long, default_value = "2g", value_parser = parse_bytes)]
+    #[arg(long, value_name = "SIZE", default_value = "2g", value_parser = parse_bytes)]
     memory: i64,
     /// Print the event stream as JSONL on stdout instead of progress lines.
     #[arg(long)]
@@ -117,8 +159,8 @@ impl RunOptions {
 struct RunArgs {
     /// What to find out, in plain words.
     goal: String,
-    /// An input file (repeatable).
-    #[arg(long = "input", short = 'i')]
+    /// An input file, mounted read-only for the scripts (repeatable).
+    #[arg(long = "input", short = 'i', value_name = "FILE")]
     inputs: Vec<PathBuf>,
     #[command(flatten)]
     run: RunOptions,
@@ -129,6 +171,7 @@ struct RunArgs {
 #[derive(Debug, clap::Args)]
 struct ResumeArgs {
     /// The run: its folder, or its id under --runs-dir.
+    #[arg(value_name = "RUN")]
     run_ref: String,
     #[command(flatten)]
     run: RunOptions,
@@ -139,27 +182,30 @@ struct ResumeArgs {
 #[derive(Debug, clap::Args)]
 struct VerifyArgs {
     /// The run: its folder, or its id under --runs-dir.
+    #[arg(value_name = "RUN")]
     run_ref: String,
-    /// Where run folders are.
-    #[arg(long, default_value = "runs")]
+    /// Folder that holds the run folders.
+    #[arg(long, value_name = "DIR", default_value = "runs")]
     runs_dir: PathBuf,
-    /// Write a JUnit XML report here.
-    #[arg(long)]
+    /// Also write the results as a JUnit XML report to this file, for CI.
+    #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Relative tolerance for numbers in CSV outputs.
+    /// Relative tolerance when comparing numbers in CSV outputs.
     #[arg(long, default_value_t = 1e-6)]
     tolerance: f64,
 }
 
 #[derive(Debug, clap::Args)]
 struct BatchArgs {
-    /// The suite: one JSON object per line, {"id", "goal", "inputs": [...], "expect": {"name": "value"}}.
+    /// The suite: one JSON object per line, {"id", "goal", "inputs": [...], "expect": {"name":
+    /// "value"}}; inputs are relative to the suite file.
+    #[arg(value_name = "SUITE.jsonl")]
     suite: PathBuf,
-    /// Write a JUnit XML report here.
-    #[arg(long)]
+    /// Also write the results as a JUnit XML report to this file, for CI.
+    #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
     /// Goals run at once.
-    #[arg(long = "goals-parallel", default_value_t = 1)]
+    #[arg(long = "goals-parallel", value_name = "N", default_value_t = 1)]
     goals_parallel: usize,
     #[command(flatten)]
     run: RunOptions,
@@ -171,17 +217,17 @@ struct BatchArgs {
 struct PlanArgs {
     /// What to find out, in plain words.
     goal: String,
-    /// An input file (repeatable).
-    #[arg(long = "input", short = 'i')]
+    /// An input file, mounted read-only for the scripts (repeatable).
+    #[arg(long = "input", short = 'i', value_name = "FILE")]
     inputs: Vec<PathBuf>,
-    /// Planning mode.
+    /// How to plan.
     #[arg(long = "plan", value_enum, default_value = "dag")]
     mode: planbox::planner::Mode,
-    /// Critique-and-improve rounds on the plan.
-    #[arg(long, default_value_t = 0)]
+    /// Rounds in which the model critiques and improves the plan.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     reflect: usize,
-    /// Most steps in a plan.
-    #[arg(long, default_value_t = 12)]
+    /// Most steps in a plan (1 to 50).
+    #[arg(long, value_name = "N", default_value_t = 12)]
     max_steps: usize,
     /// Print the plan as JSON.
     #[arg(long)]
@@ -192,104 +238,127 @@ struct PlanArgs {
 
 #[derive(Debug, Subcommand)]
 enum LlmCommand {
-    /// Send one tiny request and report the model, latency and speed (exit 0 if it answered).
+    /// Send one tiny request and report the model, latency and speed (exit 0 if it answered,
+    /// 2 if not).
     Ping(LlmArgs),
 }
 
-/// Model settings; each overrides the environment and planbox.toml.
+/// Which model to talk to; each flag overrides the environment and planbox.toml.
 #[derive(Debug, Clone, clap::Args)]
-struct LlmArgs {
-    /// Provider: openai (any OpenAI-compatible server), anthropic, or local (make local-llm).
+pub(crate) struct ModelArgs {
+    /// Provider: openai (any OpenAI-compatible server), anthropic, or local (the offline model
+    /// that `make local-llm` serves) [default: local, or the provider whose key is set].
     #[arg(long, value_enum)]
     provider: Option<planbox::llm::Provider>,
-    /// Base URL of the API (OpenAI-compatible ones end in /v1).
-    #[arg(long)]
+    /// Base URL of the API; OpenAI-compatible ones end in /v1 [env: OPENAI_BASE_URL,
+    /// ANTHROPIC_BASE_URL or PLANBOX_LOCAL_URL, by provider].
+    #[arg(long, value_name = "URL")]
     base_url: Option<String>,
-    /// Model name.
-    #[arg(long)]
+    /// Model name, as the server knows it [env: PLANBOX_MODEL].
+    #[arg(long, value_name = "NAME")]
     model: Option<String>,
-    /// Sampling temperature.
-    #[arg(long)]
-    temperature: Option<f32>,
-    /// Reply token limit.
-    #[arg(long)]
-    max_tokens: Option<u32>,
-    /// Request timeout in seconds.
-    #[arg(long)]
-    llm_timeout: Option<f64>,
-    /// Stop cleanly once this many tokens are spent.
-    #[arg(long)]
-    token_budget: Option<u64>,
-    /// Configuration file.
-    #[arg(long, default_value = "planbox.toml")]
+    /// Configuration file with [llm] settings and [prices]; a missing file is fine.
+    #[arg(long, value_name = "FILE", default_value = "planbox.toml")]
     config: PathBuf,
-    /// Write every model exchange to this folder (secrets redacted).
-    #[arg(long, conflicts_with = "replay")]
-    record: Option<PathBuf>,
-    /// Serve model replies from a recording instead of a server.
-    #[arg(long)]
-    replay: Option<PathBuf>,
 }
 
-impl LlmArgs {
-    fn config(&self) -> anyhow::Result<planbox::llm::LlmConfig> {
+impl ModelArgs {
+    /// These flags over the environment over the configuration file; `rest` carries the
+    /// flags of the other settings.
+    fn resolve(
+        &self,
+        rest: planbox::llm::config::Overrides,
+    ) -> planbox::Result<planbox::llm::LlmConfig> {
         let file = planbox::llm::config::FileConfig::load(&self.config)?;
         let overrides = planbox::llm::config::Overrides {
             provider: self.provider,
             base_url: self.base_url.clone(),
             model: self.model.clone(),
+            ..rest
+        };
+        planbox::llm::LlmConfig::resolve(&overrides, |name| std::env::var(name).ok(), &file)
+    }
+}
+
+/// Model settings; each overrides the environment and planbox.toml.
+#[derive(Debug, Clone, clap::Args)]
+struct LlmArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Sampling temperature, 0 to 2 [default: 0.2].
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Most tokens in one reply [default: 2048].
+    #[arg(long, value_name = "N")]
+    max_tokens: Option<u32>,
+    /// Seconds to wait for one model reply [default: 300].
+    #[arg(long, value_name = "SECS")]
+    llm_timeout: Option<f64>,
+    /// Stop cleanly once this many tokens (prompt plus reply) are spent.
+    #[arg(long, value_name = "N")]
+    token_budget: Option<u64>,
+    /// Write every model exchange to this folder (keys redacted), for --replay later.
+    #[arg(long, value_name = "DIR", conflicts_with = "replay")]
+    record: Option<PathBuf>,
+    /// Answer from a folder written by --record instead of a server; a request that differs
+    /// from the recording is an error.
+    #[arg(long, value_name = "DIR")]
+    replay: Option<PathBuf>,
+}
+
+impl LlmArgs {
+    fn config(&self) -> anyhow::Result<planbox::llm::LlmConfig> {
+        Ok(self.model.resolve(planbox::llm::config::Overrides {
             temperature: self.temperature,
             max_tokens: self.max_tokens,
             timeout_secs: self.llm_timeout,
             token_budget: self.token_budget,
-        };
-        Ok(planbox::llm::LlmConfig::resolve(
-            &overrides,
-            |name| std::env::var(name).ok(),
-            &file,
-        )?)
+            ..Default::default()
+        })?)
     }
 }
 
 #[derive(Debug, clap::Args)]
 struct ExecArgs {
-    /// The script to run.
+    /// The Python script to run (UTF-8).
+    #[arg(value_name = "SCRIPT.py")]
     script: PathBuf,
     /// A file the script may read, mounted read-only at /data/<file name> (repeatable).
-    #[arg(long = "input", short = 'i')]
+    #[arg(long = "input", short = 'i', value_name = "FILE")]
     inputs: Vec<PathBuf>,
-    /// Folder that receives the files the script writes to /out (new or empty).
-    #[arg(long, default_value = "planbox-out")]
+    /// Folder that receives the files the script writes to /out (must be new or empty).
+    #[arg(long, value_name = "DIR", default_value = "planbox-out")]
     out: PathBuf,
     /// Wall-clock limit in seconds (at most 600).
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     timeout: f64,
     /// Memory limit, e.g. 512m or 2g (swap is set equal: none).
-    #[arg(long, default_value = "2g", value_parser = parse_bytes)]
+    #[arg(long, value_name = "SIZE", default_value = "2g", value_parser = parse_bytes)]
     memory: i64,
-    /// CPUs the script may use.
-    #[arg(long, default_value_t = 1.0)]
+    /// CPUs the script may use (fractions allowed).
+    #[arg(long, value_name = "N", default_value_t = 1.0)]
     cpus: f64,
     /// OCI runtime to use, e.g. runsc for gVisor.
-    #[arg(long)]
+    #[arg(long, value_name = "NAME")]
     runtime: Option<String>,
-    /// Print the result as one JSON object.
+    /// Print the result (status, output, files) as one JSON object.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Debug, Subcommand)]
 enum ImageCommand {
-    /// Build the sandbox image (reused when current).
+    /// Build the sandbox image planbox-sandbox:<hash>; a current one is reused.
     Build {
-        /// Base image to build on instead of a Debian rootfs (needs a registry).
-        #[arg(long)]
+        /// Base image to build on instead of a Debian rootfs made here (needs a registry),
+        /// e.g. python:3.11-slim.
+        #[arg(long, value_name = "IMAGE")]
         base: Option<String>,
         /// Rebuild even if the current image exists.
         #[arg(long)]
         force: bool,
     },
-    /// Print the tag of the current sandbox image.
+    /// Print the tag this planbox needs, planbox-sandbox:<hash of the build files>.
     Tag,
 }
 
@@ -312,6 +381,7 @@ fn parse_bytes(text: &str) -> Result<i64, String> {
     Ok((number * unit) as i64)
 }
 
+mod doctor;
 mod progress;
 mod run;
 
@@ -347,6 +417,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resume(args) => run::resume(args.run_ref, args.run, args.llm).await,
         Command::Verify(args) => run::verify(args).await,
         Command::Batch(args) => run::batch(args).await,
+        Command::Doctor(args) => doctor::run(args).await,
+        Command::Completions(args) => {
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "planbox", &mut script);
+            print_stdout(&String::from_utf8_lossy(&script));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man(args) => man(args.out.as_deref()),
         Command::Image(ImageCommand::Tag) => {
             println!("{}", sandbox::image::tag());
             Ok(ExitCode::SUCCESS)
@@ -359,6 +437,41 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The top manual page to stdout, or every page (one per subcommand, nested ones too) into
+/// `out`, each path printed.
+fn man(out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let mut command = Cli::command().disable_help_subcommand(true);
+    command.build();
+    // Subcommands carry no version of their own: every page names planbox's.
+    let source = format!("planbox {}", env!("CARGO_PKG_VERSION"));
+    let Some(out) = out else {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command)
+            .source(source)
+            .render(&mut page)?;
+        print_stdout(&String::from_utf8_lossy(&page));
+        return Ok(ExitCode::SUCCESS);
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut pending = vec![command];
+    let mut written = String::new();
+    while let Some(command) = pending.pop() {
+        pending.extend(
+            command
+                .get_subcommands()
+                .filter(|c| !c.is_hide_set())
+                .cloned(),
+        );
+        let path = clap_mangen::Man::new(command)
+            .source(source.clone())
+            .generate_to(out)
+            .with_context(|| format!("writing a manual page into {}", out.display()))?;
+        written.push_str(&format!("{}\n", path.display()));
+    }
+    print_stdout(&written);
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {

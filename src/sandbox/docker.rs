@@ -777,7 +777,7 @@ fn start_time(pid: u32) -> Option<String> {
 }
 
 /// Whether the owner process still runs. Owners on another host are judged by age alone.
-fn owner_alive(owner: &str) -> bool {
+pub fn owner_alive(owner: &str) -> bool {
     let mut parts = owner.splitn(3, ':');
     let (Some(host), Some(pid), Some(start)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
