@@ -2,6 +2,14 @@
 //! locked-down Docker container.
 //!
 //! # Layout
+//! - [`profile`]: what the inputs look like, found without a model.
+//! - [`plan`]: plans, steps, their validation and the ready-set.
+//! - [`planner`]: a goal and profiles in, a validated plan out (modes, re-asks, reflection).
+//! - [`schedule`]: runs every ready step concurrently, up to a cap.
+//! - [`agent`]: the loop: plan, write, run, check, repair, replan, answer.
+//! - [`event`]: the [`RunEvent`](event::RunEvent) stream and its sinks.
+//! - [`run`]: the run folder (plans, attempts, events, state); resume and verify read it.
+//! - [`report`]: the Markdown report of a run.
 //! - [`sandbox`]: run one untrusted script in a disposable container (policy, capture,
 //!   harvest, image build, warm start, leftover reaping).
 //! - [`text`]: escape-sequence stripping for output shown to people and models.
@@ -10,6 +18,101 @@
 //! - [`prompt`]: pure text functions: JSON and code extraction, truncation.
 //! - [`fsutil`]: crash-safe writes.
 //! - [`error`]: the library's one error enum.
+//!
+//! # Embedding the agent
+//!
+//! The command line is one user of this library; another program can run goals itself and
+//! watch them through its own [`Sink`](event::Sink). Here a sink counts finished steps and
+//! forwards every event over a channel to a thread that prints progress; the model is any
+//! OpenAI-compatible server (the environment and `planbox.toml` fill in what the overrides
+//! leave out), and the sandbox is the Docker engine with the image `make image` built.
+//!
+//! ```no_run
+//! use std::path::{Path, PathBuf};
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::mpsc;
+//!
+//! use planbox::agent::{Agent, Options};
+//! use planbox::event::{RunEvent, Sink};
+//! use planbox::llm::config::{FileConfig, Overrides};
+//! use planbox::llm::{LlmConfig, Meter, Provider};
+//! use planbox::run::RunFolder;
+//! use planbox::sandbox::{self, DockerSandbox, Policy};
+//!
+//! /// Counts the steps that finished and passes every event on.
+//! struct Progress {
+//!     steps_done: AtomicUsize,
+//!     events: mpsc::Sender<RunEvent>,
+//! }
+//!
+//! impl Sink for Progress {
+//!     fn emit(&self, event: &RunEvent) {
+//!         if let RunEvent::StepDone { .. } = event {
+//!             self.steps_done.fetch_add(1, Ordering::Relaxed);
+//!         }
+//!         // A sink must not fail the run: a receiver that hung up only misses events.
+//!         let _ = self.events.send(event.clone());
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> planbox::Result<()> {
+//!     let overrides = Overrides {
+//!         provider: Some(Provider::OpenAi),
+//!         base_url: Some("http://127.0.0.1:11434/v1".into()),
+//!         model: Some("qwen2.5-coder:7b".into()),
+//!         ..Overrides::default()
+//!     };
+//!     let config = LlmConfig::resolve(
+//!         &overrides,
+//!         |name| std::env::var(name).ok(),
+//!         &FileConfig::load(Path::new("planbox.toml"))?,
+//!     )?;
+//!     let llm = config.client()?;
+//!     let meter = Arc::new(Meter::new(config.token_budget, config.price));
+//!
+//!     let image = sandbox::image::tag();
+//!     let docker = sandbox::docker::connect().await?;
+//!     let sandbox = DockerSandbox::new(docker, Policy::default(), image.clone()).await?;
+//!
+//!     let goal = std::fs::read_to_string("fixtures/examples/retail/goal.txt")
+//!         .map_err(planbox::Error::io("reading the goal"))?;
+//!     let inputs = [PathBuf::from("fixtures/examples/retail/sales.csv")];
+//!     let (folder, info) =
+//!         RunFolder::create(Path::new("runs"), &goal, &inputs, &image, serde_json::json!({}))?;
+//!
+//!     let (sender, receiver) = mpsc::channel();
+//!     let printer = std::thread::spawn(move || {
+//!         for event in receiver {
+//!             eprintln!("{}", planbox::event::describe(&event));
+//!         }
+//!     });
+//!     let progress = Progress {
+//!         steps_done: AtomicUsize::new(0),
+//!         events: sender,
+//!     };
+//!     let options = Options {
+//!         parallel: 2,
+//!         max_repairs: 1,
+//!         ..Options::default()
+//!     };
+//!     let finished = Agent::new(&llm, &sandbox, options, meter.clone())
+//!         .run(&folder, &progress)
+//!         .await?;
+//!     // Wait for containers still being removed in the background.
+//!     sandbox.settle().await;
+//!
+//!     let steps = progress.steps_done.load(Ordering::Relaxed);
+//!     drop(progress); // hangs up the channel, so the printer ends
+//!     printer.join().expect("the printer thread panicked");
+//!     println!("run {}: {steps} steps, achieved: {}", info.id, finished.achieved);
+//!     println!("{}", finished.answer);
+//!     let totals = meter.totals();
+//!     println!("{} model calls, {} tokens", totals.calls, totals.prompt_tokens + totals.completion_tokens);
+//!     Ok(())
+//! }
+//! ```
 
 pub mod agent;
 pub mod error;

@@ -154,3 +154,58 @@ async fn handle(
     }
     response
 }
+
+/// The future a [`RuleServer`] rule returns.
+pub type Reply = std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>;
+
+/// A fake server whose answer to each request a function computes from the request body:
+/// for concurrent clients (a batch of goals), where a queue's order is not fixed. The rule is
+/// async so a test can hold answers back, e.g. until several clients are waiting at once.
+pub struct RuleServer {
+    pub base: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+type Rule = Arc<dyn Fn(Value) -> Reply + Send + Sync>;
+
+impl RuleServer {
+    pub async fn start(rule: impl Fn(Value) -> Reply + Send + Sync + 'static) -> RuleServer {
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let state: (Rule, Arc<Mutex<Vec<Seen>>>) = (Arc::new(rule), seen.clone());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(handle_rule))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        RuleServer { base, seen }
+    }
+
+    pub fn openai_url(&self) -> String {
+        format!("{}/v1", self.base)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn handle_rule(
+    State((rule, seen)): State<(Rule, Arc<Mutex<Vec<Seen>>>)>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    seen.lock().unwrap().push(Seen {
+        path: uri.path().to_string(),
+        headers,
+        body: body.clone(),
+    });
+    let answer = rule(body).await;
+    let mut response = (StatusCode::from_u16(answer.status).unwrap(), answer.body).into_response();
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    response
+}

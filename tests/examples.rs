@@ -1,0 +1,489 @@
+//! The example datasets under `fixtures/examples`: the generator reproduces the committed
+//! files, each example's reference scripts answer its goal in the real sandbox, and `planbox
+//! batch` runs the three goals at once against a fake model that plans the reference steps.
+
+mod common;
+mod fake_llm;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fake_llm::chat;
+use planbox::sandbox::{self, DockerSandbox, Job, Policy, Sandbox, Status};
+use pretty_assertions::assert_eq;
+use serde_json::{Value, json};
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/examples")
+}
+
+/// One example: its suite line, its reference plan and the script of each step.
+#[derive(Debug, Clone)]
+struct Example {
+    id: String,
+    goal: String,
+    inputs: Vec<PathBuf>,
+    expect: BTreeMap<String, String>,
+    plan: Value,
+    scripts: BTreeMap<String, String>,
+}
+
+impl Example {
+    fn steps(&self) -> &Vec<Value> {
+        self.plan["steps"].as_array().unwrap()
+    }
+
+    /// The one step that draws the chart, and the chart's file name.
+    fn chart(&self) -> (String, String) {
+        self.steps()
+            .iter()
+            .find_map(|s| {
+                let png = s["writes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|w| w.as_str().unwrap().ends_with(".png"))?;
+                Some((
+                    s["id"].as_str().unwrap().to_string(),
+                    png.as_str().unwrap().to_string(),
+                ))
+            })
+            .expect("every example draws a chart")
+    }
+
+    /// The answer line the goal asks for, with the expected values.
+    fn answer(&self) -> String {
+        planbox::prompt::answer_names(&self.goal)
+            .iter()
+            .map(|name| format!("@{name}[{}]", self.expect[name]))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The three examples, read from `suite.jsonl` and each `solution/` folder.
+fn examples() -> Vec<Example> {
+    let dir = examples_dir();
+    std::fs::read_to_string(dir.join("suite.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let line: Value = serde_json::from_str(line).unwrap();
+            let id = line["id"].as_str().unwrap().to_string();
+            let solution = dir.join(&id).join("solution");
+            let plan: Value =
+                serde_json::from_str(&std::fs::read_to_string(solution.join("plan.json")).unwrap())
+                    .unwrap();
+            let mut scripts = BTreeMap::new();
+            for (n, step) in plan["steps"].as_array().unwrap().iter().enumerate() {
+                let step = step["id"].as_str().unwrap();
+                let name = format!("{:02}-{step}.py", n + 1);
+                let script = std::fs::read_to_string(solution.join(&name))
+                    .unwrap_or_else(|err| panic!("{id}: {name}: {err}"));
+                scripts.insert(step.to_string(), script);
+            }
+            Example {
+                goal: line["goal"].as_str().unwrap().to_string(),
+                inputs: line["inputs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| dir.join(p.as_str().unwrap()))
+                    .collect(),
+                expect: line["expect"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                    .collect(),
+                id,
+                plan,
+                scripts,
+            }
+        })
+        .collect()
+}
+
+fn example(id: &str) -> Example {
+    examples().into_iter().find(|e| e.id == id).unwrap()
+}
+
+/// Every file below `root`, relative to it.
+fn files_below(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path.strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn the_generator_reproduces_the_committed_datasets_goals_and_suite() {
+    let out = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("/usr/bin/python3")
+        .arg(examples_dir().join("generate.py"))
+        .arg(out.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let generated = files_below(out.path());
+    let listed: Vec<&str> = generated.iter().map(|p| p.to_str().unwrap()).collect();
+    assert_eq!(
+        listed,
+        [
+            "retail/goal.txt",
+            "retail/sales.csv",
+            "suite.jsonl",
+            "support-tickets/goal.txt",
+            "support-tickets/tickets.csv",
+            "weather/goal.txt",
+            "weather/readings.csv",
+            "weather/stations.csv",
+        ]
+    );
+    for file in &generated {
+        let fresh = std::fs::read(out.path().join(file)).unwrap();
+        let committed = std::fs::read(examples_dir().join(file)).unwrap();
+        assert!(
+            fresh == committed,
+            "{} differs from what generate.py writes: run it again and commit the result",
+            file.display()
+        );
+        assert!(
+            committed.len() < 200 * 1024,
+            "{} is {} bytes",
+            file.display(),
+            committed.len()
+        );
+    }
+    for example in examples() {
+        let goal = std::fs::read_to_string(examples_dir().join(&example.id).join("goal.txt"));
+        assert_eq!(goal.unwrap(), format!("{}\n", example.goal));
+        let mut asked = planbox::prompt::answer_names(&example.goal);
+        asked.sort();
+        assert_eq!(
+            asked,
+            example.expect.keys().cloned().collect::<Vec<_>>(),
+            "{}: every value the goal asks for has an expected answer",
+            example.id
+        );
+    }
+}
+
+#[test]
+fn every_reference_plan_is_valid_for_its_inputs() {
+    for example in examples() {
+        let plan = planbox::plan::Plan::from_model(&example.goal, &example.plan).unwrap();
+        let inputs: Vec<String> = example
+            .inputs
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+            .collect();
+        let errors = plan.validate(&inputs, &planbox::plan::Limits::default());
+        assert!(errors.is_empty(), "{}: {errors:?}", example.id);
+        assert!(
+            plan.steps
+                .iter()
+                .any(|s| s.kind == planbox::plan::StepKind::Verify),
+            "{}: a verify step",
+            example.id
+        );
+    }
+}
+
+/// Run an example's reference scripts in plan order, each in a fresh container that sees the
+/// inputs and the files its earlier steps wrote; return everything they printed.
+async fn run_reference(example: &Example) -> String {
+    let sandbox = DockerSandbox::new(
+        common::docker().await,
+        Policy {
+            memory: 1024 * 1024 * 1024,
+            timeout: Duration::from_secs(180),
+            ..Policy::default()
+        },
+        sandbox::image::tag(),
+    )
+    .await
+    .expect("the sandbox image is missing: run `make image` before the tests");
+    let work = tempfile::tempdir().unwrap();
+    let run_id = format!("test-example-{}-{}", example.id, std::process::id());
+    let mut written: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut printed = String::new();
+    for step in example.steps() {
+        let id = step["id"].as_str().unwrap();
+        let mut inputs = example.inputs.clone();
+        for read in step["reads"].as_array().unwrap() {
+            if let Some(path) = written.get(read.as_str().unwrap()) {
+                inputs.push(path.clone());
+            }
+        }
+        let out_dir = work.path().join(id);
+        let job = Job {
+            inputs,
+            out_dir: out_dir.clone(),
+            run_id: run_id.clone(),
+        };
+        let output = sandbox.exec(&job, &example.scripts[id]).await.unwrap();
+        assert_eq!(
+            output.status,
+            Status::Exited(0),
+            "{}/{id}:\n{}\n{}",
+            example.id,
+            output.stdout,
+            output.stderr
+        );
+        for file in step["writes"].as_array().unwrap() {
+            let file = file.as_str().unwrap();
+            let path = out_dir.join(file);
+            let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+            assert!(size > 0, "{}/{id} did not write {file}", example.id);
+            written.insert(file.to_string(), path);
+        }
+        printed.push_str(&output.stdout);
+    }
+    let (_, chart) = example.chart();
+    assert!(std::fs::read(&written[&chart]).unwrap().starts_with(PNG));
+    sandbox.settle().await;
+    assert_eq!(common::leftovers(&run_id).await, (0, 0));
+    printed
+}
+
+/// Run an example's reference scripts and compare the `@name[value]` answers they printed
+/// (read as the batch reads them) with the ones the generator computed.
+async fn assert_reference_answers(id: &str) {
+    let example = example(id);
+    let printed = run_reference(&example).await;
+    let got: BTreeMap<String, String> = planbox::prompt::answer_values(&printed)
+        .into_iter()
+        .collect();
+    assert_eq!(got, example.expect, "printed:\n{printed}");
+}
+
+#[tokio::test]
+async fn the_retail_reference_scripts_print_the_generator_s_answers() {
+    assert_reference_answers("retail").await;
+}
+
+#[tokio::test]
+async fn the_weather_reference_scripts_print_the_generator_s_answers() {
+    assert_reference_answers("weather").await;
+}
+
+#[tokio::test]
+async fn the_support_tickets_reference_scripts_print_the_generator_s_answers() {
+    assert_reference_answers("support-tickets").await;
+}
+
+/// A fake model that knows the examples: it plans an example's reference steps, writes each
+/// step's reference script and answers a synthesis with the expected values. Plans are held
+/// back until `goals` planning requests wait at once, which proves the goals run in parallel.
+struct Model {
+    server: fake_llm::RuleServer,
+    planned_together: Arc<Mutex<Vec<bool>>>,
+    unexpected: Arc<Mutex<Vec<String>>>,
+}
+
+impl Model {
+    async fn start(examples: Vec<Example>, goals: usize) -> Model {
+        let planned_together: Arc<Mutex<Vec<bool>>> = Arc::default();
+        let unexpected: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (planners, _) = tokio::sync::watch::channel(0usize);
+        let planners = Arc::new(planners);
+        let examples = Arc::new(examples);
+        let (together, odd) = (planned_together.clone(), unexpected.clone());
+        let server = fake_llm::RuleServer::start(move |body: Value| {
+            let (examples, planners) = (examples.clone(), planners.clone());
+            let (together, odd) = (together.clone(), odd.clone());
+            Box::pin(async move {
+                let text = body["messages"]
+                    .as_array()
+                    .and_then(|m| m.last())
+                    .and_then(|m| m["content"].as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let Some(example) = examples.iter().find(|e| text.contains(&e.goal)) else {
+                    odd.lock().unwrap().push(text);
+                    return chat("no example has this goal");
+                };
+                if text.contains("Reply with {\"steps\"") {
+                    planners.send_modify(|n| *n += 1);
+                    let mut waiting = planners.subscribe();
+                    let all = tokio::time::timeout(
+                        Duration::from_secs(60),
+                        waiting.wait_for(|n| *n >= goals),
+                    )
+                    .await;
+                    together.lock().unwrap().push(matches!(all, Ok(Ok(_))));
+                    return chat(&example.plan.to_string());
+                }
+                if let Some(title) = text.lines().find_map(|l| l.strip_prefix("This step: "))
+                    && let Some(step) = example.steps().iter().find(|s| s["title"] == title)
+                {
+                    let script = &example.scripts[step["id"].as_str().unwrap()];
+                    return chat(&format!("```python\n{script}```"));
+                }
+                if text.contains("Answer the goal using only these results") {
+                    return chat(&format!("From the steps' output: {}", example.answer()));
+                }
+                odd.lock().unwrap().push(text);
+                chat("no rule for this request")
+            }) as fake_llm::Reply
+        })
+        .await;
+        Model {
+            server,
+            planned_together,
+            unexpected,
+        }
+    }
+}
+
+/// `planbox batch SUITE` against the fake model, goals in parallel, with JSON lines and JUnit.
+async fn batch(
+    suite: &Path,
+    model: &Model,
+    runs: &Path,
+    junit: &Path,
+) -> (Option<i32>, Vec<Value>, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_planbox"))
+        .arg("batch")
+        .arg(suite)
+        .args(["--goals-parallel", "3", "--parallel", "2", "--json"])
+        .args(["--timeout", "180", "--memory", "1g"])
+        .arg("--junit")
+        .arg(junit)
+        .arg("--runs-dir")
+        .arg(runs)
+        .args(["--provider", "openai", "--model", "fake-model"])
+        .args(["--base-url", &model.server.openai_url()])
+        .args(["--config", "/nonexistent/planbox.toml"])
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("PLANBOX_MODEL")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let lines = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}\n{stderr}")))
+        .collect();
+    (output.status.code(), lines, stderr)
+}
+
+/// The run id of a batch line (its folder's name), for the leftover check.
+fn run_id(line: &Value) -> String {
+    Path::new(line["run"].as_str().unwrap())
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_the_three_goals_runs_them_in_parallel_and_every_answer_matches() {
+    let examples = examples();
+    let model = Model::start(examples.clone(), examples.len()).await;
+    let work = tempfile::tempdir().unwrap();
+    let (runs, junit) = (work.path().join("runs"), work.path().join("batch.xml"));
+    let (code, lines, stderr) =
+        batch(&examples_dir().join("suite.jsonl"), &model, &runs, &junit).await;
+
+    assert_eq!(code, Some(0), "{lines:#?}\n{stderr}");
+    assert_eq!(*model.unexpected.lock().unwrap(), Vec::<String>::new());
+    assert_eq!(
+        *model.planned_together.lock().unwrap(),
+        vec![true; 3],
+        "the three goals were planned at the same time"
+    );
+    let ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["retail", "weather", "support-tickets"]);
+    for (line, example) in lines.iter().zip(&examples) {
+        assert_eq!(
+            (&line["status"], &line["expect_ok"], &line["answer"]),
+            (&json!("achieved"), &json!(true), &json!(example.answer())),
+            "{line:#}"
+        );
+        let run = Path::new(line["run"].as_str().unwrap());
+        assert!(run.starts_with(&runs), "{}", run.display());
+        let (step, chart) = example.chart();
+        let png = std::fs::read(
+            run.join("steps")
+                .join(step)
+                .join("attempt-1/files")
+                .join(&chart),
+        )
+        .unwrap_or_else(|err| panic!("{}: {chart}: {err}", example.id));
+        assert!(png.starts_with(PNG), "{}: {chart} is not a PNG", example.id);
+        let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+        assert!(
+            report.contains(&chart),
+            "{}: the report shows the chart",
+            example.id
+        );
+        assert_eq!(common::leftovers(&run_id(line)).await, (0, 0));
+    }
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("tests=\"3\" failures=\"0\""), "{xml}");
+    for example in &examples {
+        assert!(
+            xml.contains(&format!("<testcase name=\"{}\" time=", example.id)),
+            "{xml}"
+        );
+    }
+    assert!(!xml.contains("<failure"), "{xml}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goal_whose_expected_answer_is_wrong_fails_the_batch() {
+    let retail = example("retail");
+    let work = tempfile::tempdir().unwrap();
+    let suite = work.path().join("wrong.jsonl");
+    let line = json!({
+        "id": "retail-wrong",
+        "goal": retail.goal,
+        "inputs": retail.inputs,
+        "expect": {"region": "North", "growth_pct": retail.expect["growth_pct"], "peak_month": retail.expect["peak_month"]},
+    });
+    std::fs::write(&suite, format!("{line}\n")).unwrap();
+    let model = Model::start(vec![retail.clone()], 1).await;
+    let (runs, junit) = (work.path().join("runs"), work.path().join("batch.xml"));
+    let (code, lines, stderr) = batch(&suite, &model, &runs, &junit).await;
+
+    assert_eq!(code, Some(1), "{lines:#?}\n{stderr}");
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        (&lines[0]["id"], &lines[0]["status"], &lines[0]["expect_ok"]),
+        (&json!("retail-wrong"), &json!("achieved"), &json!(false)),
+        "the goal was achieved, but not with the expected answer"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("tests=\"1\" failures=\"1\""), "{xml}");
+    let region = &retail.expect["region"];
+    assert!(
+        xml.contains(&format!(
+            "<failure message=\"@region: expected North, got {region}\"/>"
+        )),
+        "{xml}"
+    );
+    assert!(
+        stderr.contains("retail-wrong") && stderr.contains("FAIL"),
+        "{stderr}"
+    );
+    assert_eq!(common::leftovers(&run_id(&lines[0])).await, (0, 0));
+}
