@@ -500,15 +500,34 @@ async fn drive(
         .condition("not-running")
         .build();
     let mut waits = docker.wait_container(id, Some(wait));
-    let _ = tokio::time::timeout(Duration::from_secs(10), waits.next()).await;
-    let state = docker
-        .inspect_container(id, None)
-        .await?
-        .state
-        .unwrap_or_default();
-    if state.running == Some(true) {
-        kill(docker, id).await;
-    }
+    // A wait that answered (an error included: bollard reports a non-zero exit as one) means
+    // the container stopped; nothing can write to the output folder any more.
+    let stopped = matches!(
+        tokio::time::timeout(Duration::from_secs(10), waits.next()).await,
+        Ok(Some(_))
+    );
+    let caps = Caps {
+        bytes: policy.out_bytes,
+        files: policy.out_files,
+        depth: policy.out_depth,
+    };
+    let inspect = async {
+        docker
+            .inspect_container(id, None)
+            .await
+            .map(|c| c.state.unwrap_or_default())
+    };
+    let (state, harvested) = if stopped {
+        // Stopped: the status and the harvest do not depend on each other.
+        let (state, harvested) = tokio::join!(inspect, harvest_from(docker, holder, out_dir, caps));
+        (state?, harvested?)
+    } else {
+        let state = inspect.await?;
+        if state.running == Some(true) {
+            kill(docker, id).await;
+        }
+        (state, harvest_from(docker, holder, out_dir, caps).await?)
+    };
     // Status comes from the engine, never from what the script printed.
     let mut status = forced.unwrap_or(if state.oom_killed == Some(true) {
         Status::OutOfMemory
@@ -516,12 +535,6 @@ async fn drive(
         Status::Exited(state.exit_code.unwrap_or(-1))
     });
 
-    let caps = Caps {
-        bytes: policy.out_bytes,
-        files: policy.out_files,
-        depth: policy.out_depth,
-    };
-    let harvested = harvest_from(docker, holder, out_dir, caps).await?;
     tracing::debug!(elapsed = ?handed.elapsed(), "harvested");
     let artifacts = match harvested {
         Ok(artifacts) => artifacts,
