@@ -57,7 +57,7 @@ fn script(prompt: &str) -> &'static str {
     } else if task("check") {
         "import sys\nprint('total is positive')\nsys.exit(0)"
     } else {
-        "raise SystemExit('deliberately broken')"
+        "import sys\nprint('about to fail', file=sys.stderr)\nsys.exit('deliberately broken')"
     }
 }
 
@@ -237,6 +237,10 @@ async fn the_html_report_renders_in_a_browser_with_the_chart_and_no_console_erro
     assert!(
         html.contains("class=\"node done verify\""),
         "the check is marked"
+    );
+    assert!(
+        html.contains("Never attempted: <code>broken</code> did not pass."),
+        "why a step did not run"
     );
     assert!(
         html.contains("deliberately broken"),

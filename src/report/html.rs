@@ -235,7 +235,7 @@ pub fn html(report: &Report) -> String {
             }
             out.push_str("</section>\n<h2 class=\"band\">Steps</h2>\n");
             for view in &plan.steps {
-                step(&mut out, view);
+                step(&mut out, view, &plan.steps);
             }
         }
     }
@@ -248,7 +248,7 @@ pub fn html(report: &Report) -> String {
     out
 }
 
-fn step(out: &mut String, view: &StepView) {
+fn step(out: &mut String, view: &StepView, all: &[StepView]) {
     let step = &view.step;
     let status = class(view.status);
     let _ = write!(
@@ -286,7 +286,21 @@ fn step(out: &mut String, view: &StepView) {
         view.attempts
     );
     let Some(last) = &view.last else {
-        out.push_str("</dl>\n<p class=\"note\">Never attempted.</p>\n</article>\n");
+        let blocking: Vec<String> = step
+            .depends_on
+            .iter()
+            .filter(|d| {
+                all.iter()
+                    .any(|v| &v.step.id == *d && v.status != StepStatus::Done)
+            })
+            .map(|d| format!("<code>{}</code>", escape(d)))
+            .collect();
+        let why = if blocking.is_empty() {
+            "Never attempted (the run ended first).".to_string()
+        } else {
+            format!("Never attempted: {} did not pass.", blocking.join(", "))
+        };
+        let _ = writeln!(out, "</dl>\n<p class=\"note\">{why}</p>\n</article>");
         return;
     };
     attempt(out, view.status, last);
@@ -316,7 +330,11 @@ fn attempt(out: &mut String, status: StepStatus, last: &AttemptView) {
                  <dt>run</dt><dd>{}</dd>\n<dt>printed</dt><dd>{} stdout, {} stderr</dd>\n</dl>\n",
                 escape(&ended),
                 millis(result.model_ms),
-                millis(result.start_ms),
+                if result.start_ms == 0 {
+                    "0 ms (warm: it started while the model wrote the script)".to_string()
+                } else {
+                    millis(result.start_ms)
+                },
                 millis(result.run_ms),
                 bytes(result.stdout_bytes),
                 bytes(result.stderr_bytes)
@@ -585,6 +603,8 @@ mod tests {
             assert!(!bare.contains("onerror"), "{}", tag.as_str());
         }
         assert_eq!(page.matches("<img ").count(), 1, "only the chart");
+        assert!(page.contains("<h2>Plan (version 2, 1 replan(s))</h2>"));
+        assert!(page.contains("Earlier versions are in plan-1.json;"));
     }
 
     #[test]
