@@ -204,6 +204,7 @@ mod tests {
                 depends_on: deps.iter().map(std::string::ToString::to_string).collect(),
                 reads: vec![],
                 writes: vec![],
+                fallback: None,
             },
             status,
             attempts: usize::from(status != StepStatus::NotRun),

@@ -285,6 +285,9 @@ fn step(out: &mut String, view: &StepView, all: &[StepView]) {
         list(&step.writes),
         view.attempts
     );
+    if let Some(fallback) = &step.fallback {
+        let _ = writeln!(out, "<dt>fallback</dt><dd>{}</dd>", escape(fallback));
+    }
     let Some(last) = &view.last else {
         let blocking: Vec<String> = step
             .depends_on
@@ -477,6 +480,7 @@ mod tests {
             depends_on: vec![],
             reads: vec![HOSTILE.into()],
             writes: vec![],
+            fallback: Some(HOSTILE.into()),
         };
         Report {
             info: RunInfo {
