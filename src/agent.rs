@@ -302,7 +302,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             .await
     }
 
-    /// Synthesize, write answer.md and report.md, emit the end.
+    /// Synthesize, write answer.md, report.md and report.html, emit the end.
     async fn finish(
         &self,
         ctx: &Ctx<'_>,
@@ -417,9 +417,17 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         });
         self.sandbox.settle().await;
         let totals = self.llm.meter().totals();
-        let report =
-            crate::report::markdown(ctx.folder, plan, &answer, &totals, ctx.started.elapsed())?;
-        ctx.folder.write_text("report.md", &report)?;
+        let report = crate::report::Report::gather(
+            ctx.folder,
+            plan,
+            &answer,
+            &totals,
+            ctx.started.elapsed(),
+        )?;
+        ctx.folder
+            .write_text("report.md", &crate::report::markdown(&report))?;
+        ctx.folder
+            .write_text("report.html", &crate::report::html(&report))?;
         ctx.emit(RunEvent::RunFinished {
             achieved,
             tokens: totals.prompt_tokens + totals.completion_tokens,

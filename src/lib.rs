@@ -9,7 +9,7 @@
 //! - [`agent`]: the loop: plan, write, run, check, repair, replan, answer.
 //! - [`event`]: the [`RunEvent`](event::RunEvent) stream and its sinks.
 //! - [`run`]: the run folder (plans, attempts, events, state); resume and verify read it.
-//! - [`report`]: the Markdown report of a run.
+//! - [`report`]: the report of a run, as Markdown and as one self-contained HTML page.
 //! - [`sandbox`]: run one untrusted script in a disposable container (policy, capture,
 //!   harvest, image build, warm start, leftover reaping).
 //! - [`text`]: escape-sequence stripping for output shown to people and models.

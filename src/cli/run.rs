@@ -90,6 +90,7 @@ async fn drive_with_signals(
     if !options.json {
         print_stdout(&format!("{}\n", finished.answer));
         eprintln!("report: {}", finished.dir.join("report.md").display());
+        eprintln!("report: {}", finished.dir.join("report.html").display());
         if let Some(budget) = &finished.ended_by {
             eprintln!("planbox: the {budget} budget ended the run; the report shows what was done");
         }
