@@ -26,6 +26,40 @@ async fn a_warm_container_waits_for_its_script() {
 }
 
 #[tokio::test]
+async fn only_a_truly_empty_output_folder_skips_the_archive() {
+    // The harvest skips the archive when the engine reports the folder empty; a hidden file,
+    // a file in a sub-folder, or a file written then removed must all come out right.
+    let world = World::new("empty-out").await;
+    let cases = [
+        ("nothing", "print(1)\n", vec![]),
+        ("hidden", "open('.h', 'w').write('h')\n", vec![".h"]),
+        (
+            "nested",
+            "import os\nos.makedirs('a/b')\nopen('a/b/c.txt', 'w').write('c')\n",
+            vec!["a/b/c.txt"],
+        ),
+        (
+            "removed",
+            "import os\nopen('t.txt', 'w').write('t')\nos.remove('t.txt')\n",
+            vec![],
+        ),
+    ];
+    for (name, script, expected) in cases {
+        let output = world.run(name, script).await;
+        assert_status(&output, &Status::Exited(0));
+        let mut paths: Vec<&str> = output.artifacts.iter().map(|a| a.path.as_str()).collect();
+        paths.sort();
+        assert_eq!(paths, expected, "{name}");
+        let out_dir = world.job(name).out_dir;
+        assert!(
+            out_dir.is_dir(),
+            "{name}: the output folder exists even when empty"
+        );
+    }
+    world.assert_clean().await;
+}
+
+#[tokio::test]
 async fn a_benign_script_is_unchanged_by_a_hostile_neighbour() {
     let world = World::new("neighbour").await;
     let benign = "import pandas as pd\nprint(pd.read_csv('/data/sales.csv').amount.mean())\n";

@@ -11,9 +11,9 @@ use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, VolumeCreateRequest};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveVolumeOptionsBuilder, WaitContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, ContainerArchiveInfoOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -441,6 +441,15 @@ async fn drive(
     } = attached;
     let handed = std::time::Instant::now();
     let deadline = tokio::time::Instant::now() + policy.timeout;
+    // Ask the engine to report the exit from the start, so the answer is ready when the
+    // output stream ends instead of costing another round trip then.
+    let wait = {
+        let (docker, id) = (docker.clone(), id.to_string());
+        let options = WaitContainerOptionsBuilder::new()
+            .condition("not-running")
+            .build();
+        tokio::spawn(async move { docker.wait_container(&id, Some(options)).next().await })
+    };
     let mut stdout = Capture::new(policy.capture_bytes);
     let mut stderr = Capture::new(policy.capture_bytes);
     let mut forced = None;
@@ -495,17 +504,16 @@ async fn drive(
         kill(docker, id).await;
     }
 
-    // The attach stream can end a moment before the engine records the exit.
-    let wait = WaitContainerOptionsBuilder::new()
-        .condition("not-running")
-        .build();
-    let mut waits = docker.wait_container(id, Some(wait));
-    // A wait that answered (an error included: bollard reports a non-zero exit as one) means
-    // the container stopped; nothing can write to the output folder any more.
+    // The attach stream can end a moment before the engine records the exit. A wait that
+    // answered (an error included: bollard reports a non-zero exit as one) means the container
+    // stopped; nothing can write to the output folder any more.
+    let abort = wait.abort_handle();
     let stopped = matches!(
-        tokio::time::timeout(Duration::from_secs(10), waits.next()).await,
-        Ok(Some(_))
+        tokio::time::timeout(Duration::from_secs(10), wait).await,
+        Ok(Ok(Some(_)))
     );
+    abort.abort();
+    tracing::debug!(elapsed = ?handed.elapsed(), stopped, "exit known");
     let caps = Caps {
         bytes: policy.out_bytes,
         files: policy.out_files,
@@ -559,12 +567,33 @@ async fn drive(
 
 /// Read the output folder through the holder (which keeps the tmpfs volume mounted after the
 /// script's container stopped) into `out_dir`.
+/// The size tmpfs reports for an empty folder.
+const EMPTY_TMPFS_DIR: i64 = 40;
+
 async fn harvest_from(
     docker: &Docker,
     holder: &str,
     out_dir: &Path,
     caps: Caps,
 ) -> Result<std::result::Result<Vec<super::Artifact>, harvest::Rejection>> {
+    // The engine's stat of the folder is far cheaper than an archive of it; on tmpfs an empty
+    // folder has size 40 (two 20-byte entries), so a script that wrote nothing costs no archive.
+    let stat = docker
+        .get_container_archive_info(
+            holder,
+            Some(
+                ContainerArchiveInfoOptionsBuilder::new()
+                    .path(OUT_DIR)
+                    .build(),
+            ),
+        )
+        .await?;
+    tracing::debug!(size = stat.size, "output folder stat");
+    if stat.size == EMPTY_TMPFS_DIR {
+        std::fs::create_dir_all(out_dir)
+            .map_err(Error::io(format!("creating {}", out_dir.display())))?;
+        return Ok(Ok(Vec::new()));
+    }
     let options = DownloadFromContainerOptionsBuilder::new()
         .path(OUT_DIR)
         .build();
