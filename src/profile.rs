@@ -241,6 +241,20 @@ fn sniff_delimiter(head: &[u8]) -> Option<u8> {
         .map(|(_, d)| d)
 }
 
+/// Columns from parallel lists of names, types and missing counts.
+fn columns(headers: Vec<String>, kinds: Vec<ColumnType>, missing: Vec<usize>) -> Vec<Column> {
+    headers
+        .into_iter()
+        .zip(kinds)
+        .zip(missing)
+        .map(|((name, kind), missing)| Column {
+            name,
+            kind,
+            missing,
+        })
+        .collect()
+}
+
 fn is_missing(cell: &str) -> bool {
     matches!(
         cell.trim(),
@@ -347,16 +361,7 @@ fn table(path: &Path, head: &[u8], profile: &mut Profile) -> std::io::Result<()>
             profile.sampled_rows
         ));
     }
-    profile.columns = headers
-        .into_iter()
-        .zip(kinds)
-        .zip(missing)
-        .map(|((name, kind), missing)| Column {
-            name,
-            kind,
-            missing,
-        })
-        .collect();
+    profile.columns = columns(headers, kinds, missing);
     let lines = count_lines(path, profile.bytes, head, &mut profile.rows_estimated)?;
     profile.rows = Some(lines.saturating_sub(1));
     if profile.rows_estimated {
@@ -531,6 +536,14 @@ pub fn render(profile: &Profile) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each column's name, type and missing count.
+    pub(super) fn shape(p: &Profile) -> Vec<(&str, ColumnType, usize)> {
+        p.columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.kind, c.missing))
+            .collect()
+    }
     use pretty_assertions::assert_eq;
 
     fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
@@ -548,13 +561,8 @@ mod tests {
             (p.file_type, p.rows, p.delimiter),
             (FileType::Csv, Some(3), Some(','))
         );
-        let cols: Vec<(&str, ColumnType, usize)> = p
-            .columns
-            .iter()
-            .map(|c| (c.name.as_str(), c.kind, c.missing))
-            .collect();
         assert_eq!(
-            cols,
+            shape(&p),
             vec![
                 ("date", ColumnType::Date, 0),
                 ("region", ColumnType::String, 1),

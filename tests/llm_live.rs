@@ -114,6 +114,9 @@ fn the_local_model_answers_benchmark_questions() {
     let suite = dabench_suite(dir.path())
         .expect("../shared/dabench-dev (or PLANBOX_DABENCH) holds the questions");
     let mode = std::env::var("PLANBOX_DABENCH_PLAN").unwrap_or_else(|_| "dag".into());
+    // PLANBOX_DABENCH_RUNS keeps the run folders for reading afterwards.
+    let runs = std::env::var_os("PLANBOX_DABENCH_RUNS")
+        .map_or_else(|| dir.path().join("runs"), std::path::PathBuf::from);
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_planbox"))
         .args([
             "batch",
@@ -126,7 +129,7 @@ fn the_local_model_answers_benchmark_questions() {
         ])
         .args([
             "--runs-dir",
-            dir.path().join("runs").to_str().unwrap(),
+            runs.to_str().unwrap(),
             "--goals-parallel",
             "1",
             "--parallel",

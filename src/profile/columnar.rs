@@ -159,16 +159,7 @@ pub(super) fn excel(path: &Path, profile: &mut Profile) -> Result<(), String> {
         }
     }
     profile.rows = Some(data_rows);
-    profile.columns = headers
-        .into_iter()
-        .zip(kinds)
-        .zip(missing)
-        .map(|((name, kind), missing)| Column {
-            name,
-            kind,
-            missing,
-        })
-        .collect();
+    profile.columns = super::columns(headers, kinds, missing);
     let sheet_note = if sheets.len() > 1 {
         format!(
             "sheet {first:?} profiled; other sheets: {} (pandas.read_excel(path, sheet_name=...))",
@@ -210,6 +201,7 @@ mod tests {
     use parquet::file::writer::SerializedFileWriter;
     use parquet::schema::parser::parse_message_type;
 
+    use super::super::tests::shape;
     use super::super::{FileType, profile};
     use super::*;
 
@@ -267,13 +259,8 @@ mod tests {
         let p = profile(&path).unwrap();
         assert_eq!(p.file_type, FileType::Parquet);
         assert_eq!(p.rows, Some(8));
-        let columns: Vec<(&str, ColumnType, usize)> = p
-            .columns
-            .iter()
-            .map(|c| (c.name.as_str(), c.kind, c.missing))
-            .collect();
         assert_eq!(
-            columns,
+            shape(&p),
             vec![
                 ("id", ColumnType::Integer, 0),
                 ("region", ColumnType::String, 2),
@@ -319,13 +306,8 @@ mod tests {
         let p = profile(&path).unwrap();
         assert_eq!(p.file_type, FileType::Excel);
         assert_eq!(p.rows, Some(5));
-        let columns: Vec<(&str, ColumnType, usize)> = p
-            .columns
-            .iter()
-            .map(|c| (c.name.as_str(), c.kind, c.missing))
-            .collect();
         assert_eq!(
-            columns,
+            shape(&p),
             vec![
                 ("store", ColumnType::String, 0),
                 ("opened", ColumnType::Date, 0),
@@ -345,13 +327,8 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/profile/visits.parquet");
         let p = profile(&path).unwrap();
         assert_eq!(p.rows, Some(40));
-        let columns: Vec<(&str, ColumnType, usize)> = p
-            .columns
-            .iter()
-            .map(|c| (c.name.as_str(), c.kind, c.missing))
-            .collect();
         assert_eq!(
-            columns,
+            shape(&p),
             vec![
                 ("day", ColumnType::Date, 0),
                 ("store", ColumnType::String, 0),
