@@ -564,6 +564,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         );
         let mut messages = first.clone();
         let mut problem = String::from("no attempt was made");
+        let mut failed_scripts: std::collections::HashSet<String> = Default::default();
         let attempts_before = std::fs::read_dir(ctx.folder.dir().join("steps").join(&step.id))
             .map_or(0, Iterator::count);
         for n in 1..=self.options.max_repairs + 1 {
@@ -597,47 +598,66 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                 Err(err) => return Err(err),
             };
             let warm = warm?;
-            let script = match prompt::extract_code(&reply.text) {
-                None => {
-                    problem = "The reply held no Python code. Reply with the script in one ```python code block.".into();
-                    None
+            // A reply that cannot be run goes straight back to the model: the reply itself
+            // (no code, too long) or the script with what is wrong with it.
+            let rejected = |problem: String, code: Option<&str>| {
+                let mut messages = first.clone();
+                match code {
+                    Some(code) => {
+                        crate::fsutil::write_atomic(&dir.join("script.py"), code.as_bytes())?;
+                        messages = prompt::repair_messages(messages, code, &problem);
+                    }
+                    None => {
+                        messages.push(crate::llm::Message::assistant(prompt::truncate_middle(
+                            &reply.text,
+                            2000,
+                        )));
+                        messages.push(crate::llm::Message::user(problem.clone()));
+                    }
                 }
-                Some(code) if code.len() > MAX_SCRIPT => {
-                    problem = format!(
-                        "The script is {} bytes; keep it under {MAX_SCRIPT}.",
-                        code.len()
+                Ok::<_, Error>((problem, messages))
+            };
+            let script = match prompt::extract_code(&reply.text) {
+                None => Err(rejected(
+                    "The reply held no Python code. Reply with the script in one ```python code block.".into(),
+                    None,
+                )?),
+                Some(code) if code.len() > MAX_SCRIPT => Err(rejected(
+                    format!("The script is {} bytes; keep it under {MAX_SCRIPT}.", code.len()),
+                    None,
+                )?),
+                // A "repair" that returns a script which already failed would fail the same
+                // way: no container is spent on it, and the model is told so.
+                Some(code) if failed_scripts.contains(&code) => {
+                    let again = format!(
+                        "This is the same script that already failed, with:\n{problem}\nChange the line that raised the error."
                     );
-                    None
+                    Err(rejected(again, Some(&code))?)
                 }
                 Some(code) => match syntax_error(&code).await {
-                    Some(error) => {
-                        problem = format!("The script does not compile:\n{error}");
-                        crate::fsutil::write_atomic(&dir.join("script.py"), code.as_bytes())?;
-                        messages = prompt::repair_messages(first.clone(), &code, &problem);
-                        None
-                    }
-                    None => Some(code),
+                    Some(error) => Err(rejected(
+                        format!("The script does not compile:\n{error}"),
+                        Some(&code),
+                    )?),
+                    None => Ok(code),
                 },
             };
-            let Some(script) = script else {
-                // The warm container is dropped unused (its guard removes it).
-                drop(warm);
-                ctx.emit(RunEvent::Attempted {
-                    step: step.id.clone(),
-                    attempt,
-                    tokens: self.llm.meter().totals().total(),
-                    ok: false,
-                    problem: Some(first_line(&problem)),
-                });
-                if !problem.starts_with("The script does not compile") {
-                    messages = first.clone();
-                    messages.push(crate::llm::Message::assistant(prompt::truncate_middle(
-                        &reply.text,
-                        2000,
-                    )));
-                    messages.push(crate::llm::Message::user(problem.clone()));
+            let script = match script {
+                Ok(script) => script,
+                Err((why, next)) => {
+                    // The warm container is dropped unused (its guard removes it).
+                    drop(warm);
+                    problem = why;
+                    messages = next;
+                    ctx.emit(RunEvent::Attempted {
+                        step: step.id.clone(),
+                        attempt,
+                        tokens: self.llm.meter().totals().total(),
+                        ok: false,
+                        problem: Some(first_line(&problem)),
+                    });
+                    continue;
                 }
-                continue;
             };
             crate::fsutil::write_atomic(&dir.join("script.py"), script.as_bytes())?;
             ctx.emit(RunEvent::Running {
@@ -708,6 +728,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             }
             problem = record_problem.unwrap_or_default();
             messages = prompt::repair_messages(first.clone(), &script, &problem);
+            failed_scripts.insert(script);
         }
         Ok(Outcome::Failed(problem))
     }

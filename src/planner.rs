@@ -225,9 +225,17 @@ impl<'a, L: Llm> Planner<'a, L> {
         for _ in 0..=self.reasks {
             let (value, reply) = complete_json(self.llm, &request, self.reasks).await?;
             let mut plan = complete(Plan::from_model(goal, &value).map_err(Error::LlmReply)?);
-            // Inputs are read-only: a step "writing" one means it loads it.
             for step in &mut plan.steps {
+                // Inputs are read-only: a step "writing" one means it loads it.
                 step.writes.retain(|w| !inputs.contains(w));
+                // A check produces nothing and follows what it checks: a "verify" step that
+                // writes files or depends on nothing is an action under the wrong name (small
+                // models label every step so), and would be prompted as a bare assertion.
+                if step.kind == StepKind::Verify
+                    && (!step.writes.is_empty() || step.depends_on.is_empty())
+                {
+                    step.kind = StepKind::Action;
+                }
             }
             let errors = plan.validate(inputs, limits);
             if errors.is_empty() {

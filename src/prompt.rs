@@ -443,10 +443,20 @@ pub fn failure_hint(status: &crate::sandbox::Status, stderr: &str, missing: &[St
             module.unwrap_or_default()
         ),
         Status::Exited(_) if stderr.contains("FileNotFoundError") => "A file was not found: read inputs only from /data/<name> with the names listed, and write outputs in the current folder.".into(),
+        Status::Exited(_) if row_key_error(stderr) => "df[x] selects a column, and there is no column x: select a row by its label with df.loc[x] (for example df.loc[df[col].idxmax()]) or by position with df.iloc[x].".into(),
         Status::Exited(_) if stderr.contains("KeyError") => "A column or key does not exist: use exactly the column names shown in the file descriptions (they are case-sensitive).".into(),
         Status::Exited(0) if !missing.is_empty() => format!("The script did not write {}: save them in the current folder with exactly these names.", missing.join(", ")),
         Status::Exited(_) => "Fix the error shown; keep the rest of the script.".into(),
     }
+}
+
+/// A `KeyError` on a number: a row index used where pandas expects a column name.
+fn row_key_error(stderr: &str) -> bool {
+    stderr.lines().rev().take(3).any(|line| {
+        line.trim()
+            .strip_prefix("KeyError: ")
+            .is_some_and(|key| key.parse::<f64>().is_ok())
+    })
 }
 
 /// What a step's script sees of one dependency: its files and the tail of what it printed.
@@ -675,6 +685,22 @@ mod agent_prompt_tests {
         assert!(
             hint.starts_with("The image has no package plotly"),
             "{hint}"
+        );
+    }
+
+    #[test]
+    fn a_number_used_as_a_column_gets_the_row_selection_hint() {
+        let exited = crate::sandbox::Status::Exited(1);
+        let row = failure_hint(
+            &exited,
+            "  File \"/x.py\", line 3\n    raise KeyError(key) from err\nKeyError: 0\n",
+            &[],
+        );
+        assert!(row.contains("df.loc[df[col].idxmax()]"), "{row}");
+        let column = failure_hint(&exited, "KeyError: 'Happiness'\n", &[]);
+        assert!(
+            column.starts_with("A column or key does not exist"),
+            "{column}"
         );
     }
 

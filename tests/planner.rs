@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use planbox::llm::{Llm, Reply, Request, Usage};
-use planbox::plan::Limits;
+use planbox::plan::{Limits, StepKind};
 use planbox::planner::{Mode, Planner};
 use planbox::profile::{FileType, Profile};
 use pretty_assertions::assert_eq;
@@ -151,6 +151,40 @@ async fn linear_plans_are_chains_whatever_the_model_wrote() {
         vec![pair("a", &[]), pair("b", &["a"]), pair("c", &["b"])]
     );
     assert!(llm.last_user(0).contains("The steps form a chain"));
+}
+
+#[tokio::test]
+async fn only_real_checks_stay_verify_steps() {
+    let verify = |id: &str, deps: &[&str], reads: &[&str], writes: &[&str]| {
+        let mut s = step(id, deps, reads, writes);
+        s["kind"] = json!("verify");
+        s
+    };
+    let llm = Scripted::new(vec![steps(vec![
+        verify("load", &[], &["sales.csv"], &["clean.csv"]),
+        verify("first", &[], &["sales.csv"], &[]),
+        verify("sum", &["load"], &["clean.csv"], &["total.txt"]),
+        verify("check", &["sum"], &["total.txt"], &[]),
+    ])]);
+    let planned = Planner::new(&llm)
+        .plan("goal", &inputs(), Mode::Dag, 0)
+        .await
+        .unwrap();
+    let kinds: Vec<(&str, StepKind)> = planned
+        .plan
+        .steps
+        .iter()
+        .map(|s| (s.id.as_str(), s.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("load", StepKind::Action),
+            ("first", StepKind::Action),
+            ("sum", StepKind::Action),
+            ("check", StepKind::Verify),
+        ]
+    );
 }
 
 #[tokio::test]
