@@ -430,7 +430,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             .write_text("report.html", &crate::report::html(&report))?;
         ctx.emit(RunEvent::RunFinished {
             achieved,
-            tokens: totals.prompt_tokens + totals.completion_tokens,
+            tokens: totals.total(),
             millis: ctx.started.elapsed().as_millis() as u64,
         });
         Ok(Finished {
@@ -439,41 +439,6 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             ended_by: ctx.spent(),
             dir: ctx.folder.dir().to_path_buf(),
         })
-    }
-
-    /// The files a step may read, as host paths: every run input, plus every file its
-    /// ancestors wrote. Declared reads must come from ancestors (validation checks that), but a
-    /// model often reads an ancestor's file it forgot to declare: mounting them all costs
-    /// nothing and turns that slip into a working script instead of a failed step.
-    fn step_inputs(
-        &self,
-        ctx: &Ctx<'_>,
-        plan: &Plan,
-        step: &Step,
-    ) -> Result<Vec<(PathBuf, String)>> {
-        let state = ctx.folder.state();
-        let mut inputs: Vec<(PathBuf, String)> = ctx
-            .info
-            .inputs
-            .iter()
-            .map(|i| (i.path.clone(), i.sha256.clone()))
-            .collect();
-        for id in plan.ancestors(&step.id) {
-            let Some(writer) = plan.steps.iter().find(|s| s.id == id) else {
-                continue;
-            };
-            let done = state.done.get(&id).ok_or_else(|| {
-                Error::Config(format!("{id} is not done, yet {} depends on it", step.id))
-            })?;
-            for file in &writer.writes {
-                if ctx.info.inputs.iter().any(|i| &i.name == file) {
-                    continue;
-                }
-                let path = ctx.folder.output_path(&id, done.attempt, file);
-                inputs.push((path, done.outputs.get(file).cloned().unwrap_or_default()));
-            }
-        }
-        Ok(inputs)
     }
 
     fn upstream(&self, ctx: &Ctx<'_>, plan: &Plan, step: &Step) -> Vec<prompt::Upstream> {
@@ -538,7 +503,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
 
     /// Write, run and check one step, repairing up to the limit.
     async fn step(&self, ctx: &Ctx<'_>, plan: &Plan, step: &Step) -> Result<Outcome> {
-        let inputs = self.step_inputs(ctx, plan, step)?;
+        let inputs = ctx.folder.step_mounts(plan, step)?;
         let input_hashes: Vec<&str> = inputs.iter().map(|(_, h)| h.as_str()).collect();
         // Resume: a step done before, with the same script, inputs and image, is kept.
         if let Some(done) = ctx.folder.state().done.get(&step.id) {
@@ -627,12 +592,14 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                     None,
                 )?),
                 // A "repair" that returns a script which already failed would fail the same
-                // way: no container is spent on it, and the model is told so.
+                // way: it is not run again (its warm container is dropped), and the model is
+                // told so. The step's problem stays the error the script raised.
                 Some(code) if failed_scripts.contains(&code) => {
                     let again = format!(
                         "This is the same script that already failed, with:\n{problem}\nChange the line that raised the error."
                     );
-                    Err(rejected(again, Some(&code))?)
+                    let (_, messages) = rejected(again, Some(&code))?;
+                    Err((problem.clone(), messages))
                 }
                 Some(code) => match syntax_error(&code).await {
                     Some(error) => Err(rejected(

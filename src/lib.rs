@@ -109,7 +109,7 @@
 //!     println!("run {}: {steps} steps, achieved: {}", info.id, finished.achieved);
 //!     println!("{}", finished.answer);
 //!     let totals = meter.totals();
-//!     println!("{} model calls, {} tokens", totals.calls, totals.prompt_tokens + totals.completion_tokens);
+//!     println!("{} model calls, {} tokens", totals.calls, totals.total());
 //!     Ok(())
 //! }
 //! ```

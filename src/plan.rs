@@ -481,8 +481,13 @@ pub fn schema(limits: &Limits) -> Value {
 /// Draw the plan as an indented tree, each step under the last of its dependencies.
 pub fn render_tree(plan: &Plan) -> String {
     let mut out = format!("goal: {}\n", plan.goal);
+    let depth = depths(
+        plan.steps
+            .iter()
+            .map(|s| (s.id.as_str(), s.depends_on.as_slice())),
+    );
     for (i, step) in plan.steps.iter().enumerate() {
-        let depth = depth_of(plan, &step.id);
+        let depth = depth[i].min(8);
         let branch = if i + 1 == plan.steps.len() {
             "└─"
         } else {
@@ -517,16 +522,35 @@ pub fn render_tree(plan: &Plan) -> String {
     out
 }
 
-fn depth_of(plan: &Plan, id: &str) -> usize {
-    let Some(step) = plan.steps.iter().find(|s| s.id == id) else {
-        return 0;
-    };
-    step.depends_on
+/// Depth of each step, given as (id, depends_on): 0 without dependencies, else one more than
+/// its deepest dependency. Unknown dependencies are ignored, and a cycle cannot loop forever
+/// (depth stops at the number of steps).
+pub fn depths<'a>(steps: impl IntoIterator<Item = (&'a str, &'a [String])>) -> Vec<usize> {
+    let steps: Vec<(&str, &[String])> = steps.into_iter().collect();
+    let index: HashMap<&str, usize> = steps
         .iter()
-        .map(|d| 1 + depth_of(plan, d))
-        .max()
-        .unwrap_or(0)
-        .min(8)
+        .enumerate()
+        .map(|(i, (id, _))| (*id, i))
+        .collect();
+    let mut depth = vec![0; steps.len()];
+    for _ in 0..steps.len() {
+        let mut changed = false;
+        for (i, (_, deps)) in steps.iter().enumerate() {
+            for dep in *deps {
+                if let Some(&j) = index.get(dep.as_str()) {
+                    let want = (depth[j] + 1).min(steps.len());
+                    if want > depth[i] {
+                        depth[i] = want;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    depth
 }
 
 #[cfg(test)]

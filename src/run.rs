@@ -304,6 +304,45 @@ impl RunFolder {
             .join(file)
     }
 
+    /// The files `step` of `plan` gets mounted, with their sha256: every run input, then every
+    /// plain-named file its finished ancestors wrote, declared or not (a model often reads an
+    /// ancestor's file it forgot to declare). A name already mounted keeps its first file.
+    /// The agent and `verify` both mount through here, so a verified script sees what it saw.
+    pub fn step_mounts(
+        &self,
+        plan: &crate::plan::Plan,
+        step: &crate::plan::Step,
+    ) -> Result<Vec<(PathBuf, String)>> {
+        let info = self.info()?;
+        let state = self.state();
+        let mut names: std::collections::BTreeSet<String> =
+            info.inputs.iter().map(|i| i.name.clone()).collect();
+        let mut mounts: Vec<(PathBuf, String)> = info
+            .inputs
+            .iter()
+            .map(|i| (i.path.clone(), i.sha256.clone()))
+            .collect();
+        // Ancestors in plan order, so a clash resolves the same way every time.
+        let ancestors = plan.ancestors(&step.id);
+        for writer in plan.steps.iter().filter(|s| ancestors.contains(&s.id)) {
+            let done = state.done.get(&writer.id).ok_or_else(|| {
+                Error::Config(format!(
+                    "{} is not done, yet {} depends on it",
+                    writer.id, step.id
+                ))
+            })?;
+            for (file, hash) in &done.outputs {
+                if !file.contains('/') && names.insert(file.clone()) {
+                    mounts.push((
+                        self.output_path(&writer.id, done.attempt, file),
+                        hash.clone(),
+                    ));
+                }
+            }
+        }
+        Ok(mounts)
+    }
+
     /// Record a step as done.
     pub fn mark_done(&self, step: &str, done: DoneStep) -> Result<()> {
         self.state

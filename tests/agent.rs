@@ -504,3 +504,83 @@ async fn an_injected_instruction_in_the_data_changes_nothing_outside_the_sandbox
     assert!(stdout.contains("blocked /etc/shadow"), "{stdout}");
     setup.world.assert_clean().await;
 }
+
+#[tokio::test]
+async fn a_repair_that_repeats_a_failed_script_is_sent_back_unrun() {
+    let setup = setup("agent-repeat").await;
+    let broken = code("import pandas as pd\nd = pd.read_csv('/data/sales.csv')\nprint(d[0])");
+    let llm = Rules::new(move |request, n| {
+        let text = last_user(request);
+        if text.contains("Reply with {\"steps\"") {
+            json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
+        } else if text.contains("This is the same script that already failed") {
+            code(
+                "import pandas as pd\nprint(f\"@total[{pd.read_csv('/data/sales.csv').amount.sum()}]\")",
+            )
+        } else {
+            // The first script, and a "repair" that changes nothing.
+            assert!(n <= 3, "unexpected call {n}: {text}");
+            broken.clone()
+        }
+    });
+    let (finished, events, folder) = run_agent(&setup, &llm, options()).await;
+    assert!(finished.achieved, "{finished:?}");
+    assert_eq!(attempts(folder.dir(), "only"), 3);
+    let attempt = |n: usize| folder.dir().join(format!("steps/only/attempt-{n}"));
+    assert!(attempt(1).join("stderr").exists(), "the first script ran");
+    assert!(
+        !attempt(2).join("stderr").exists(),
+        "the repeated script did not run"
+    );
+    let repeated = llm
+        .calls()
+        .iter()
+        .map(last_user)
+        .find(|t| t.contains("This is the same script that already failed"))
+        .map(str::to_string)
+        .unwrap();
+    assert!(repeated.contains("KeyError"), "{repeated}");
+    // The step's problem for the repeat stays the error the script raised.
+    assert!(events.iter().any(|e| matches!(
+        e,
+        RunEvent::Attempted { attempt: 2, ok: false, problem: Some(p), .. } if p.contains("exited with code 1")
+    )), "{events:#?}");
+    setup.world.assert_clean().await;
+}
+
+#[tokio::test]
+async fn a_file_an_ancestor_wrote_but_never_declared_is_seen_by_run_and_verify() {
+    let setup = setup("agent-undeclared").await;
+    let llm = Rules::new(|request, _| {
+        let text = last_user(request);
+        if text.contains("Reply with {\"steps\"") {
+            json!({"steps": [
+                step("split", "split totals", &[], &["sales.csv"], &["north.txt"]),
+                step("total", "add them", &["split"], &["north.txt"], &[]),
+            ]})
+            .to_string()
+        } else if text.contains("This step: split totals") {
+            // south.txt is written but not declared.
+            code(
+                "import pandas as pd\nd = pd.read_csv('/data/sales.csv')\nfor r in ('north', 'south'):\n    open(f'{r}.txt', 'w').write(str(d[d.region == r].amount.sum()))",
+            )
+        } else {
+            script_for("This step: add them")
+        }
+    });
+    let (finished, _, folder) = run_agent(&setup, &llm, options()).await;
+    assert!(finished.achieved, "{finished:?}");
+    assert_eq!(finished.answer, "@total[42]");
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_planbox"))
+        .args(["verify", folder.dir().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    setup.world.assert_clean().await;
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use planbox::event::{Human, PlannedStep, RunEvent, Sink, describe};
+use planbox::text::strip_escapes;
 
 /// Progress on stderr: live when stderr is a terminal, lines otherwise.
 pub(super) enum Progress {
@@ -51,6 +52,10 @@ struct LiveState {
     replans_left: usize,
     /// Each step's line: its label (id and title) and bar.
     steps: BTreeMap<String, (String, ProgressBar)>,
+    /// Steps whose last attempt failed: their next write is a repair.
+    repairing: BTreeSet<String>,
+    /// Steps now running their fallback instruction.
+    falling_back: BTreeSet<String>,
 }
 
 const TICK: Duration = Duration::from_millis(120);
@@ -72,6 +77,8 @@ impl Live {
                 tokens: 0,
                 replans_left: replans,
                 steps: BTreeMap::new(),
+                repairing: BTreeSet::new(),
+                falling_back: BTreeSet::new(),
             }),
         }
     }
@@ -111,7 +118,8 @@ impl Live {
             let bar = self.multi.add(ProgressBar::new_spinner());
             bar.set_style(Self::step_style());
             bar.set_prefix(format!("{}└ ", "  ".repeat(depth + 1)));
-            let label = format!("{} {}", step.id, step.title);
+            // Ids and titles come from the model: no terminal escapes reach the screen.
+            let label = strip_escapes(&format!("{} {}", step.id, step.title));
             bar.set_message(format!("{label}: waiting"));
             state.steps.insert(step.id.clone(), (label, bar));
         }
@@ -119,7 +127,12 @@ impl Live {
 
     fn set(&self, state: &LiveState, step: &str, what: &str, ticking: bool) {
         if let Some((label, bar)) = state.steps.get(step) {
-            bar.set_message(format!("{label}: {what}"));
+            let fallback = if state.falling_back.contains(step) {
+                "fallback: "
+            } else {
+                ""
+            };
+            bar.set_message(strip_escapes(&format!("{label}: {fallback}{what}")));
             if ticking {
                 bar.set_style(Self::step_style());
                 bar.enable_steady_tick(TICK);
@@ -141,18 +154,24 @@ impl Sink for Live {
                 self.refresh_header(&state);
             }
             RunEvent::Planned { steps, .. } => self.lay_out(&mut state, steps),
-            RunEvent::Writing { step, attempt } if *attempt > 1 => self.set(
-                &state,
-                step,
-                &format!("repairing (attempt {attempt})"),
-                true,
-            ),
-            RunEvent::Writing { step, .. } => self.set(&state, step, "writing", true),
+            RunEvent::Writing { step, attempt } => {
+                let what = if state.repairing.contains(step) {
+                    format!("repairing (attempt {attempt})")
+                } else {
+                    format!("writing (attempt {attempt})")
+                };
+                self.set(&state, step, &what, true);
+            }
             RunEvent::Running { step, attempt } => {
                 self.set(&state, step, &format!("running (attempt {attempt})"), true)
             }
-            RunEvent::Attempted { tokens, .. } => {
+            RunEvent::Attempted {
+                step, tokens, ok, ..
+            } => {
                 state.tokens = *tokens;
+                if !ok {
+                    state.repairing.insert(step.clone());
+                }
                 self.refresh_header(&state);
             }
             RunEvent::StepDone { step, reused } => {
@@ -174,18 +193,17 @@ impl Sink for Live {
                 false,
             ),
             RunEvent::FallingBack { step, .. } => {
-                self.set(&state, step, "trying its fallback", true)
-            }
-            RunEvent::PlanningFailed { .. } => {
-                let _ = self.multi.println(describe(event));
+                state.repairing.remove(step);
+                state.falling_back.insert(step.clone());
+                self.set(&state, step, "starting", true);
             }
             RunEvent::Replanning { left, .. } => {
                 state.replans_left = *left;
                 self.refresh_header(&state);
-                let _ = self.multi.println(describe(event));
+                let _ = self.multi.println(strip_escapes(&describe(event)));
             }
-            RunEvent::BudgetSpent { .. } => {
-                let _ = self.multi.println(describe(event));
+            RunEvent::PlanningFailed { .. } | RunEvent::BudgetSpent { .. } => {
+                let _ = self.multi.println(strip_escapes(&describe(event)));
             }
             RunEvent::RunFinished { tokens, .. } => {
                 state.tokens = *tokens;
@@ -193,29 +211,20 @@ impl Sink for Live {
                     bar.disable_steady_tick();
                     bar.tick();
                 }
-                self.header.finish_with_message(describe(event));
+                self.header
+                    .finish_with_message(strip_escapes(&describe(event)));
             }
             RunEvent::Profiled { .. } | RunEvent::Answered { .. } => {}
         }
     }
 }
 
-/// Each step's depth: 0 for a step without dependencies, else one more than its deepest parent.
 fn depths(steps: &[PlannedStep]) -> Vec<usize> {
-    let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
-    // Plans are validated acyclic; the pass count bounds the work anyway.
-    for _ in 0..steps.len() {
-        for step in steps {
-            let d = step
-                .depends_on
-                .iter()
-                .map(|p| depth.get(p.as_str()).map_or(1, |d| d + 1))
-                .max()
-                .unwrap_or(0);
-            depth.insert(&step.id, d);
-        }
-    }
-    steps.iter().map(|s| depth[s.id.as_str()]).collect()
+    planbox::plan::depths(
+        steps
+            .iter()
+            .map(|s| (s.id.as_str(), s.depends_on.as_slice())),
+    )
 }
 
 #[cfg(test)]
@@ -231,19 +240,21 @@ mod tests {
     }
 
     #[test]
-    fn depth_is_the_longest_dependency_chain() {
-        let steps = [
-            planned("c", &["a", "b"]),
-            planned("a", &[]),
-            planned("b", &["a"]),
-        ];
-        assert_eq!(depths(&steps), vec![2, 0, 1]);
-    }
-
-    #[test]
     fn the_live_tree_tracks_states_tokens_and_replans() {
         let live = Live::new(ProgressDrawTarget::hidden(), 3);
         let emit = |e: RunEvent| live.emit(&e);
+        let line = |id: &str| live.state.lock().unwrap().steps[id].1.message();
+        let attempted = |step: &str, attempt: usize, tokens: u64, ok: bool| RunEvent::Attempted {
+            step: step.into(),
+            attempt,
+            tokens,
+            ok,
+            problem: None,
+        };
+        let writing = |step: &str, attempt: usize| RunEvent::Writing {
+            step: step.into(),
+            attempt,
+        };
         emit(RunEvent::RunStarted {
             run: "r".into(),
             goal: "count rows".into(),
@@ -253,33 +264,47 @@ mod tests {
             steps: vec![planned("s1", &[]), planned("s2", &["s1"])],
             notes: vec![],
         });
-        emit(RunEvent::Writing {
-            step: "s1".into(),
-            attempt: 2,
-        });
-        emit(RunEvent::Attempted {
-            step: "s1".into(),
-            attempt: 2,
-            tokens: 420,
-            ok: true,
-            problem: None,
-        });
+        assert_eq!(line("s2"), "s2 title s2: waiting");
+        emit(writing("s1", 1));
+        assert_eq!(line("s1"), "s1 title s1: writing (attempt 1)");
+        emit(attempted("s1", 1, 200, false));
+        emit(writing("s1", 2));
+        assert_eq!(line("s1"), "s1 title s1: repairing (attempt 2)");
+        emit(attempted("s1", 2, 420, true));
         emit(RunEvent::StepDone {
             step: "s1".into(),
             reused: false,
         });
+        assert_eq!(line("s1"), "s1 title s1: ✓ done");
+        emit(attempted("s2", 1, 500, false));
+        emit(RunEvent::FallingBack {
+            step: "s2".into(),
+            problem: "exit 1".into(),
+        });
+        emit(writing("s2", 2));
+        assert_eq!(line("s2"), "s2 title s2: fallback: writing (attempt 2)");
         emit(RunEvent::Replanning {
             step: "s2".into(),
             left: 2,
         });
         emit(RunEvent::Planned {
             version: 2,
-            steps: vec![planned("s1", &[]), planned("s3", &["s1"])],
+            steps: vec![
+                planned("s1", &[]),
+                PlannedStep {
+                    title: "evil \u{1b}]0;pwned\u{7}\u{1b}[2J".into(),
+                    ..planned("s3", &["s1"])
+                },
+            ],
             notes: vec![],
         });
         let state = live.state.lock().unwrap();
         assert_eq!(state.steps["s1"].1.message(), "s1 title s1: ✓ done");
-        assert_eq!(state.steps["s3"].1.message(), "s3 title s3: waiting");
+        let fresh = state.steps["s3"].1.message();
+        assert!(
+            fresh.starts_with("s3 evil") && !fresh.contains('\u{1b}') && !fresh.contains('\u{7}'),
+            "{fresh:?}"
+        );
         assert_eq!(state.steps["s3"].1.prefix(), "    └ ");
         assert!(
             !state.steps.contains_key("s2"),
@@ -287,7 +312,7 @@ mod tests {
         );
         assert_eq!(
             live.header.message(),
-            "count rows · 420 tokens · 2 replan(s) left"
+            "count rows · 500 tokens · 2 replan(s) left"
         );
     }
 }

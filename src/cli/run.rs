@@ -222,14 +222,11 @@ pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         let started = std::time::Instant::now();
         let attempt = folder.attempt_dir(&step.id, done.attempt)?;
         let script = std::fs::read_to_string(attempt.join("script.py"))?;
-        let mut inputs: Vec<PathBuf> = info.inputs.iter().map(|i| i.path.clone()).collect();
-        for file in &step.reads {
-            if let Some(writer) = planned.plan.writer_of(file)
-                && let Some(w) = state.done.get(&writer.id)
-            {
-                inputs.push(folder.output_path(&writer.id, w.attempt, file));
-            }
-        }
+        let inputs: Vec<PathBuf> = folder
+            .step_mounts(&planned.plan, step)?
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect();
         let out_dir = scratch.path().join(&step.id);
         let job = Job {
             inputs,

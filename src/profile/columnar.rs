@@ -5,7 +5,9 @@
 use std::fs::File;
 use std::path::Path;
 
-use calamine::{Data, Reader};
+use std::io::BufReader;
+
+use calamine::{Data, Reader, Sheets};
 use parquet::basic::{ConvertedType, LogicalType, Type as Physical};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::schema::types::ColumnDescriptor;
@@ -15,6 +17,8 @@ use crate::prompt::truncate_middle;
 
 /// Workbooks above this size are not opened (a sheet is read into memory whole).
 const EXCEL_LIMIT: u64 = 64 * 1024 * 1024;
+/// Most columns profiled in a sheet.
+const MAX_COLUMNS: usize = 512;
 /// Sample rows shown.
 const SAMPLE_SHOWN: usize = 3;
 
@@ -123,10 +127,9 @@ pub(super) fn excel(path: &Path, profile: &mut Profile) -> Result<(), String> {
         profile.notes.push("the workbook has no sheets".into());
         return Ok(());
     };
-    let range = book
-        .worksheet_range(&first)
-        .map_err(|err| format!("reading sheet {first}: {err}"))?;
-    let mut rows = range.rows();
+    let (data_rows, sampled) =
+        first_rows(&mut book, &first).map_err(|err| format!("reading sheet {first:?}: {err}"))?;
+    let mut rows = sampled.into_iter();
     let headers: Vec<String> = rows
         .next()
         .map(|row| {
@@ -137,12 +140,7 @@ pub(super) fn excel(path: &Path, profile: &mut Profile) -> Result<(), String> {
         .unwrap_or_default();
     let mut kinds = vec![ColumnType::Empty; headers.len()];
     let mut missing = vec![0usize; headers.len()];
-    let mut data_rows = 0u64;
     for row in rows {
-        data_rows += 1;
-        if data_rows as usize > SAMPLE_ROWS {
-            continue;
-        }
         profile.sampled_rows += 1;
         for (i, cell) in row.iter().enumerate().take(headers.len()) {
             match excel_type(cell) {
@@ -174,6 +172,59 @@ pub(super) fn excel(path: &Path, profile: &mut Profile) -> Result<(), String> {
     };
     profile.notes.push(sheet_note);
     Ok(())
+}
+
+/// The header and up to `SAMPLE_ROWS` rows of `sheet` (at most `MAX_COLUMNS` wide), and how
+/// many data rows it has. An xlsx sheet is streamed cell by cell: a sheet's bounding box can be
+/// huge (one stray cell at XFD1048576) and must never be allocated whole.
+fn first_rows(
+    book: &mut Sheets<BufReader<File>>,
+    sheet: &str,
+) -> Result<(u64, Vec<Vec<Data>>), String> {
+    let mut rows: Vec<Vec<Data>> = Vec::new();
+    let mut put = |row: usize, col: usize, value: Data| {
+        if col >= MAX_COLUMNS {
+            return;
+        }
+        if rows.len() <= row {
+            rows.resize_with(row + 1, Vec::new);
+        }
+        if rows[row].len() <= col {
+            rows[row].resize(col + 1, Data::Empty);
+        }
+        rows[row][col] = value;
+    };
+    if let Sheets::Xlsx(xlsx) = book {
+        let mut cells = xlsx
+            .worksheet_cells_reader(sheet)
+            .map_err(|err| err.to_string())?;
+        let dims = cells.dimensions();
+        let (mut top, mut last) = (None, 0u32);
+        while let Some(cell) = cells.next_cell().map_err(|err| err.to_string())? {
+            let (row, col) = cell.get_position();
+            let top = *top.get_or_insert(row);
+            last = last.max(row);
+            let index = (row - top) as usize;
+            if index > SAMPLE_ROWS {
+                break;
+            }
+            put(
+                index,
+                col.saturating_sub(dims.start.1) as usize,
+                cell.get_value().clone().into(),
+            );
+        }
+        let data_rows = top.map_or(0, |top| u64::from(dims.end.0.max(last) - top));
+        return Ok((data_rows, rows));
+    }
+    // Other formats are parsed whole by the reader anyway (and bounded by EXCEL_LIMIT).
+    let range = book.worksheet_range(sheet).map_err(|err| err.to_string())?;
+    for (index, row) in range.rows().take(SAMPLE_ROWS + 1).enumerate() {
+        for (col, cell) in row.iter().enumerate().take(MAX_COLUMNS) {
+            put(index, col, cell.clone());
+        }
+    }
+    Ok((range.height().saturating_sub(1) as u64, rows))
 }
 
 /// A cell's type, or None when it is missing.
@@ -336,5 +387,21 @@ mod tests {
             ]
         );
         assert_eq!(p.sample.len(), 3);
+    }
+
+    #[test]
+    fn a_sparse_sheet_is_streamed_not_allocated() {
+        // One stray cell at XFD1048576 makes a bounding box of 17 billion cells.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/profile/sparse.xlsx");
+        let p = profile(&path).unwrap();
+        assert_eq!(p.rows, Some(1_048_575));
+        assert_eq!(
+            shape(&p),
+            vec![
+                ("id", ColumnType::Integer, 0),
+                ("score", ColumnType::Float, 0)
+            ]
+        );
+        assert_eq!(p.sampled_rows, 2);
     }
 }

@@ -16,33 +16,12 @@ const PAD: usize = 12;
 /// Title characters that fit on a node at the report's font size.
 const TITLE_CHARS: usize = 28;
 
-/// Depth of each step: 0 without dependencies, else one more than its deepest dependency.
-/// Unknown dependencies are ignored and a cycle cannot loop forever (depth stops at n).
 fn depths(steps: &[StepView]) -> Vec<usize> {
-    let index: HashMap<&str, usize> = steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.step.id.as_str(), i))
-        .collect();
-    let mut depth = vec![0; steps.len()];
-    for _ in 0..steps.len() {
-        let mut changed = false;
-        for (i, view) in steps.iter().enumerate() {
-            for dep in &view.step.depends_on {
-                if let Some(&j) = index.get(dep.as_str()) {
-                    let want = (depth[j] + 1).min(steps.len());
-                    if want > depth[i] {
-                        depth[i] = want;
-                        changed = true;
-                    }
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    depth
+    crate::plan::depths(
+        steps
+            .iter()
+            .map(|v| (v.step.id.as_str(), v.step.depends_on.as_slice())),
+    )
 }
 
 /// Top-left corner of each node: rows by depth, centred; within a row, plan order, then

@@ -205,7 +205,7 @@ pub fn html(report: &Report) -> String {
             out,
             "<tr><td><code>{}</code></td><td>sha256 <code>{}</code></td></tr>",
             escape(&input.name),
-            escape(&input.sha256[..12.min(input.sha256.len())])
+            escape(input.sha256.get(..12).unwrap_or(&input.sha256))
         );
     }
     out.push_str("</table>\n</section>\n");

@@ -270,7 +270,7 @@ pub fn markdown(report: &Report) -> String {
             out,
             "- `{}` (sha256 `{}`)",
             input.name,
-            &input.sha256[..12.min(input.sha256.len())]
+            input.sha256.get(..12).unwrap_or(&input.sha256)
         );
     }
     if let Some(plan) = &report.plan {

@@ -510,7 +510,9 @@ async fn drive(
     let abort = wait.abort_handle();
     let stopped = matches!(
         tokio::time::timeout(Duration::from_secs(10), wait).await,
-        Ok(Ok(Some(_)))
+        Ok(Ok(Some(
+            Ok(_) | Err(bollard::errors::Error::DockerContainerWaitError { .. })
+        )))
     );
     abort.abort();
     tracing::debug!(elapsed = ?handed.elapsed(), stopped, "exit known");
@@ -528,7 +530,15 @@ async fn drive(
     let (state, harvested) = if stopped {
         // Stopped: the status and the harvest do not depend on each other.
         let (state, harvested) = tokio::join!(inspect, harvest_from(docker, holder, out_dir, caps));
-        (state?, harvested?)
+        let state = state?;
+        if state.running == Some(true) {
+            // Reported stopped, yet running: trust neither the status nor the files.
+            kill(docker, id).await;
+            return Err(Error::Config(format!(
+                "the engine reported container {id} stopped while it still ran"
+            )));
+        }
+        (state, harvested?)
     } else {
         let state = inspect.await?;
         if state.running == Some(true) {
@@ -565,11 +575,11 @@ async fn drive(
     })
 }
 
-/// Read the output folder through the holder (which keeps the tmpfs volume mounted after the
-/// script's container stopped) into `out_dir`.
 /// The size tmpfs reports for an empty folder.
 const EMPTY_TMPFS_DIR: i64 = 40;
 
+/// Read the output folder through the holder (which keeps the tmpfs volume mounted after the
+/// script's container stopped) into `out_dir`.
 async fn harvest_from(
     docker: &Docker,
     holder: &str,
