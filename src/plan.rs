@@ -133,6 +133,17 @@ pub enum PlanError {
         /// The name.
         file: String,
     },
+    /// A written file without an extension: the script cannot tell its format, and writes
+    /// `name.csv` where the plan expects `name`.
+    #[error(
+        "step {step:?} writes {file:?}: give it an extension that says its format (such as {file}.csv, {file}.png or {file}.json)"
+    )]
+    NoExtension {
+        /// The step.
+        step: String,
+        /// The name.
+        file: String,
+    },
     /// A text over its limit.
     #[error("step {step:?}: {field} is {len} characters; at most {max} are allowed")]
     TooLong {
@@ -250,6 +261,12 @@ impl Plan {
         let mut writers: BTreeMap<&str, &str> = BTreeMap::new();
         for step in &self.steps {
             for file in &step.writes {
+                if valid_file_name(file) && !file.trim_start_matches('.').contains('.') {
+                    errors.push(PlanError::NoExtension {
+                        step: step.id.clone(),
+                        file: file.clone(),
+                    });
+                }
                 if let Some(first) = writers.insert(file.as_str(), step.id.as_str())
                     && first != step.id
                 {
@@ -631,6 +648,13 @@ mod tests {
                     step("c", &["b"], &[], &[]),
                 ],
                 PlanError::Cycle(vec!["a".into(), "c".into(), "b".into(), "a".into()]),
+            ),
+            (
+                vec![step("a", &[], &[], &["happiness_data"])],
+                PlanError::NoExtension {
+                    step: "a".into(),
+                    file: "happiness_data".into(),
+                },
             ),
             (
                 vec![step("a", &[], &["other.csv"], &[])],
