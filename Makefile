@@ -3,7 +3,7 @@ CARGO ?= cargo
 # The debug build is shared with the tests (one compile in CI); planbox is IO-bound.
 PLANBOX := target/debug/planbox
 
-.PHONY: build image test lint bench demo clean-containers local-llm local-llm-stop test-llm
+.PHONY: build image test lint bench demo clean-containers local-llm local-llm-prepare local-llm-stop test-llm
 
 build:
 	$(CARGO) build --locked
@@ -30,7 +30,11 @@ bench: image
 # missing, start the model, then plan, write, run and answer a goal on fixtures/demo/sales.csv.
 DEMO_GOAL := Which region had the highest revenue growth from 2022 to 2023? Chart the yearly revenue per region. Answer as @fastest_region[name] @growth_pct[value].
 
-demo: image local-llm
+# The first time, the image (network and dpkg bound) and the model (a download, then a CPU
+# bound llama.cpp build) are prepared side by side; both are cached afterwards.
+demo:
+	$(MAKE) -j2 image local-llm-prepare
+	src/llm/local-llm.sh start
 	$(PLANBOX) run "$(DEMO_GOAL)" --input fixtures/demo/sales.csv --runs-dir runs --provider local
 
 # Manual pages, planbox.1 and one per subcommand (planbox-run.1, ...): read one with
@@ -47,6 +51,9 @@ clean-containers:
 # The offline model: Qwen2.5-Coder-1.5B-Instruct under llama-server on 127.0.0.1:8411.
 local-llm:
 	src/llm/local-llm.sh start
+
+local-llm-prepare:
+	src/llm/local-llm.sh prepare
 
 local-llm-stop:
 	src/llm/local-llm.sh stop
