@@ -187,6 +187,24 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                     ctx.spend("tokens");
                     return self.finish(&ctx, None, false).await;
                 }
+                // A model that never gives a valid plan still gets the goal as one script:
+                // the plan-free baseline, named in the plan's notes.
+                Err(Error::LlmReply(why)) => {
+                    ctx.emit(RunEvent::PlanningFailed {
+                        problem: why.clone(),
+                    });
+                    let planned = crate::planner::Planned {
+                        plan: crate::planner::single_step(&ctx.info.goal, &ctx.profiles),
+                        mode: crate::planner::Mode::None,
+                        notes: vec![format!(
+                            "planning failed ({}); the goal runs as one script",
+                            first_line(&why)
+                        )],
+                    };
+                    version = 1;
+                    folder.write_plan(version, &crate::planner::to_json(&planned))?;
+                    planned
+                }
                 Err(err) => {
                     ctx.emit(RunEvent::PlanningFailed {
                         problem: format!("{err:#}"),
@@ -268,12 +286,15 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                     failed_for_good = true;
                     break;
                 }
-                Err(Error::LlmReply(why)) => {
-                    ctx.emit(RunEvent::PlanningFailed { problem: why });
+                // No new plan (an unusable reply, or the model failing mid-run): the run
+                // ends here, cleanly, with what the finished steps established.
+                Err(err) => {
+                    ctx.emit(RunEvent::PlanningFailed {
+                        problem: format!("{err:#}"),
+                    });
                     failed_for_good = true;
                     break;
                 }
-                Err(err) => return Err(err),
             };
             let dropped: Vec<String> = plan
                 .steps

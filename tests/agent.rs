@@ -584,3 +584,31 @@ async fn a_file_an_ancestor_wrote_but_never_declared_is_seen_by_run_and_verify()
     );
     setup.world.assert_clean().await;
 }
+
+#[tokio::test]
+async fn a_model_that_never_plans_validly_still_gets_the_goal_as_one_script() {
+    let setup = setup("agent-no-plan").await;
+    let llm = Rules::new(|request, _| {
+        let text = last_user(request);
+        if text.contains("Reply with {\"steps\"") || text.contains("The plan is invalid") {
+            json!({"steps": [step("only", "sum all", &[], &["elsewhere.csv"], &[])]}).to_string()
+        } else {
+            code(
+                "import pandas as pd\nprint(f\"@total[{pd.read_csv('/data/sales.csv').amount.sum()}]\")",
+            )
+        }
+    });
+    let (finished, events, folder) = run_agent(&setup, &llm, options()).await;
+    assert!(finished.achieved, "{finished:?}");
+    assert_eq!(finished.answer, "@total[42]");
+    assert!(
+        events.iter().any(|e| matches!(e, RunEvent::PlanningFailed { problem } if problem.contains("elsewhere.csv"))),
+        "{events:#?}"
+    );
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.dir().join("plan.json")).unwrap())
+            .unwrap();
+    assert_eq!(plan["mode"], "none", "{plan}");
+    assert_eq!(plan["steps"].as_array().unwrap().len(), 1);
+    setup.world.assert_clean().await;
+}
