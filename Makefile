@@ -60,4 +60,4 @@ local-llm-stop:
 
 # Tests against the real offline model (not in CI): start it with `make local-llm` first.
 test-llm:
-	$(CARGO) test --locked --test llm_live -- --ignored --test-threads 1
+	$(CARGO) test --locked --test llm_live -- --ignored --test-threads 1 --nocapture
