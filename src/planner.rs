@@ -3,6 +3,8 @@
 //! plan (one script) to hierarchical decomposition; an optional reflection round critiques and
 //! improves the plan.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -225,6 +227,7 @@ impl<'a, L: Llm> Planner<'a, L> {
         for _ in 0..=self.reasks {
             let (value, reply) = complete_json(self.llm, &request, self.reasks).await?;
             let mut plan = complete(Plan::from_model(goal, &value).map_err(Error::LlmReply)?);
+            mend(&mut plan, inputs);
             for step in &mut plan.steps {
                 // Inputs are read-only: a step "writing" one means it loads it.
                 step.writes.retain(|w| !inputs.contains(w));
@@ -532,6 +535,69 @@ pub fn single_step(goal: &str, profiles: &[Profile]) -> Plan {
             writes: vec![],
             fallback: None,
         }],
+    }
+}
+
+/// Mend the slips small models make in a plan's files, where the intent is clear, instead of
+/// sending the plan back (a re-ask costs a model call and often brings new slips):
+/// a written name without an extension gets `.png` when it names a chart, else `.csv`, in every
+/// step that names it; a step reading a file another step writes comes to depend on that step
+/// (unless that would make a cycle); a read without an extension that names nothing (a value,
+/// not a file) and a step reading its own output are dropped from `reads`; a misspelt file name
+/// is left to validation.
+fn mend(plan: &mut Plan, inputs: &[String]) {
+    let mut renamed: BTreeMap<String, String> = BTreeMap::new();
+    for step in &mut plan.steps {
+        for file in &mut step.writes {
+            if plan::valid_file_name(file) && !file.trim_start_matches('.').contains('.') {
+                let lower = file.to_lowercase();
+                let chart = ["chart", "plot", "fig", "graph", "png", "image", "hist"]
+                    .iter()
+                    .any(|k| lower.contains(k));
+                let named = format!("{file}.{}", if chart { "png" } else { "csv" });
+                renamed.insert(file.clone(), named.clone());
+                *file = named;
+            }
+        }
+    }
+    for step in &mut plan.steps {
+        for file in &mut step.reads {
+            if let Some(named) = renamed.get(file.as_str()) {
+                *file = named.clone();
+            }
+        }
+    }
+    let writers: BTreeMap<String, String> = plan
+        .steps
+        .iter()
+        .flat_map(|s| s.writes.iter().map(|w| (w.clone(), s.id.clone())))
+        .collect();
+    for i in 0..plan.steps.len() {
+        let id = plan.steps[i].id.clone();
+        let mut reads = Vec::new();
+        for file in std::mem::take(&mut plan.steps[i].reads) {
+            if inputs.contains(&file) {
+                reads.push(file);
+                continue;
+            }
+            let Some(writer) = writers.get(&file) else {
+                // A name with an extension that nothing writes is a real mistake (a misspelt
+                // input, a missing step): validation sends it back. Without one, it is a value.
+                if file.trim_start_matches('.').contains('.') {
+                    reads.push(file);
+                }
+                continue;
+            };
+            if writer == &id {
+                continue;
+            }
+            let ancestors = plan.ancestors(&id);
+            if !ancestors.contains(writer) && !plan.ancestors(writer).contains(&id) {
+                plan.steps[i].depends_on.push(writer.clone());
+            }
+            reads.push(file);
+        }
+        plan.steps[i].reads = reads;
     }
 }
 

@@ -357,6 +357,7 @@ Rules:
 - Write every output file into the current folder, with exactly the names the step lists.
 - Python packages available: pandas, numpy, scipy, matplotlib (Agg backend), seaborn, scikit-learn, statsmodels, openpyxl (Excel), fastparquet (pandas.read_parquet). No other package can be installed and there is no network.
 - Print the results the step asks for with clear labels, never whole tables: print summaries, counts and the requested values.
+- CSV columns load as text or numbers: parse dates with pd.to_datetime before using .dt.
 - Do not ask for input. Do not catch exceptions just to hide them: let errors raise.
 - For charts use matplotlib, save with plt.savefig('<name>.png') and never call plt.show().
 Reply with the script in one ```python code block and nothing else.";
@@ -443,6 +444,7 @@ pub fn failure_hint(status: &crate::sandbox::Status, stderr: &str, missing: &[St
             module.unwrap_or_default()
         ),
         Status::Exited(_) if stderr.contains("FileNotFoundError") => "A file was not found: read inputs only from /data/<name> with the names listed, and write outputs in the current folder.".into(),
+        Status::Exited(_) if stderr.contains("Can only use .dt accessor") => "The column holds text, not dates: parse it first with df[col] = pd.to_datetime(df[col]), then use .dt.".into(),
         Status::Exited(_) if row_key_error(stderr) => "df[x] selects a column, and there is no column x: select a row by its label with df.loc[x] (for example df.loc[df[col].idxmax()]) or by position with df.iloc[x].".into(),
         Status::Exited(_) if stderr.contains("KeyError") => "A column or key does not exist: use exactly the column names shown in the file descriptions (they are case-sensitive).".into(),
         Status::Exited(0) if !missing.is_empty() => format!("The script did not write {}: save them in the current folder with exactly these names.", missing.join(", ")),

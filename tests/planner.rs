@@ -188,6 +188,62 @@ async fn only_real_checks_stay_verify_steps() {
 }
 
 #[tokio::test]
+async fn slips_with_a_clear_intent_are_mended_not_sent_back() {
+    let llm = Scripted::new(vec![steps(vec![
+        // Extensionless outputs: a table and a chart.
+        step("load", &[], &["sales.csv"], &["sorted_df"]),
+        step("draw", &["load"], &["sorted_df"], &["revenue_chart"]),
+        // Reads load's table without depending on it, and names a value as a "file".
+        step("pick", &[], &["sorted_df", "fastest_region"], &[]),
+        // Reads its own output.
+        step(
+            "sum",
+            &["load"],
+            &["sorted_df", "total.txt"],
+            &["total.txt"],
+        ),
+    ])]);
+    let planned = Planner::new(&llm)
+        .plan("goal", &inputs(), Mode::Dag, 0)
+        .await
+        .unwrap();
+    assert_eq!(llm.requests().len(), 1, "no re-ask");
+    type Shape<'a> = (&'a str, Vec<&'a str>, Vec<&'a str>, Vec<&'a str>);
+    let shape: Vec<Shape> = planned
+        .plan
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                s.id.as_str(),
+                s.depends_on.iter().map(String::as_str).collect(),
+                s.reads.iter().map(String::as_str).collect(),
+                s.writes.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            ("load", vec![], vec!["sales.csv"], vec!["sorted_df.csv"]),
+            (
+                "draw",
+                vec!["load"],
+                vec!["sorted_df.csv"],
+                vec!["revenue_chart.png"]
+            ),
+            ("pick", vec!["load"], vec!["sorted_df.csv"], vec![]),
+            (
+                "sum",
+                vec!["load"],
+                vec!["sorted_df.csv"],
+                vec!["total.txt"]
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn no_plan_means_one_step_and_no_model_call() {
     let llm = Scripted::new(vec![]);
     let planned = Planner::new(&llm)
