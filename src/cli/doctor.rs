@@ -570,14 +570,7 @@ fn unreachable_fix(config: &LlmConfig) -> String {
 }
 
 async fn ping(client: &Client, config: &LlmConfig, deadline: Duration) -> Check {
-    let request = Request {
-        max_tokens: Some(8),
-        temperature: Some(0.0),
-        ..Request::new(vec![
-            Message::system("You are a terse assistant."),
-            Message::user("Reply with the single word: pong"),
-        ])
-    };
+    let request = Request::ping();
     let whom = format!(
         "{} model {:?} at {}",
         provider_name(config.provider),

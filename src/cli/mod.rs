@@ -616,20 +616,13 @@ async fn plan_with<L: planbox::llm::Llm>(
 }
 
 async fn ping(args: LlmArgs) -> anyhow::Result<ExitCode> {
-    use planbox::llm::{Client, Llm, Message, Request, record};
+    use planbox::llm::{Client, Llm, Request, record};
     let config = args.config()?;
     let client = match &args.replay {
         Some(dir) => Client::Replay(record::Replay::open(dir)?),
         None => config.client()?,
     };
-    let request = Request {
-        max_tokens: Some(8),
-        temperature: Some(0.0),
-        ..Request::new(vec![
-            Message::system("You are a terse assistant."),
-            Message::user("Reply with the single word: pong"),
-        ])
-    };
+    let request = Request::ping();
     let reply = match &args.record {
         Some(dir) => {
             let secrets = config.api_key.iter().cloned().collect();

@@ -92,6 +92,18 @@ pub struct Request {
 }
 
 impl Request {
+    /// The smallest useful request: asks for one word, `pong` (`llm ping`, `doctor`).
+    pub fn ping() -> Self {
+        Request {
+            max_tokens: Some(8),
+            temperature: Some(0.0),
+            ..Request::new(vec![
+                Message::system("You are a terse assistant."),
+                Message::user("Reply with the single word: pong"),
+            ])
+        }
+    }
+
     /// A request of these messages, no schema.
     pub fn new(messages: Vec<Message>) -> Self {
         Request {
