@@ -72,6 +72,10 @@ fn code(script: &str) -> String {
     format!("```python\n{script}\n```")
 }
 
+/// One script that answers the goal by itself.
+const SUM_ALL: &str =
+    "import pandas as pd\nprint(f\"@total[{pd.read_csv('/data/sales.csv').amount.sum()}]\")";
+
 const GOAL: &str = "What is the total amount? Answer as @total[value].";
 
 /// A plan of two parallel sums and a final total.
@@ -218,9 +222,7 @@ async fn a_failing_step_is_repaired_with_the_error_and_a_hint() {
         if text.contains("Reply with {\"steps\"") {
             json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
         } else if text.starts_with("The script failed") {
-            code(
-                "import pandas as pd\nprint(f\"@total[{pd.read_csv('/data/sales.csv').amount.sum()}]\")",
-            )
+            code(SUM_ALL)
         } else {
             code("import plotly\nprint('never')")
         }
@@ -267,9 +269,7 @@ async fn a_failing_step_tries_its_fallback_before_any_replan() {
         } else if text.contains("This step failed even after repairs") {
             panic!("no replan was expected: {text}");
         } else if text.contains("Sum the amounts with pandas.") {
-            code(
-                "import pandas as pd\nprint(f\"@total[{pd.read_csv('/data/sales.csv').amount.sum()}]\")",
-            )
+            code(SUM_ALL)
         } else {
             // The first instruction and every repair of it keep failing.
             code("import plotly\nprint('never')")
@@ -514,9 +514,7 @@ async fn a_repair_that_repeats_a_failed_script_is_sent_back_unrun() {
         if text.contains("Reply with {\"steps\"") {
             json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
         } else if text.contains("This is the same script that already failed") {
-            code(
-                "import pandas as pd\nprint(f\"@total[{pd.read_csv('/data/sales.csv').amount.sum()}]\")",
-            )
+            code(SUM_ALL)
         } else {
             // The first script, and a "repair" that changes nothing.
             assert!(n <= 3, "unexpected call {n}: {text}");
@@ -593,9 +591,7 @@ async fn a_model_that_never_plans_validly_still_gets_the_goal_as_one_script() {
         if text.contains("Reply with {\"steps\"") || text.contains("The plan is invalid") {
             json!({"steps": [step("only", "sum all", &[], &["elsewhere.csv"], &[])]}).to_string()
         } else {
-            code(
-                "import pandas as pd\nprint(f\"@total[{pd.read_csv('/data/sales.csv').amount.sum()}]\")",
-            )
+            code(SUM_ALL)
         }
     });
     let (finished, events, folder) = run_agent(&setup, &llm, options()).await;
