@@ -28,14 +28,16 @@ bench: image
 
 # The main job on the bundled example, offline: build the sandbox image and the local model if
 # missing, start the model, then plan, write, run and answer a goal on fixtures/demo/sales.csv.
-DEMO_GOAL := Which region had the highest revenue growth from 2022 to 2023? Chart the yearly revenue per region. Answer as @fastest_region[name] @growth_pct[value].
+DEMO_GOAL := sales.csv has one row per day, region and product, with the units sold and the revenue. Which region grew its total revenue the most from 2022 to 2023 (total 2023 revenue over total 2022 revenue, minus 1, in percent)? Chart the yearly revenue of each region as bars in yearly_revenue.png. Answer as @fastest_region[name] @growth_pct[value], with the growth rounded to 1 decimal.
+# The reference answer (fixtures/demo/growth.py): the run's exit code says whether it was found.
+DEMO_EXPECT := --expect fastest_region=south --expect growth_pct=15.2
 
 # The first time, the image (network and dpkg bound) and the model (a download, then a CPU
 # bound llama.cpp build) are prepared side by side; both are cached afterwards.
 demo:
 	$(MAKE) -j2 image local-llm-prepare
 	src/llm/local-llm.sh start
-	$(PLANBOX) run "$(DEMO_GOAL)" --input fixtures/demo/sales.csv --runs-dir runs --provider local
+	$(PLANBOX) run "$(DEMO_GOAL)" --input fixtures/demo/sales.csv --runs-dir runs --provider local $(DEMO_EXPECT)
 
 # Manual pages, planbox.1 and one per subcommand (planbox-run.1, ...): read one with
 # `man -l target/man/planbox-run.1`.

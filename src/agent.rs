@@ -415,7 +415,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             for name in &names {
                 let from_text = written
                     .iter()
-                    .find(|(p, v)| p == name && grounded.contains(v.as_str()));
+                    .find(|(p, v)| p == name && prompt::grounded_in(v, &grounded));
                 match printed.iter().find(|(p, _)| p == name).or(from_text) {
                     Some((p, v)) => fixed.push(format!("@{p}[{v}]")),
                     None => fixed.push(format!("(could not determine @{name})")),

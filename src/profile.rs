@@ -511,7 +511,7 @@ pub fn render(profile: &Profile) -> String {
             .columns
             .iter()
             .map(|c| {
-                let kind = format!("{:?}", c.kind).to_lowercase();
+                let kind = column_kind(profile.file_type, c.kind);
                 if c.missing > 0 {
                     format!(
                         "{} ({kind}, {} missing of {} sampled)",
@@ -531,6 +531,19 @@ pub fn render(profile: &Profile) -> String {
         out.push_str(&format!("  note: {note}\n"));
     }
     out
+}
+
+/// A column's type as a script must treat it: dates in text files are text until parsed.
+fn column_kind(file: FileType, kind: ColumnType) -> String {
+    let text_file = matches!(
+        file,
+        FileType::Csv | FileType::Tsv | FileType::Json | FileType::Jsonl
+    );
+    if kind == ColumnType::Date && text_file {
+        "date as text, parse with pd.to_datetime".into()
+    } else {
+        format!("{kind:?}").to_lowercase()
+    }
 }
 
 #[cfg(test)]
@@ -573,8 +586,19 @@ mod tests {
         );
         assert_eq!(p.sample.len(), 3);
         assert_eq!(
-            render(&p).lines().next().unwrap(),
-            "/data/sales.csv (csv, 104 bytes, 3 rows)"
+            render(&p).lines().take(2).collect::<Vec<_>>(),
+            vec![
+                "/data/sales.csv (csv, 104 bytes, 3 rows)",
+                "  columns: date (date as text, parse with pd.to_datetime), region (string, 1 missing of 3 sampled), \
+                 units (integer), price (float, 1 missing of 3 sampled), ok (boolean)"
+            ]
+        );
+        let mut typed = p.clone();
+        typed.file_type = FileType::Parquet;
+        assert!(
+            render(&typed).contains("date (date),"),
+            "{}",
+            render(&typed)
         );
     }
 

@@ -483,7 +483,7 @@ pub fn step_messages(
     upstream: &[Upstream],
 ) -> Vec<crate::llm::Message> {
     let mut text = format!(
-        "Overall goal: {goal}\n\nThis step: {}\n{}\n",
+        "Write the script for one step of an analysis.\nThis step: {}\n{}\n",
         step.title, step.instruction
     );
     if step.kind == crate::plan::StepKind::Verify {
@@ -519,6 +519,10 @@ pub fn step_messages(
             step.writes.join(", ")
         ));
     }
+    text.push_str(&format!(
+        "\nFor context, the whole analysis answers: {goal}\nOther steps do the rest of it: \
+         this script does only what this step asks, and prints only this step's results.\n"
+    ));
     vec![
         crate::llm::Message::system(CODER_SYSTEM),
         crate::llm::Message::user(text),
@@ -574,6 +578,30 @@ pub fn answer_values(text: &str) -> Vec<(String, String)> {
         values.push((name, value));
     }
     values
+}
+
+/// Whether an answer value comes from `text`: it appears there, or it is a number that one of
+/// the numbers printed there rounds to (15.2 from 15.191933, 3 from 2.96 but not from 2.4).
+pub fn grounded_in(value: &str, text: &str) -> bool {
+    if text.contains(value) {
+        return true;
+    }
+    let Ok(wanted) = value.trim().parse::<f64>() else {
+        return false;
+    };
+    let decimals = value
+        .trim()
+        .split_once('.')
+        .map_or(0, |(_, frac)| frac.len())
+        .min(12);
+    let scale = 10f64.powi(decimals as i32);
+    let number = regex::Regex::new(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?").expect("valid regex");
+    number.find_iter(text).any(|found| {
+        found.as_str().parse::<f64>().is_ok_and(|printed| {
+            let printed_decimals = found.as_str().split_once('.').map_or(0, |(_, f)| f.len());
+            printed_decimals >= decimals && ((printed * scale).round() - wanted * scale).abs() < 0.5
+        })
+    })
 }
 
 /// Messages asking for the final answer from the steps' results.
@@ -650,6 +678,21 @@ pub fn replan_messages(
 mod agent_prompt_tests {
     use super::*;
     use pretty_assertions::assert_eq;
+
+    #[test]
+    fn a_rounded_printed_number_grounds_an_answer_value() {
+        let printed = "growth_pct: 15.191933\ncount 2.96\nregion south";
+        assert!(grounded_in("south", printed));
+        assert!(grounded_in("15.2", printed));
+        assert!(grounded_in("15.19", printed));
+        assert!(grounded_in("3", printed));
+        assert!(!grounded_in("15.3", printed));
+        assert!(!grounded_in("2.4", printed));
+        assert!(!grounded_in("north", printed));
+        // A value more precise than anything printed was not read from the output.
+        assert!(!grounded_in("15.1919331", printed));
+        assert!(!grounded_in("2.960", printed));
+    }
 
     #[test]
     fn code_is_taken_from_the_first_fence_or_the_bare_reply() {

@@ -487,3 +487,70 @@ async fn a_goal_whose_expected_answer_is_wrong_fails_the_batch() {
     );
     assert_eq!(common::leftovers(&run_id(&lines[0])).await, (0, 0));
 }
+
+/// `planbox run GOAL --expect NAME=VALUE...` on one example against the fake model.
+async fn run_expecting(
+    example: &Example,
+    model: &Model,
+    runs: &Path,
+    expect: &[String],
+) -> (Option<i32>, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_planbox"));
+    command.arg("run").arg(&example.goal);
+    for input in &example.inputs {
+        command.arg("--input").arg(input);
+    }
+    for value in expect {
+        command.arg("--expect").arg(value);
+    }
+    let output = command
+        .args(["--parallel", "2", "--timeout", "180", "--memory", "1g"])
+        .arg("--runs-dir")
+        .arg(runs)
+        .args(["--provider", "openai", "--model", "fake-model"])
+        .args(["--base-url", &model.server.openai_url()])
+        .args(["--config", "/nonexistent/planbox.toml"])
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("PLANBOX_MODEL")
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_checks_the_answer_against_expected_values() {
+    let retail = example("retail");
+    let model = Model::start(vec![retail.clone()], 1).await;
+    let work = tempfile::tempdir().unwrap();
+    let runs = work.path().join("runs");
+    let region = retail.expect["region"].to_lowercase();
+    let growth = &retail.expect["growth_pct"];
+
+    let right = [format!("region={region}"), format!("@growth_pct={growth}")];
+    let (code, stderr) = run_expecting(&retail, &model, &runs, &right).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("expected answer: matched (2 values)"),
+        "{stderr}"
+    );
+
+    let wrong = [
+        format!("region={region}"),
+        "growth_pct=99.9".to_string(),
+        "peak_month_name=May".to_string(),
+    ];
+    let (code, stderr) = run_expecting(&retail, &model, &runs, &wrong).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "expected answer: @growth_pct: expected 99.9, got {growth}; @peak_month_name: missing (expected May)"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(*model.unexpected.lock().unwrap(), Vec::<String>::new());
+}

@@ -162,10 +162,33 @@ struct RunArgs {
     /// An input file, mounted read-only for the scripts (repeatable).
     #[arg(long = "input", short = 'i', value_name = "FILE")]
     inputs: Vec<PathBuf>,
+    /// A value the answer must give, as NAME=VALUE for @NAME[VALUE] (repeatable). Numbers
+    /// match within 1e-6, text ignoring case; a mismatch makes the exit code 1.
+    #[arg(long = "expect", value_name = "NAME=VALUE", value_parser = parse_expect)]
+    expect: Vec<(String, String)>,
     #[command(flatten)]
     run: RunOptions,
     #[command(flatten)]
     llm: LlmArgs,
+}
+
+/// `NAME=VALUE` for `--expect`; the name may carry its `@`.
+fn parse_expect(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not NAME=VALUE (for example region=south)"))?;
+    let name = name.trim().trim_start_matches('@');
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!(
+            "'{name}' is not an answer name (letters, digits and _)"
+        ));
+    }
+    Ok((name.to_string(), value.trim().to_string()))
 }
 
 #[derive(Debug, clap::Args)]
@@ -413,7 +436,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exec(args) => exec(args).await,
         Command::Llm(LlmCommand::Ping(args)) => ping(args).await,
         Command::Plan(args) => plan(args).await,
-        Command::Run(args) => run::run(args.goal, args.inputs, args.run, args.llm).await,
+        Command::Run(args) => {
+            run::run(args.goal, args.inputs, args.expect, args.run, args.llm).await
+        }
         Command::Resume(args) => run::resume(args.run_ref, args.run, args.llm).await,
         Command::Verify(args) => run::verify(args).await,
         Command::Batch(args) => run::batch(args).await,
@@ -695,5 +720,19 @@ mod tests {
         assert_eq!(parse_bytes("2GiB"), Ok(2 * 1024 * 1024 * 1024));
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("5t").is_err());
+    }
+
+    #[test]
+    fn expectations_parse_as_name_and_value() {
+        assert_eq!(
+            parse_expect("@growth_pct = 15.2"),
+            Ok(("growth_pct".into(), "15.2".into()))
+        );
+        assert_eq!(
+            parse_expect("region=North West"),
+            Ok(("region".into(), "North West".into()))
+        );
+        assert!(parse_expect("region").unwrap_err().contains("NAME=VALUE"));
+        assert!(parse_expect("2x=1").unwrap_err().contains("answer name"));
     }
 }

@@ -65,6 +65,7 @@ async fn drive_with_signals(
     options: &RunOptions,
     llm: &LlmArgs,
     sandbox: &DockerSandbox,
+    expect: &[(String, String)],
 ) -> anyhow::Result<ExitCode> {
     let human = super::progress::Progress::for_stderr(options.max_replans);
     let jsonl = Jsonl(std::sync::Mutex::new(std::io::stdout()));
@@ -95,16 +96,40 @@ async fn drive_with_signals(
             eprintln!("planbox: the {budget} budget ended the run; the report shows what was done");
         }
     }
-    Ok(if finished.achieved {
+    let mismatches = mismatches(expect, &finished.answer);
+    if !expect.is_empty() && !options.json {
+        if mismatches.is_empty() {
+            eprintln!("expected answer: matched ({} values)", expect.len());
+        } else {
+            eprintln!("expected answer: {}", mismatches.join("; "));
+        }
+    }
+    Ok(if finished.achieved && mismatches.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
 
+/// Each expected `@name[value]` the answer lacks or gives otherwise, described.
+fn mismatches(expect: &[(String, String)], answer: &str) -> Vec<String> {
+    let values = planbox::prompt::answer_values(answer);
+    expect
+        .iter()
+        .filter_map(
+            |(name, want)| match values.iter().find(|(n, _)| n == name) {
+                Some((_, got)) if matches(want, got) => None,
+                Some((_, got)) => Some(format!("@{name}: expected {want}, got {got}")),
+                None => Some(format!("@{name}: missing (expected {want})")),
+            },
+        )
+        .collect()
+}
+
 pub(super) async fn run(
     goal: String,
     inputs: Vec<PathBuf>,
+    expect: Vec<(String, String)>,
     options: RunOptions,
     llm: LlmArgs,
 ) -> anyhow::Result<ExitCode> {
@@ -128,7 +153,7 @@ pub(super) async fn run(
     if !options.json {
         eprintln!("run folder: {} (id {})", folder.dir().display(), info.id);
     }
-    drive_with_signals(&folder, &options, &llm, &sandbox).await
+    drive_with_signals(&folder, &options, &llm, &sandbox, &expect).await
 }
 
 pub(super) async fn resume(
@@ -150,7 +175,7 @@ pub(super) async fn resume(
     }
     llm.config()?;
     let sandbox = sandbox_for(&options).await?;
-    drive_with_signals(&folder, &options, &llm, &sandbox).await
+    drive_with_signals(&folder, &options, &llm, &sandbox, &[]).await
 }
 
 /// One verified step.
@@ -347,7 +372,7 @@ struct Goal {
     expect: BTreeMap<String, serde_json::Value>,
 }
 
-/// Whether `got` matches `want`: numbers within 1e-6 (relative past 1), else exact text;
+/// Whether `got` matches `want`: numbers within 1e-6 (relative past 1), else text ignoring case;
 /// comma-separated lists part by part.
 pub(super) fn matches(want: &str, got: &str) -> bool {
     let (want_parts, got_parts): (Vec<&str>, Vec<&str>) =
@@ -356,7 +381,7 @@ pub(super) fn matches(want: &str, got: &str) -> bool {
         && want_parts.iter().zip(&got_parts).all(|(w, g)| {
             match (w.trim().parse::<f64>(), g.trim().parse::<f64>()) {
                 (Ok(w), Ok(g)) => (w - g).abs() <= 1e-6 * w.abs().max(1.0),
-                _ => w.trim() == g.trim(),
+                _ => w.trim().to_lowercase() == g.trim().to_lowercase(),
             }
         })
 }
@@ -440,22 +465,18 @@ pub(super) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
             ),
             Err(err) => ("error".into(), format!("{err:#}"), String::new(), 0),
         };
-        let values = planbox::prompt::answer_values(&answer);
-        let mismatches: Vec<String> = goal
+        let expected: Vec<(String, String)> = goal
             .expect
             .iter()
-            .filter_map(|(name, want)| {
+            .map(|(name, want)| {
                 let want = match want {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                match values.iter().find(|(n, _)| n == name) {
-                    Some((_, got)) if matches(&want, got) => None,
-                    Some((_, got)) => Some(format!("@{name}: expected {want}, got {got}")),
-                    None => Some(format!("@{name}: missing (expected {want})")),
-                }
+                (name.clone(), want)
             })
             .collect();
+        let mismatches = mismatches(&expected, &answer);
         let expect_ok = mismatches.is_empty() && status != "error";
         if args.run.json {
             print_stdout(&format!(
@@ -506,13 +527,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn expected_values_match_numbers_within_tolerance_and_text_exactly() {
+    fn expected_values_match_numbers_within_tolerance_and_text_ignoring_case() {
         assert!(matches("0.5", "0.5000000001"));
         assert!(!matches("0.5", "0.51"));
-        assert!(matches("north", "north"));
-        assert!(!matches("north", "North"));
+        assert!(matches("north", " North"));
+        assert!(!matches("north", "northeast"));
         assert!(matches("1.5, 2", "1.5,2.0"));
         assert!(!matches("1, 2", "1"));
+    }
+
+    #[test]
+    fn mismatches_name_wrong_and_missing_values() {
+        let expect = [
+            ("region".to_string(), "south".to_string()),
+            ("growth_pct".to_string(), "15.2".to_string()),
+        ];
+        assert!(
+            mismatches(&expect, "South grew most. @region[South] @growth_pct[15.2]").is_empty()
+        );
+        assert_eq!(
+            mismatches(&expect, "@region[west] @growth[15.2]"),
+            vec![
+                "@region: expected south, got west".to_string(),
+                "@growth_pct: missing (expected 15.2)".to_string()
+            ]
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ model_sha=cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
 model_bytes=1117320768
 parts=22
 server=$cache/bin/llama-server
+build_kind=portable-1
 pidfile=$cache/llama-server.pid
 logfile=$cache/llama-server.log
 python=${PYTHON:-python3}
@@ -59,11 +60,12 @@ PY
 }
 
 build_server() {
-  if [ -x "$server" ]; then return; fi
+  # A binary cached by an older build (tuned to its build CPU) is rebuilt portable.
+  if [ -x "$server" ] && [ "$(cat "$server.build" 2>/dev/null)" = "$build_kind" ]; then return; fi
   if ! command -v cmake >/dev/null 2>&1; then
     say "installing cmake (apt)"
-    if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq cmake >/dev/null
-    else sudo apt-get update -qq && sudo apt-get install -y -qq cmake >/dev/null; fi
+    if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq cmake >/dev/null
+    else sudo apt-get update -qq && sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq cmake >/dev/null; fi
   fi
   local src=$cache/src
   rm -rf "$src" && mkdir -p "$src"
@@ -74,11 +76,18 @@ build_server() {
   tree=$(dirname "$(find "$src" -path '*/tools/server/CMakeLists.txt' -o -path '*/examples/server/CMakeLists.txt' | head -n 1)")
   tree=$(cd "$tree/../.." && pwd)
   say "building llama-server from $tree (about 25 minutes on 2 cores, once)"
+  # Portable x86-64 code (AVX2, FMA, F16C) rather than -march=native: a virtual CPU may list
+  # instruction sets (AVX-512 variants) it does not execute, and the cache may move machines.
+  local cpu=()
+  case "$(uname -m)" in
+    x86_64) cpu=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON) ;;
+  esac
   cmake -S "$tree" -B "$src/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
-    -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >/dev/null
+    -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF "${cpu[@]}" >/dev/null
   cmake --build "$src/build" --target llama-server -j "$(nproc)" >/dev/null
   mkdir -p "$cache/bin"
   cp "$(find "$src/build" -type f -name llama-server -perm -u+x | head -n 1)" "$server"
+  echo "$build_kind" >"$server.build"
   rm -rf "$src"
 }
 
