@@ -547,6 +547,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             step,
             &ctx.profiles,
             &self.upstream(ctx, plan, step),
+            &answering_names(&ctx.info.goal, plan, step),
         );
         let mut messages = first.clone();
         let mut problem = String::from("no attempt was made");
@@ -762,6 +763,23 @@ fn describe(output: &Output, missing: &[String], kind: StepKind) -> String {
     text
 }
 
+/// The answer names a step should print: the goal's `@name[...]` names for a step that ends
+/// the analysis (nothing depends on it) and computes rather than checks or draws.
+fn answering_names(goal: &str, plan: &Plan, step: &Step) -> Vec<String> {
+    let ends = !plan.steps.iter().any(|s| s.depends_on.contains(&step.id));
+    let draws = step.writes.iter().any(|w| {
+        let w = w.to_ascii_lowercase();
+        [".png", ".svg", ".jpg", ".pdf"]
+            .iter()
+            .any(|e| w.ends_with(e))
+    });
+    if ends && step.kind == crate::plan::StepKind::Action && !draws {
+        prompt::answer_names(goal)
+    } else {
+        Vec::new()
+    }
+}
+
 /// Hash of what decides a step's result: its script, the content of what it reads, the image.
 pub fn cache_key(script: &str, input_hashes: &[&str], image: &str) -> String {
     let mut hasher = Sha256::new();
@@ -816,4 +834,45 @@ fn tail_chars(text: &str, max: usize) -> String {
         start += 1;
     }
     format!("[...]\n{}", &text[start..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::StepKind;
+
+    fn step(id: &str, deps: &[&str], writes: &[&str], kind: StepKind) -> Step {
+        Step {
+            id: id.into(),
+            title: id.into(),
+            instruction: format!("Do {id}."),
+            kind,
+            depends_on: deps.iter().map(|d| (*d).to_string()).collect(),
+            reads: Vec::new(),
+            writes: writes.iter().map(|w| (*w).to_string()).collect(),
+            fallback: None,
+        }
+    }
+
+    #[test]
+    fn only_computing_end_steps_are_asked_for_the_answer_names() {
+        let goal = "Which? Answer as @region[name] @growth_pct[value].";
+        let plan = Plan {
+            goal: goal.into(),
+            steps: vec![
+                step("load", &[], &["clean.csv"], StepKind::Action),
+                step("growth", &["load"], &[], StepKind::Action),
+                step("chart", &["load"], &["Chart.PNG"], StepKind::Action),
+                step("check", &["load"], &[], StepKind::Verify),
+            ],
+        };
+        let names = |id: &str| {
+            let step = plan.steps.iter().find(|s| s.id == id).unwrap();
+            answering_names(goal, &plan, step)
+        };
+        assert_eq!(names("growth"), vec!["region", "growth_pct"]);
+        assert!(names("load").is_empty(), "other steps depend on it");
+        assert!(names("chart").is_empty(), "it draws");
+        assert!(names("check").is_empty(), "it checks");
+    }
 }

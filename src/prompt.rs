@@ -481,6 +481,7 @@ pub fn step_messages(
     step: &crate::plan::Step,
     profiles: &[crate::profile::Profile],
     upstream: &[Upstream],
+    answer_names: &[String],
 ) -> Vec<crate::llm::Message> {
     let mut text = format!(
         "Write the script for one step of an analysis.\nThis step: {}\n{}\n",
@@ -517,6 +518,17 @@ pub fn step_messages(
         text.push_str(&format!(
             "\nWrite these files in the current folder: {}\n",
             step.writes.join(", ")
+        ));
+    }
+    if !answer_names.is_empty() {
+        text.push_str(&format!(
+            "\nThis step ends the analysis: print each requested value it computes on its own line as {}, \
+             with exactly these names and the real computed value between the brackets.\n",
+            answer_names
+                .iter()
+                .map(|n| format!("@{n}[...]"))
+                .collect::<Vec<_>>()
+                .join(" ")
         ));
     }
     text.push_str(&format!(
@@ -678,6 +690,35 @@ pub fn replan_messages(
 mod agent_prompt_tests {
     use super::*;
     use pretty_assertions::assert_eq;
+
+    #[test]
+    fn a_step_prompt_leads_with_the_step_and_keeps_the_goal_as_context() {
+        let step = crate::plan::Step {
+            id: "growth".into(),
+            title: "growth per region".into(),
+            instruction: "From clean.csv, compute the growth per region.".into(),
+            kind: crate::plan::StepKind::Action,
+            depends_on: vec![],
+            reads: vec![],
+            writes: vec![],
+            fallback: None,
+        };
+        let goal = "Which region grew most? Answer as @region[name].";
+        let with_names = step_messages(goal, &step, &[], &[], &["region".to_string()]);
+        let text = &with_names[1].content;
+        assert!(
+            text.starts_with(
+                "Write the script for one step of an analysis.\nThis step: growth per region\n"
+            ),
+            "{text}"
+        );
+        let (step_part, context) = text.split_once("For context").unwrap();
+        assert!(context.contains(goal), "{text}");
+        assert!(!step_part.contains(goal), "{text}");
+        assert!(step_part.contains("as @region[...]"), "{text}");
+        let without = step_messages(goal, &step, &[], &[], &[]);
+        assert!(!without[1].content.contains("ends the analysis"));
+    }
 
     #[test]
     fn a_rounded_printed_number_grounds_an_answer_value() {
