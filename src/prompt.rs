@@ -531,14 +531,34 @@ pub fn step_messages(
                 .join(" ")
         ));
     }
-    text.push_str(&format!(
-        "\nFor context, the whole analysis answers: {goal}\nOther steps do the rest of it: \
-         this script does only what this step asks, and prints only this step's results.\n"
-    ));
+    // A step that does not give the answer sees the goal without its answer format: a small
+    // model that sees "Answer as @x[...]" solves the whole goal in every step.
+    let context = if answer_names.is_empty() {
+        without_answer_format(goal)
+    } else {
+        goal.to_string()
+    };
+    if !context.is_empty() {
+        text.push_str(&format!(
+            "\nFor context, the whole analysis answers: {context}\nOther steps do the rest of it: \
+             this script does only what this step asks, and prints only this step's results.\n"
+        ));
+    }
     vec![
         crate::llm::Message::system(CODER_SYSTEM),
         crate::llm::Message::user(text),
     ]
+}
+
+/// The goal up to the sentence that asks for `@name[...]` answers.
+pub fn without_answer_format(goal: &str) -> String {
+    let re = regex::Regex::new(r"@[A-Za-z_][A-Za-z0-9_]*\[").expect("valid regex");
+    let Some(found) = re.find(goal) else {
+        return goal.trim().to_string();
+    };
+    let head = &goal[..found.start()];
+    let cut = head.rfind(['.', '?', '!', '\n']).map_or(0, |i| i + 1);
+    goal[..cut].trim().to_string()
 }
 
 fn indent(text: &str) -> String {
@@ -718,6 +738,32 @@ mod agent_prompt_tests {
         assert!(step_part.contains("as @region[...]"), "{text}");
         let without = step_messages(goal, &step, &[], &[], &[]);
         assert!(!without[1].content.contains("ends the analysis"));
+        assert!(
+            without[1]
+                .content
+                .contains("answers: Which region grew most?\n"),
+            "{}",
+            without[1].content
+        );
+        assert!(!without[1].content.contains('@'), "{}", without[1].content);
+    }
+
+    #[test]
+    fn the_answer_format_is_cut_from_the_goal() {
+        assert_eq!(
+            without_answer_format(
+                "Which region? Chart it in a.png. Answer as @region[name], rounded."
+            ),
+            "Which region? Chart it in a.png."
+        );
+        assert_eq!(
+            without_answer_format(
+                "Mean of x? Constraints: round to 2 decimals. Answer format: @mean[value]"
+            ),
+            "Mean of x? Constraints: round to 2 decimals."
+        );
+        assert_eq!(without_answer_format("@total[value] of sales"), "");
+        assert_eq!(without_answer_format(" Plain goal. "), "Plain goal.");
     }
 
     #[test]

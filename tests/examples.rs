@@ -314,7 +314,11 @@ impl Model {
                     .and_then(|m| m["content"].as_str())
                     .unwrap_or_default()
                     .to_string();
-                let Some(example) = examples.iter().find(|e| text.contains(&e.goal)) else {
+                // Steps that do not answer see the goal without its answer format.
+                let Some(example) = examples
+                    .iter()
+                    .find(|e| text.contains(&planbox::prompt::without_answer_format(&e.goal)))
+                else {
                     odd.lock().unwrap().push(text);
                     return chat("no example has this goal");
                 };

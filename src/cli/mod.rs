@@ -16,7 +16,7 @@ use planbox::sandbox::{self, DockerSandbox, Job, Policy, Sandbox};
     name = "planbox",
     version,
     about,
-    after_help = "Exit codes: 0 success; 1 the goal was not achieved, a script failed, a budget ran out \
+    after_help = "Exit codes: 0 success; 1 the goal was not achieved or its answer differs from --expect, a script failed, a budget ran out \
     or something did not reproduce; 2 usage, configuration or infrastructure error.\n\
     New here? `planbox doctor` checks the engine, the image and the model and names each fix."
 )]

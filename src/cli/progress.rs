@@ -84,18 +84,18 @@ impl Live {
     }
 
     fn step_style() -> ProgressStyle {
-        ProgressStyle::with_template("{prefix}{spinner:.dim} {msg} {elapsed:>4}")
+        ProgressStyle::with_template("{prefix}{spinner:.dim} {wide_msg} {elapsed:>4}")
             .expect("valid template")
     }
 
     fn done_style() -> ProgressStyle {
-        ProgressStyle::with_template("{prefix}  {msg}").expect("valid template")
+        ProgressStyle::with_template("{prefix}  {wide_msg}").expect("valid template")
     }
 
     fn refresh_header(&self, state: &LiveState) {
         self.header.set_message(format!(
             "{} · {} tokens · {} replan(s) left",
-            planbox::prompt::truncate_middle(&state.goal, 60),
+            one_line(&state.goal, 60),
             state.tokens,
             state.replans_left
         ));
@@ -183,7 +183,7 @@ impl Sink for Live {
                 self.set(&state, step, what, false);
             }
             RunEvent::StepFailed { step, problem } => {
-                let problem = planbox::prompt::truncate_middle(problem, 80);
+                let problem = one_line(problem, 80);
                 self.set(&state, step, &format!("✗ failed: {problem}"), false);
             }
             RunEvent::StepSkipped { step, because } => self.set(
@@ -207,16 +207,30 @@ impl Sink for Live {
             }
             RunEvent::RunFinished { tokens, .. } => {
                 state.tokens = *tokens;
-                for (_, bar) in state.steps.values() {
-                    bar.disable_steady_tick();
-                    bar.tick();
-                }
                 self.header
                     .finish_with_message(strip_escapes(&describe(event)));
+                // Finished bars are drawn once more and then left alone, so the lines printed
+                // after the run (answer, report paths) never interleave with redraws.
+                for (_, bar) in state.steps.values() {
+                    bar.disable_steady_tick();
+                    bar.finish();
+                }
             }
             RunEvent::Profiled { .. } | RunEvent::Answered { .. } => {}
         }
     }
+}
+
+/// `text` on one line of at most `max` characters: lines joined, the rest cut with "…". A
+/// line drawn by the live tree must not wrap, or its redraw leaves copies behind.
+fn one_line(text: &str, max: usize) -> String {
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if joined.chars().count() <= max {
+        return joined;
+    }
+    let mut cut: String = joined.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 fn depths(steps: &[PlannedStep]) -> Vec<usize> {
@@ -237,6 +251,13 @@ mod tests {
             title: format!("title {id}"),
             depends_on: deps.iter().map(ToString::to_string).collect(),
         }
+    }
+
+    #[test]
+    fn tree_lines_are_single_lines_of_bounded_length() {
+        assert_eq!(one_line("a\n  b\tc", 10), "a b c");
+        assert_eq!(one_line("abcdefghijkl", 6), "abcde…");
+        assert_eq!(one_line(&"é".repeat(100), 5).chars().count(), 5);
     }
 
     #[test]
