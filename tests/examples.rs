@@ -558,3 +558,62 @@ async fn run_checks_the_answer_against_expected_values() {
     );
     assert_eq!(*model.unexpected.lock().unwrap(), Vec::<String>::new());
 }
+
+/// `make demo` checks its answer with `--expect` values from the Makefile: they must be what
+/// the demo's reference script prints in the sandbox, and the goal must ask for those names.
+#[tokio::test]
+async fn the_demo_expectations_are_what_its_reference_script_prints() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let makefile = std::fs::read_to_string(root.join("Makefile")).unwrap();
+    let variable = |name: &str| {
+        makefile
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} := ")))
+            .unwrap_or_else(|| panic!("the Makefile sets {name}"))
+            .to_string()
+    };
+    let expected: BTreeMap<String, String> = variable("DEMO_EXPECT")
+        .split_whitespace()
+        .filter(|w| *w != "--expect")
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap();
+            (name.to_string(), value.to_string())
+        })
+        .collect();
+    let asked = planbox::prompt::answer_names(&variable("DEMO_GOAL"));
+    assert_eq!(
+        expected.keys().cloned().collect::<Vec<_>>(),
+        {
+            let mut asked = asked.clone();
+            asked.sort();
+            asked
+        },
+        "DEMO_EXPECT names every answer DEMO_GOAL asks for"
+    );
+
+    let sandbox = DockerSandbox::new(
+        common::docker().await,
+        Policy::default(),
+        sandbox::image::tag(),
+    )
+    .await
+    .expect("the sandbox image is missing: run `make image` before the tests");
+    let work = tempfile::tempdir().unwrap();
+    let run_id = format!("test-demo-reference-{}", std::process::id());
+    let job = Job {
+        inputs: vec![root.join("fixtures/demo/sales.csv")],
+        out_dir: work.path().join("out"),
+        run_id: run_id.clone(),
+    };
+    let script = std::fs::read_to_string(root.join("fixtures/demo/reference.py")).unwrap();
+    let output = sandbox.exec(&job, &script).await.unwrap();
+    assert_eq!(output.status, Status::Exited(0), "{}", output.stderr);
+    let printed: BTreeMap<String, String> = planbox::prompt::answer_values(&output.stdout)
+        .into_iter()
+        .collect();
+    assert_eq!(printed, expected, "printed:\n{}", output.stdout);
+    let chart = std::fs::read(work.path().join("out/revenue_2023.png")).unwrap();
+    assert!(chart.starts_with(PNG));
+    sandbox.settle().await;
+    assert_eq!(common::leftovers(&run_id).await, (0, 0));
+}
