@@ -547,7 +547,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             step,
             &ctx.profiles,
             &self.upstream(ctx, plan, step),
-            &answering_names(&ctx.info.goal, plan, step),
+            ends_analysis(plan, step),
         );
         let mut messages = first.clone();
         let mut problem = String::from("no attempt was made");
@@ -763,9 +763,9 @@ fn describe(output: &Output, missing: &[String], kind: StepKind) -> String {
     text
 }
 
-/// The answer names a step should print: the goal's `@name[...]` names for a step that ends
-/// the analysis (nothing depends on it) and computes rather than checks or draws.
-fn answering_names(goal: &str, plan: &Plan, step: &Step) -> Vec<String> {
+/// Whether a step ends the analysis: nothing depends on it, and it computes rather than checks
+/// or draws. Such a step sees the goal and prints its answer names.
+fn ends_analysis(plan: &Plan, step: &Step) -> bool {
     let ends = !plan.steps.iter().any(|s| s.depends_on.contains(&step.id));
     let draws = step.writes.iter().any(|w| {
         let w = w.to_ascii_lowercase();
@@ -773,11 +773,7 @@ fn answering_names(goal: &str, plan: &Plan, step: &Step) -> Vec<String> {
             .iter()
             .any(|e| w.ends_with(e))
     });
-    if ends && step.kind == crate::plan::StepKind::Action && !draws {
-        prompt::answer_names(goal)
-    } else {
-        Vec::new()
-    }
+    ends && step.kind == crate::plan::StepKind::Action && !draws
 }
 
 /// Hash of what decides a step's result: its script, the content of what it reads, the image.
@@ -855,10 +851,9 @@ mod tests {
     }
 
     #[test]
-    fn only_computing_end_steps_are_asked_for_the_answer_names() {
-        let goal = "Which? Answer as @region[name] @growth_pct[value].";
+    fn only_computing_end_steps_end_the_analysis() {
         let plan = Plan {
-            goal: goal.into(),
+            goal: "g".into(),
             steps: vec![
                 step("load", &[], &["clean.csv"], StepKind::Action),
                 step("growth", &["load"], &[], StepKind::Action),
@@ -866,13 +861,10 @@ mod tests {
                 step("check", &["load"], &[], StepKind::Verify),
             ],
         };
-        let names = |id: &str| {
-            let step = plan.steps.iter().find(|s| s.id == id).unwrap();
-            answering_names(goal, &plan, step)
-        };
-        assert_eq!(names("growth"), vec!["region", "growth_pct"]);
-        assert!(names("load").is_empty(), "other steps depend on it");
-        assert!(names("chart").is_empty(), "it draws");
-        assert!(names("check").is_empty(), "it checks");
+        let ends = |id: &str| ends_analysis(&plan, plan.steps.iter().find(|s| s.id == id).unwrap());
+        assert!(ends("growth"));
+        assert!(!ends("load"), "other steps depend on it");
+        assert!(!ends("chart"), "it draws");
+        assert!(!ends("check"), "it checks");
     }
 }

@@ -546,6 +546,13 @@ pub fn single_step(goal: &str, profiles: &[Profile]) -> Plan {
 /// not a file) and a step reading its own output are dropped from `reads`; a misspelt file name
 /// is left to validation.
 fn mend(plan: &mut Plan, inputs: &[String]) {
+    // A dependency on a step that is not in the plan (in a replan, often the failed step the
+    // new steps replace) or on itself carries nothing: the reads below restore real ones.
+    let ids: std::collections::BTreeSet<String> = plan.steps.iter().map(|s| s.id.clone()).collect();
+    for step in &mut plan.steps {
+        let own = step.id.clone();
+        step.depends_on.retain(|d| ids.contains(d) && *d != own);
+    }
     let mut renamed: BTreeMap<String, String> = BTreeMap::new();
     for step in &mut plan.steps {
         for file in &mut step.writes {

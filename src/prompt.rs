@@ -481,7 +481,7 @@ pub fn step_messages(
     step: &crate::plan::Step,
     profiles: &[crate::profile::Profile],
     upstream: &[Upstream],
-    answer_names: &[String],
+    ends_analysis: bool,
 ) -> Vec<crate::llm::Message> {
     let mut text = format!(
         "Write the script for one step of an analysis.\nThis step: {}\n{}\n",
@@ -520,45 +520,32 @@ pub fn step_messages(
             step.writes.join(", ")
         ));
     }
-    if !answer_names.is_empty() {
-        text.push_str(&format!(
-            "\nThis step ends the analysis: print each requested value it computes on its own line as {}, \
-             with exactly these names and the real computed value between the brackets.\n",
-            answer_names
-                .iter()
-                .map(|n| format!("@{n}[...]"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ));
-    }
-    // A step that does not give the answer sees the goal without its answer format: a small
-    // model that sees "Answer as @x[...]" solves the whole goal in every step.
-    let context = if answer_names.is_empty() {
-        without_answer_format(goal)
+    // Only a step that ends the analysis sees the goal: a small model that sees it solves the
+    // whole goal in every step, whatever the step asks.
+    if ends_analysis {
+        let names = answer_names(goal);
+        if !names.is_empty() {
+            text.push_str(&format!(
+                "\nThis step ends the analysis: print each requested value it computes on its own line as {}, \
+                 with exactly these names and the real computed value between the brackets.\n",
+                names
+                    .iter()
+                    .map(|n| format!("@{n}[...]"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+        }
+        text.push_str(&format!("\nThe whole analysis answers: {goal}\n"));
     } else {
-        goal.to_string()
-    };
-    if !context.is_empty() {
-        text.push_str(&format!(
-            "\nFor context, the whole analysis answers: {context}\nOther steps do the rest of it: \
-             this script does only what this step asks, and prints only this step's results.\n"
-        ));
+        text.push_str(
+            "\nThis script is one step of a larger analysis and other steps do the rest: \
+             do only what this step asks, and print only this step's results.\n",
+        );
     }
     vec![
         crate::llm::Message::system(CODER_SYSTEM),
         crate::llm::Message::user(text),
     ]
-}
-
-/// The goal up to the sentence that asks for `@name[...]` answers.
-pub fn without_answer_format(goal: &str) -> String {
-    let re = regex::Regex::new(r"@[A-Za-z_][A-Za-z0-9_]*\[").expect("valid regex");
-    let Some(found) = re.find(goal) else {
-        return goal.trim().to_string();
-    };
-    let head = &goal[..found.start()];
-    let cut = head.rfind(['.', '?', '!', '\n']).map_or(0, |i| i + 1);
-    goal[..cut].trim().to_string()
 }
 
 fn indent(text: &str) -> String {
@@ -724,46 +711,21 @@ mod agent_prompt_tests {
             fallback: None,
         };
         let goal = "Which region grew most? Answer as @region[name].";
-        let with_names = step_messages(goal, &step, &[], &[], &["region".to_string()]);
-        let text = &with_names[1].content;
+        let ending = step_messages(goal, &step, &[], &[], true);
+        let text = &ending[1].content;
         assert!(
             text.starts_with(
                 "Write the script for one step of an analysis.\nThis step: growth per region\n"
             ),
             "{text}"
         );
-        let (step_part, context) = text.split_once("For context").unwrap();
-        assert!(context.contains(goal), "{text}");
-        assert!(!step_part.contains(goal), "{text}");
-        assert!(step_part.contains("as @region[...]"), "{text}");
-        let without = step_messages(goal, &step, &[], &[], &[]);
-        assert!(!without[1].content.contains("ends the analysis"));
-        assert!(
-            without[1]
-                .content
-                .contains("answers: Which region grew most?\n"),
-            "{}",
-            without[1].content
-        );
-        assert!(!without[1].content.contains('@'), "{}", without[1].content);
-    }
-
-    #[test]
-    fn the_answer_format_is_cut_from_the_goal() {
-        assert_eq!(
-            without_answer_format(
-                "Which region? Chart it in a.png. Answer as @region[name], rounded."
-            ),
-            "Which region? Chart it in a.png."
-        );
-        assert_eq!(
-            without_answer_format(
-                "Mean of x? Constraints: round to 2 decimals. Answer format: @mean[value]"
-            ),
-            "Mean of x? Constraints: round to 2 decimals."
-        );
-        assert_eq!(without_answer_format("@total[value] of sales"), "");
-        assert_eq!(without_answer_format(" Plain goal. "), "Plain goal.");
+        assert!(text.contains("as @region[...]"), "{text}");
+        assert!(text.contains(&format!("answers: {goal}")), "{text}");
+        let inner = step_messages(goal, &step, &[], &[], false);
+        let text = &inner[1].content;
+        assert!(!text.contains("Which region"), "{text}");
+        assert!(!text.contains('@'), "{text}");
+        assert!(text.contains("do only what this step asks"), "{text}");
     }
 
     #[test]

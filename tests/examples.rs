@@ -314,11 +314,12 @@ impl Model {
                     .and_then(|m| m["content"].as_str())
                     .unwrap_or_default()
                     .to_string();
-                // Steps that do not answer see the goal without its answer format.
-                let Some(example) = examples
-                    .iter()
-                    .find(|e| text.contains(&planbox::prompt::without_answer_format(&e.goal)))
-                else {
+                // Steps that do not end the analysis do not see the goal: their title names them.
+                let title = text.lines().find_map(|l| l.strip_prefix("This step: "));
+                let Some(example) = examples.iter().find(|e| {
+                    text.contains(&e.goal)
+                        || title.is_some_and(|t| e.steps().iter().any(|s| s["title"] == t))
+                }) else {
                     odd.lock().unwrap().push(text);
                     return chat("no example has this goal");
                 };

@@ -195,10 +195,11 @@ async fn slips_with_a_clear_intent_are_mended_not_sent_back() {
         step("draw", &["load"], &["sorted_df"], &["revenue_chart"]),
         // Reads load's table without depending on it, and names a value as a "file".
         step("pick", &[], &["sorted_df", "fastest_region"], &[]),
-        // Reads its own output.
+        // Reads its own output, depends on itself and on a step that does not exist (in a
+        // replan: the failed step it replaces).
         step(
             "sum",
-            &["load"],
+            &["load", "sum", "ghost"],
             &["sorted_df", "total.txt"],
             &["total.txt"],
         ),
