@@ -552,6 +552,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         let mut messages = first.clone();
         let mut problem = String::from("no attempt was made");
         let mut failed_scripts: std::collections::HashSet<String> = Default::default();
+        let mut resample = false;
         let attempts_before = std::fs::read_dir(ctx.folder.dir().join("steps").join(&step.id))
             .map_or(0, Iterator::count);
         for n in 1..=self.options.max_repairs + 1 {
@@ -571,8 +572,12 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             };
             ctx.containers.fetch_add(1, Ordering::SeqCst);
             let model_started = Instant::now();
-            // The container starts while the model writes.
-            let request = Request::new(messages.clone());
+            // The container starts while the model writes. After a repeated failed script the
+            // model samples more freely: at a low temperature it would repeat it again.
+            let request = Request {
+                temperature: resample.then_some(RESAMPLE_TEMPERATURE),
+                ..Request::new(messages.clone())
+            };
             let (warm, reply) =
                 tokio::join!(self.sandbox.prepare(&job), self.llm.complete(&request));
             let model_ms = model_started.elapsed().as_millis() as u64;
@@ -617,6 +622,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                 // way: it is not run again (its warm container is dropped), and the model is
                 // told so. The step's problem stays the error the script raised.
                 Some(code) if failed_scripts.contains(&code) => {
+                    resample = true;
                     let again = format!(
                         "This is the same script that already failed, with:\n{problem}\nChange the line that raised the error."
                     );
@@ -762,6 +768,9 @@ fn describe(output: &Output, missing: &[String], kind: StepKind) -> String {
     text.push_str(&format!("\nHint: {hint}"));
     text
 }
+
+/// Sampling temperature for the writes after a model returned a script that already failed.
+const RESAMPLE_TEMPERATURE: f32 = 0.8;
 
 /// Whether a step ends the analysis: nothing depends on it, and it computes rather than checks
 /// or draws. Such a step sees the goal and prints its answer names.
