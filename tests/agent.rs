@@ -538,6 +538,15 @@ async fn a_repair_that_repeats_a_failed_script_is_sent_back_unrun() {
         .map(str::to_string)
         .unwrap();
     assert!(repeated.contains("KeyError"), "{repeated}");
+    // Writes before any repeat use the configured temperature; the write after it samples
+    // more freely.
+    let temperatures: Vec<Option<f32>> = llm
+        .calls()
+        .iter()
+        .filter(|r| !last_user(r).contains("Reply with {\"steps\""))
+        .map(|r| r.temperature)
+        .collect();
+    assert_eq!(temperatures, vec![None, None, Some(0.8)]);
     // The step's problem for the repeat stays the error the script raised.
     assert!(events.iter().any(|e| matches!(
         e,
