@@ -428,6 +428,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                 answer = format!("{prose}\n\n{}", fixed.join(" "));
             }
         }
+        let answer = prompt::round_as_asked(&ctx.info.goal, &answer);
         let has_names = names
             .iter()
             .all(|n| prompt::answer_values(&answer).iter().any(|(p, _)| p == n));

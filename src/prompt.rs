@@ -623,6 +623,43 @@ pub fn grounded_in(value: &str, text: &str) -> bool {
     })
 }
 
+/// The answer with its `@name[number]` values rounded as the goal asks ("rounded to two
+/// decimal places"): only when the goal names one precision, and only values with more
+/// decimals than that. Anything else is left as printed.
+pub fn round_as_asked(goal: &str, answer: &str) -> String {
+    // Every "to N decimal(s)" counts, "rounded" or not: "rounded to 1 decimal and the
+    // correlation to 3 decimals" names two precisions, and then nothing is rounded.
+    if !goal.to_lowercase().contains("round") {
+        return answer.to_string();
+    }
+    let asked = regex::Regex::new(r"(?i)\bto\s+(\w+)\s+decimal").expect("valid regex");
+    let words = ["zero", "one", "two", "three", "four", "five", "six"];
+    let places: std::collections::BTreeSet<usize> = asked
+        .captures_iter(goal)
+        .filter_map(|c| {
+            let n = c[1].to_lowercase();
+            n.parse::<usize>()
+                .ok()
+                .or_else(|| words.iter().position(|w| *w == n))
+        })
+        .collect();
+    let [places] = places.into_iter().collect::<Vec<_>>()[..] else {
+        return answer.to_string();
+    };
+    let token =
+        regex::Regex::new(r"@([A-Za-z_][A-Za-z0-9_]*)\[(-?\d+\.\d+)\]").expect("valid regex");
+    token
+        .replace_all(answer, |c: &regex::Captures| {
+            let value = &c[2];
+            let decimals = value.split_once('.').map_or(0, |(_, f)| f.len());
+            match value.parse::<f64>() {
+                Ok(number) if decimals > places => format!("@{}[{number:.places$}]", &c[1]),
+                _ => c[0].to_string(),
+            }
+        })
+        .into_owned()
+}
+
 /// Messages asking for the final answer from the steps' results.
 pub fn synthesis_messages(goal: &str, results: &[(String, String)]) -> Vec<crate::llm::Message> {
     let mut text = format!("Goal: {goal}\n\nResults of the steps that ran:\n");
@@ -726,6 +763,52 @@ mod agent_prompt_tests {
         assert!(!text.contains("Which region"), "{text}");
         assert!(!text.contains('@'), "{text}");
         assert!(text.contains("do only what this step asks"), "{text}");
+    }
+
+    #[test]
+    fn answers_are_rounded_as_the_goal_asks() {
+        let answer = "Skew is small. @skew[0.1405] @n[4440] @kurt[-0.25] @name[x1.234]";
+        assert_eq!(
+            round_as_asked(
+                "All values should be rounded to two decimal places.",
+                answer
+            ),
+            "Skew is small. @skew[0.14] @n[4440] @kurt[-0.25] @name[x1.234]"
+        );
+        assert_eq!(
+            round_as_asked("Report it rounded off to 3 decimals.", "@m[0.25789]"),
+            "@m[0.258]"
+        );
+        assert_eq!(
+            round_as_asked(
+                "The mean should be calculated rounding up to two decimal places.",
+                "@m[0.8796]"
+            ),
+            "@m[0.88]"
+        );
+        // No precision, or two different ones: left as printed.
+        assert_eq!(
+            round_as_asked("What is the mean?", "@m[0.25789]"),
+            "@m[0.25789]"
+        );
+        assert_eq!(
+            round_as_asked(
+                "r rounded to two decimal places, p rounded to four decimal places.",
+                "@r[0.12345]"
+            ),
+            "@r[0.12345]"
+        );
+        assert_eq!(
+            round_as_asked(
+                "growth rounded to 1 decimal and the correlation to 3 decimals.",
+                "@c[-0.2551]"
+            ),
+            "@c[-0.2551]"
+        );
+        assert_eq!(
+            round_as_asked("Give it to 2 decimals.", "@m[0.25789]"),
+            "@m[0.25789]"
+        );
     }
 
     #[test]
