@@ -356,6 +356,24 @@ impl Model {
     }
 }
 
+/// The flags that point planbox at the fake model (no config file) and at `runs`.
+fn fake_model_args(model: &Model, runs: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec!["--runs-dir".into(), runs.into()];
+    for arg in [
+        "--provider",
+        "openai",
+        "--model",
+        "fake-model",
+        "--base-url",
+        &model.server.openai_url(),
+        "--config",
+        "/nonexistent/planbox.toml",
+    ] {
+        args.push(arg.into());
+    }
+    args
+}
+
 /// `planbox batch SUITE` against the fake model, goals in parallel, with JSON lines and JUnit.
 async fn batch(
     suite: &Path,
@@ -370,11 +388,7 @@ async fn batch(
         .args(["--timeout", "180", "--memory", "1g"])
         .arg("--junit")
         .arg(junit)
-        .arg("--runs-dir")
-        .arg(runs)
-        .args(["--provider", "openai", "--model", "fake-model"])
-        .args(["--base-url", &model.server.openai_url()])
-        .args(["--config", "/nonexistent/planbox.toml"])
+        .args(fake_model_args(model, runs))
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
         .env_remove("PLANBOX_MODEL")
@@ -510,11 +524,7 @@ async fn run_expecting(
     }
     let output = command
         .args(["--parallel", "2", "--timeout", "180", "--memory", "1g"])
-        .arg("--runs-dir")
-        .arg(runs)
-        .args(["--provider", "openai", "--model", "fake-model"])
-        .args(["--base-url", &model.server.openai_url()])
-        .args(["--config", "/nonexistent/planbox.toml"])
+        .args(fake_model_args(model, runs))
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
         .env_remove("PLANBOX_MODEL")
