@@ -356,6 +356,9 @@ impl Model {
     }
 }
 
+/// Model settings from the environment, blanked so only the flags below count.
+const FAKE_MODEL_ENV: [&str; 3] = ["OPENAI_API_KEY", "OPENAI_BASE_URL", "PLANBOX_MODEL"];
+
 /// The flags that point planbox at the fake model (no config file) and at `runs`.
 fn fake_model_args(model: &Model, runs: &Path) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = vec!["--runs-dir".into(), runs.into()];
@@ -389,9 +392,7 @@ async fn batch(
         .arg("--junit")
         .arg(junit)
         .args(fake_model_args(model, runs))
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("PLANBOX_MODEL")
+        .envs(FAKE_MODEL_ENV.iter().map(|k| (k, "")))
         .output()
         .await
         .unwrap();
@@ -525,9 +526,7 @@ async fn run_expecting(
     let output = command
         .args(["--parallel", "2", "--timeout", "180", "--memory", "1g"])
         .args(fake_model_args(model, runs))
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("PLANBOX_MODEL")
+        .envs(FAKE_MODEL_ENV.iter().map(|k| (k, "")))
         .output()
         .await
         .unwrap();
