@@ -556,7 +556,14 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         let mut resample = false;
         let attempts_before = std::fs::read_dir(ctx.folder.dir().join("steps").join(&step.id))
             .map_or(0, Iterator::count);
-        for n in 1..=self.options.max_repairs + 1 {
+        // Attempts that count against max_repairs; a repeated failed script sent back unrun
+        // counts only once the free repeats are used up.
+        let mut counted = 0;
+        let mut free_repeats = FREE_REPEATS;
+        let mut n = 0;
+        while counted <= self.options.max_repairs {
+            n += 1;
+            counted += 1;
             if let Some(budget) = self.check_budgets(ctx) {
                 return Ok(Outcome::Failed(format!("the {budget} budget ran out")));
             }
@@ -624,6 +631,10 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                 // told so. The step's problem stays the error the script raised.
                 Some(code) if failed_scripts.contains(&code) => {
                     resample = true;
+                    if free_repeats > 0 {
+                        free_repeats -= 1;
+                        counted -= 1;
+                    }
                     let again = format!(
                         "This is the same script that already failed, with:\n{problem}\nChange the line that raised the error."
                     );
@@ -670,7 +681,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                 .cloned()
                 .collect();
             let ok = output.status.success() && missing.is_empty();
-            let record_problem = (!ok).then(|| describe(&output, &missing, step.kind));
+            let record_problem = (!ok).then(|| describe(&output, &script, &missing, step.kind));
             let record = AttemptRecord {
                 status: output.status.clone(),
                 ok,
@@ -751,9 +762,10 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
 }
 
 /// What went wrong in an attempt, for the model and the report.
-fn describe(output: &Output, missing: &[String], kind: StepKind) -> String {
-    let digest = prompt::error_digest(&output.stderr, 2500);
-    let hint = prompt::failure_hint(&output.status, &output.stderr, missing);
+fn describe(output: &Output, script: &str, missing: &[String], kind: StepKind) -> String {
+    let stderr = prompt::with_source_lines(&output.stderr, script);
+    let digest = prompt::error_digest(&stderr, 2500);
+    let hint = prompt::failure_hint(&output.status, &stderr, missing);
     let what = match (&output.status, kind) {
         (Status::Exited(0), _) => format!(
             "The script exited 0 but did not write {}.",
@@ -769,6 +781,10 @@ fn describe(output: &Output, missing: &[String], kind: StepKind) -> String {
     text.push_str(&format!("\nHint: {hint}"));
     text
 }
+
+/// Repeats of an already failed script, per step, that do not use up a repair: the script is
+/// not run, and the next write samples more freely.
+const FREE_REPEATS: usize = 2;
 
 /// Sampling temperature for the writes after a model returned a script that already failed.
 const RESAMPLE_TEMPERATURE: f32 = 0.8;

@@ -422,6 +422,52 @@ pub fn error_digest(stderr: &str, max: usize) -> String {
     )
 }
 
+/// Stderr with the script's own line under each of its traceback frames. Python reads the
+/// script from stdin, so its tracebacks name `<stdin>` and a line number but cannot show the
+/// line; the model needs the line to see what raised.
+pub fn with_source_lines(stderr: &str, script: &str) -> String {
+    let source: Vec<&str> = script.lines().collect();
+    let lines: Vec<&str> = stderr.lines().collect();
+    let mut out = String::with_capacity(stderr.len());
+    for (i, line) in lines.iter().enumerate() {
+        out.push_str(line);
+        out.push('\n');
+        let number = line
+            .trim_start()
+            .strip_prefix("File \"<stdin>\", line ")
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.trim().parse::<usize>().ok());
+        let Some(code) = number.and_then(|n| source.get(n.wrapping_sub(1))) else {
+            continue;
+        };
+        let code = code.trim();
+        // Python shows the line itself when it can; never twice.
+        let shown = lines.get(i + 1).is_some_and(|next| next.trim() == code);
+        if !code.is_empty() && !shown {
+            let indent = line.len() - line.trim_start().len();
+            out.push_str(&format!("{}{code}\n", " ".repeat(indent + 2)));
+        }
+    }
+    if !stderr.ends_with('\n') {
+        out.pop();
+    }
+    out
+}
+
+/// The column a failing `.dt` accessor was used on, read from the source line shown above the
+/// exception: `df['Date'].dt.year` gives `Date`.
+fn dt_column(stderr: &str) -> Option<String> {
+    let pattern = regex::Regex::new(r#"(?:\[\s*['"]([^'"]+)['"]\s*\]|\.([A-Za-z_]\w*))\s*\.dt\b"#)
+        .expect("valid");
+    stderr.lines().rev().find_map(|line| {
+        let found = pattern.captures(line)?;
+        found
+            .get(1)
+            .or(found.get(2))
+            .map(|m| m.as_str().to_string())
+    })
+}
+
 /// Text for a failed attempt: what happened and a specific hint.
 pub fn failure_hint(status: &crate::sandbox::Status, stderr: &str, missing: &[String]) -> String {
     use crate::sandbox::Status;
@@ -444,7 +490,10 @@ pub fn failure_hint(status: &crate::sandbox::Status, stderr: &str, missing: &[St
             module.unwrap_or_default()
         ),
         Status::Exited(_) if stderr.contains("FileNotFoundError") => "A file was not found: read inputs only from /data/<name> with the names listed, and write outputs in the current folder.".into(),
-        Status::Exited(_) if stderr.contains("Can only use .dt accessor") => "The column holds text, not dates: parse it first with df[col] = pd.to_datetime(df[col]), then use .dt.".into(),
+        Status::Exited(_) if stderr.contains("Can only use .dt accessor") => match dt_column(stderr) {
+            Some(col) => format!("Column '{col}' holds text, not dates: read it as dates with pd.read_csv(path, parse_dates=['{col}']), or convert it with df['{col}'] = pd.to_datetime(df['{col}']) before using .dt."),
+            None => "The column holds text, not dates: parse it first with df[col] = pd.to_datetime(df[col]), then use .dt.".into(),
+        },
         Status::Exited(_) if row_key_error(stderr) => "df[x] selects a column, and there is no column x: select a row by its label with df.loc[x] (for example df.loc[df[col].idxmax()]) or by position with df.iloc[x].".into(),
         Status::Exited(_) if stderr.contains("KeyError") => "A column or key does not exist: use exactly the column names shown in the file descriptions (they are case-sensitive).".into(),
         Status::Exited(0) if !missing.is_empty() => format!("The script did not write {}: save them in the current folder with exactly these names.", missing.join(", ")),
@@ -863,6 +912,53 @@ mod agent_prompt_tests {
             hint.starts_with("The image has no package plotly"),
             "{hint}"
         );
+    }
+
+    #[test]
+    fn stdin_frames_show_the_script_line_once() {
+        let script =
+            "import pandas as pd\ndf = pd.read_csv('/data/s.csv')\n  y = df['Date'].dt.year\n";
+        let stderr = "Traceback (most recent call last):\n  File \"<stdin>\", line 3, in <module>\n  File \"/usr/lib/python3/dist-packages/pandas/core/generic.py\", line 6299, in __getattr__\n    return object.__getattribute__(self, name)\nAttributeError: Can only use .dt accessor with datetimelike values\n";
+        let shown = with_source_lines(stderr, script);
+        assert_eq!(
+            shown,
+            "Traceback (most recent call last):\n  File \"<stdin>\", line 3, in <module>\n    y = df['Date'].dt.year\n  File \"/usr/lib/python3/dist-packages/pandas/core/generic.py\", line 6299, in __getattr__\n    return object.__getattribute__(self, name)\nAttributeError: Can only use .dt accessor with datetimelike values\n"
+        );
+        // Already shown, out of range, or not a number: unchanged.
+        assert_eq!(with_source_lines(&shown, script), shown);
+        for odd in [
+            "  File \"<stdin>\", line 99, in <module>\nNameError: x",
+            "  File \"<stdin>\", line x\nSyntaxError",
+        ] {
+            assert_eq!(with_source_lines(odd, script), odd);
+        }
+    }
+
+    #[test]
+    fn a_dt_on_text_names_the_column_to_parse() {
+        let exited = crate::sandbox::Status::Exited(1);
+        let error = "\nAttributeError: Can only use .dt accessor with datetimelike values\n";
+        for line in [
+            "df['Date'].dt.year == 2023",
+            "sales.date.dt.month",
+            "d[ \"day\" ].dt.day",
+        ] {
+            let hint = failure_hint(&exited, &format!("    {line}{error}"), &[]);
+            let col = if line.starts_with("df") {
+                "Date"
+            } else if line.starts_with("sales") {
+                "date"
+            } else {
+                "day"
+            };
+            assert!(
+                hint.starts_with(&format!("Column '{col}' holds text"))
+                    && hint.contains(&format!("parse_dates=['{col}']")),
+                "{line}: {hint}"
+            );
+        }
+        let unnamed = failure_hint(&exited, error, &[]);
+        assert!(unnamed.starts_with("The column holds text"), "{unnamed}");
     }
 
     #[test]

@@ -556,6 +556,65 @@ async fn a_repair_that_repeats_a_failed_script_is_sent_back_unrun() {
 }
 
 #[tokio::test]
+async fn repeats_of_a_failed_script_do_not_use_up_the_repairs() {
+    let setup = setup("agent-free-repeats").await;
+    let broken = code("import pandas as pd\nd = pd.read_csv('/data/sales.csv')\nprint(d[0])");
+    let repeats = std::sync::atomic::AtomicUsize::new(0);
+    let llm = Rules::new(move |request, _| {
+        let text = last_user(request);
+        if text.contains("Reply with {\"steps\"") {
+            json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
+        } else if text.contains("This is the same script that already failed")
+            && repeats.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1
+        {
+            code(SUM_ALL)
+        } else {
+            broken.clone()
+        }
+    });
+    // One repair allowed: the first script fails, its "repair" and the next write repeat it
+    // (both free), and the third write, the one counted repair, works.
+    let one_repair = Options {
+        max_repairs: 1,
+        ..options()
+    };
+    let (finished, _, folder) = run_agent(&setup, &llm, one_repair).await;
+    assert!(finished.achieved, "{finished:?}");
+    assert_eq!(attempts(folder.dir(), "only"), 4);
+    let ran: Vec<bool> = (1..=4)
+        .map(|n| {
+            folder
+                .dir()
+                .join(format!("steps/only/attempt-{n}/stderr"))
+                .exists()
+        })
+        .collect();
+    assert_eq!(ran, [true, false, false, true]);
+
+    // A model that only ever repeats: the free repeats run out, then the repair budget does.
+    let stuck = Rules::new(move |request, _| {
+        if last_user(request).contains("Reply with {\"steps\"") {
+            json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
+        } else {
+            code("import pandas as pd\nd = pd.read_csv('/data/sales.csv')\nprint(d[0])")
+        }
+    });
+    let no_replans = Options {
+        max_repairs: 1,
+        max_replans: 0,
+        ..options()
+    };
+    let (finished, _, folder) = run_agent(&setup, &stuck, no_replans).await;
+    assert!(!finished.achieved);
+    assert_eq!(
+        attempts(folder.dir(), "only"),
+        4,
+        "1 run, 2 free repeats, 1 counted"
+    );
+    setup.world.assert_clean().await;
+}
+
+#[tokio::test]
 async fn a_file_an_ancestor_wrote_but_never_declared_is_seen_by_run_and_verify() {
     let setup = setup("agent-undeclared").await;
     let llm = Rules::new(|request, _| {

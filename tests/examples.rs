@@ -627,3 +627,79 @@ async fn the_demo_expectations_are_what_its_reference_script_prints() {
     sandbox.settle().await;
     assert_eq!(common::leftovers(&run_id).await, (0, 0));
 }
+
+/// SIGTERM stops a running batch: every container goes, the exit code is 130 and each goal that
+/// had started is named with the command that continues it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signalled_batch_removes_its_containers_and_names_the_runs_to_resume() {
+    let sleepy: Vec<Example> = ["retail", "weather"]
+        .into_iter()
+        .map(|id| {
+            let mut example = example(id);
+            for script in example.scripts.values_mut() {
+                *script = "import time\ntime.sleep(600)\n".to_string();
+            }
+            example
+        })
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let suite = work.path().join("two.jsonl");
+    let lines: Vec<String> = sleepy
+        .iter()
+        .map(|e| {
+            json!({"id": e.id, "goal": e.goal, "inputs": e.inputs, "expect": e.expect}).to_string()
+        })
+        .collect();
+    std::fs::write(&suite, lines.join("\n") + "\n").unwrap();
+    let model = Model::start(sleepy, 2).await;
+    let runs = work.path().join("runs");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_planbox"))
+        .arg("batch")
+        .arg(&suite)
+        .args(["--goals-parallel", "2", "--timeout", "600"])
+        .args(fake_model_args(&model, &runs))
+        .envs(FAKE_MODEL_ENV.iter().map(|k| (k, "")))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut running = 0;
+    for _ in 0..600 {
+        running = common::owned_by(pid).await;
+        if running >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(running >= 2, "the batch never ran its steps");
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the batch stops within a minute of SIGTERM")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stopped by SIGTERM; containers removed"),
+        "{stderr}"
+    );
+    let mut named: Vec<PathBuf> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("planbox: unfinished, continue with: planbox resume "))
+        .map(PathBuf::from)
+        .collect();
+    named.sort();
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    folders.sort();
+    assert_eq!(named, folders, "{stderr}");
+    assert_eq!(named.len(), 2, "{stderr}");
+    for folder in &folders {
+        assert!(folder.join("run.json").is_file(), "{}", folder.display());
+    }
+    assert_eq!(common::owned_by(pid).await, 0, "containers left behind");
+}

@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{World, assert_status, leftovers};
+use common::{World, assert_status, leftovers, owned_by};
 use planbox::sandbox::{Sandbox, Status, Warm};
 
 #[tokio::test]
@@ -97,29 +97,6 @@ async fn a_dropped_run_removes_its_containers() {
 
 fn planbox() -> Command {
     Command::new(env!("CARGO_BIN_EXE_planbox"))
-}
-
-/// Containers whose owner label names `pid`.
-async fn owned_by(pid: u32) -> usize {
-    use bollard::query_parameters::ListContainersOptionsBuilder;
-    let docker = common::docker().await;
-    let filters = std::collections::HashMap::from([("label", vec!["planbox.owner"])]);
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
-    docker
-        .list_containers(Some(options))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|c| {
-            c.labels
-                .as_ref()
-                .and_then(|l| l.get("planbox.owner"))
-                .is_some_and(|o| o.split(':').nth(1) == Some(&pid.to_string()))
-        })
-        .count()
 }
 
 async fn wait_for_containers(pid: u32) {

@@ -17,7 +17,8 @@ use planbox::sandbox::{self, DockerSandbox, Job, Policy, Sandbox};
     version,
     about,
     after_help = "Exit codes: 0 success; 1 the goal was not achieved or its answer differs from --expect, a script failed, a budget ran out \
-    or something did not reproduce; 2 usage, configuration or infrastructure error.\n\
+    or something did not reproduce; 2 usage, configuration or infrastructure error; 130 stopped by Ctrl-C or \
+    SIGTERM (containers removed; continue with `planbox resume`).\n\
     New here? `planbox doctor` checks the engine, the image and the model and names each fix."
 )]
 struct Cli {

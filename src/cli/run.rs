@@ -386,18 +386,31 @@ pub(super) fn matches(want: &str, got: &str) -> bool {
         })
 }
 
+/// The run folders of a batch's goals that have started and not yet finished.
+type Unfinished = std::sync::Mutex<Vec<PathBuf>>;
+
 async fn run_goal(
     goal: &Goal,
     sandbox: &DockerSandbox,
     image: &str,
     args: &BatchArgs,
+    unfinished: &Unfinished,
 ) -> anyhow::Result<(anyhow::Result<Finished>, PathBuf, std::time::Duration)> {
     let started = std::time::Instant::now();
     let stored = serde_json::json!({"agent": args.run.agent_options()?, "batch": goal.id});
     let (folder, _) =
         RunFolder::create(&args.run.runs_dir, &goal.goal, &goal.inputs, image, stored)?;
+    let dir = folder.dir().to_path_buf();
+    lock(unfinished).push(dir.clone());
     let finished = drive(&folder, &args.run, &args.llm, sandbox, &Silent).await;
-    Ok((finished, folder.dir().to_path_buf(), started.elapsed()))
+    lock(unfinished).retain(|d| *d != dir);
+    Ok((finished, dir, started.elapsed()))
+}
+
+fn lock(unfinished: &Unfinished) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+    unfinished
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub(super) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
@@ -432,15 +445,26 @@ pub(super) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
     args.llm.config()?;
     let sandbox = sandbox_for(&args.run).await?;
     let image = sandbox::image::tag();
-    let results: Vec<_> = futures_util::StreamExt::collect(futures_util::StreamExt::buffered(
+    let unfinished = Unfinished::default();
+    let work = futures_util::StreamExt::collect::<Vec<_>>(futures_util::StreamExt::buffered(
         futures_util::stream::iter(
             goals
                 .iter()
-                .map(|goal| run_goal(goal, &sandbox, &image, &args)),
+                .map(|goal| run_goal(goal, &sandbox, &image, &args, &unfinished)),
         ),
         args.goals_parallel.max(1),
-    ))
-    .await;
+    ));
+    let results = tokio::select! {
+        results = work => results,
+        signal = shutdown_signal() => {
+            sandbox.shutdown().await;
+            eprintln!("planbox: stopped by {signal}; containers removed.");
+            for dir in lock(&unfinished).iter() {
+                eprintln!("planbox: unfinished, continue with: planbox resume {}", dir.display());
+            }
+            return Ok(ExitCode::from(130));
+        }
+    };
     sandbox.settle().await;
     let mut cases = Vec::new();
     let mut table = format!("{:<16} {:<10} {:<8} answer\n", "id", "status", "expect");

@@ -139,6 +139,54 @@ impl DockerSandbox {
         for volume in &volumes {
             remove_volume(&self.docker, &self.live, volume).await;
         }
+        // A create request in flight when the work was dropped can land after the removal
+        // above: sweep what the engine holds under this owner until it stays empty.
+        let mut quiet = 0;
+        for _ in 0..SHUTDOWN_SWEEPS {
+            match self.sweep_own().await {
+                Ok(0) => quiet += 1,
+                Ok(_) => quiet = 0,
+                Err(err) => tracing::warn!(%err, "listing this process's containers failed"),
+            }
+            if quiet == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Remove every container and volume the engine labels as this process's; how many.
+    async fn sweep_own(&self) -> Result<usize> {
+        let owner = format!("{OWNER_LABEL}={}", self.owner);
+        let filters = HashMap::from([("label", vec![owner.as_str()])]);
+        let containers: Vec<String> = self
+            .docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await?
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect();
+        let volumes: Vec<String> = self
+            .docker
+            .list_volumes(Some(
+                ListVolumesOptionsBuilder::new().filters(&filters).build(),
+            ))
+            .await?
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        remove_all(&self.docker, &self.live, &containers, None).await;
+        for volume in &volumes {
+            remove_volume(&self.docker, &self.live, volume).await;
+        }
+        Ok(containers.len() + volumes.len())
     }
 
     fn labels(&self, run_id: &str) -> HashMap<String, String> {
@@ -804,6 +852,9 @@ async fn reap(docker: &Docker, me: &str) -> Result<usize> {
     }
     Ok(removed)
 }
+
+/// Most owner sweeps on shutdown, 250 ms apart, until two in a row find nothing.
+const SHUTDOWN_SWEEPS: usize = 12;
 
 /// `host:pid:start-time` of this process; the start time tells a reused pid apart.
 fn owner_id() -> String {

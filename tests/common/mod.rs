@@ -164,6 +164,29 @@ pub async fn leftovers(run_id: &str) -> (usize, usize) {
     count().await
 }
 
+/// Containers whose owner label names `pid`.
+pub async fn owned_by(pid: u32) -> usize {
+    use bollard::query_parameters::ListContainersOptionsBuilder;
+    let docker = docker().await;
+    let filters = std::collections::HashMap::from([("label", vec!["planbox.owner"])]);
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    docker
+        .list_containers(Some(options))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| {
+            c.labels
+                .as_ref()
+                .and_then(|l| l.get("planbox.owner"))
+                .is_some_and(|o| o.split(':').nth(1) == Some(&pid.to_string()))
+        })
+        .count()
+}
+
 /// Assert a status, showing the output when it differs.
 #[track_caller]
 pub fn assert_status(output: &Output, want: &sandbox::Status) {
