@@ -627,19 +627,21 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                     None,
                 )?),
                 // A "repair" that returns a script which already failed would fail the same
-                // way: it is not run again (its warm container is dropped), and the model is
-                // told so. The step's problem stays the error the script raised.
+                // way: it is not run again (its warm container is dropped). The step's problem
+                // stays the error the script raised.
                 Some(code) if failed_scripts.contains(&code) => {
                     resample = true;
                     if free_repeats > 0 {
                         free_repeats -= 1;
                         counted -= 1;
                     }
-                    let again = format!(
-                        "This is the same script that already failed, with:\n{problem}\nChange the line that raised the error."
-                    );
-                    let (_, messages) = rejected(again, Some(&code))?;
-                    Err((problem.clone(), messages))
+                    // The script is recorded, and the next write starts afresh from the
+                    // step's request and the error: shown the script, the model copies it.
+                    crate::fsutil::write_atomic(&dir.join("script.py"), code.as_bytes())?;
+                    Err((
+                        problem.clone(),
+                        prompt::rewrite_messages(first.clone(), &problem),
+                    ))
                 }
                 Some(code) => match syntax_error(&code).await {
                     Some(error) => Err(rejected(

@@ -468,6 +468,37 @@ fn dt_column(stderr: &str) -> Option<String> {
     })
 }
 
+/// A hint for an attribute used on a single value: `top['revenue'].values[0]` where
+/// `top['revenue']` is already a number.
+fn scalar_attribute_hint(stderr: &str) -> Option<String> {
+    let error = regex::Regex::new(
+        r"'(numpy\.\w+|float|int|str|bool|Timestamp)' object has no attribute '(\w+)'",
+    )
+    .expect("valid");
+    let found = stderr.lines().rev().find_map(|l| error.captures(l))?;
+    let (kind, attribute) = (&found[1], &found[2]);
+    let expression = regex::Regex::new(&format!(
+        r#"([A-Za-z_][\w.]*(?:\[[^\]]*\])*)\.{attribute}\b"#
+    ))
+    .expect("valid");
+    let subject = stderr
+        .lines()
+        .rev()
+        .find_map(|l| expression.captures(l).map(|c| c[1].to_string()));
+    let subject = subject.map_or("That value".to_string(), |s| format!("`{s}`"));
+    Some(format!(
+        "{subject} is already a single value ({kind}), not a column or a table: use it as it is, without .{attribute} (no .values, .iloc or [0] either)."
+    ))
+}
+
+/// The name a `NameError` reports, if any.
+fn undefined_name(stderr: &str) -> Option<String> {
+    stderr.lines().rev().find_map(|l| {
+        let rest = l.trim().strip_prefix("NameError: name '")?;
+        Some(rest.split('\'').next()?.to_string())
+    })
+}
+
 /// Text for a failed attempt: what happened and a specific hint.
 pub fn failure_hint(status: &crate::sandbox::Status, stderr: &str, missing: &[String]) -> String {
     use crate::sandbox::Status;
@@ -494,6 +525,11 @@ pub fn failure_hint(status: &crate::sandbox::Status, stderr: &str, missing: &[St
             Some(col) => format!("Column '{col}' holds text, not dates: read it as dates with pd.read_csv(path, parse_dates=['{col}']), or convert it with df['{col}'] = pd.to_datetime(df['{col}']) before using .dt."),
             None => "The column holds text, not dates: parse it first with df[col] = pd.to_datetime(df[col]), then use .dt.".into(),
         },
+        Status::Exited(_) if scalar_attribute_hint(stderr).is_some() => scalar_attribute_hint(stderr).unwrap_or_default(),
+        Status::Exited(_) if undefined_name(stderr).is_some() => format!(
+            "{} is not defined in this script: each script runs on its own, so import, define or compute it here; earlier steps share only the files they wrote.",
+            undefined_name(stderr).unwrap_or_default()
+        ),
         Status::Exited(_) if row_key_error(stderr) => "df[x] selects a column, and there is no column x: select a row by its label with df.loc[x] (for example df.loc[df[col].idxmax()]) or by position with df.iloc[x].".into(),
         Status::Exited(_) if stderr.contains("KeyError") => "A column or key does not exist: use exactly the column names shown in the file descriptions (they are case-sensitive).".into(),
         Status::Exited(0) if !missing.is_empty() => format!("The script did not write {}: save them in the current folder with exactly these names.", missing.join(", ")),
@@ -619,6 +655,25 @@ pub fn repair_messages(
     )));
     messages
 }
+
+/// Messages for a fresh write after the model returned a script that already failed: the
+/// step's own request with the error added, without the failed script, which a small model
+/// otherwise copies again.
+pub fn rewrite_messages(
+    first: Vec<crate::llm::Message>,
+    problem: &str,
+) -> Vec<crate::llm::Message> {
+    let mut messages = first;
+    if let Some(last) = messages.last_mut() {
+        last.content.push_str(&format!(
+            "\n\n{REWRITE_NOTE}\n{problem}\nWrite a new script that cannot raise this error."
+        ));
+    }
+    messages
+}
+
+/// How a fresh write after a repeated failed script begins its note.
+pub const REWRITE_NOTE: &str = "An earlier script for this step failed, and asking to fix it gave the same script back. It failed with:";
 
 /// The `@name[value]` names a goal asks for, in order.
 pub fn answer_names(goal: &str) -> Vec<String> {
@@ -959,6 +1014,54 @@ mod agent_prompt_tests {
         }
         let unnamed = failure_hint(&exited, error, &[]);
         assert!(unnamed.starts_with("The column holds text"), "{unnamed}");
+    }
+
+    #[test]
+    fn an_attribute_on_a_single_value_names_the_value() {
+        let exited = crate::sandbox::Status::Exited(1);
+        let stderr = "  File \"<stdin>\", line 16, in <module>\n    revenue = top['revenue'].values[0]\nAttributeError: 'numpy.float64' object has no attribute 'values'\n";
+        let hint = failure_hint(&exited, stderr, &[]);
+        assert_eq!(
+            hint,
+            "`top['revenue']` is already a single value (numpy.float64), not a column or a table: use it as it is, without .values (no .values, .iloc or [0] either)."
+        );
+        let unnamed = failure_hint(
+            &exited,
+            "AttributeError: 'float' object has no attribute 'iloc'\n",
+            &[],
+        );
+        assert!(
+            unnamed.starts_with("That value is already a single value (float)"),
+            "{unnamed}"
+        );
+    }
+
+    #[test]
+    fn an_undefined_name_says_each_script_runs_alone() {
+        let hint = failure_hint(
+            &crate::sandbox::Status::Exited(1),
+            "    filtered = filter_2023()\nNameError: name 'filter_2023' is not defined\n",
+            &[],
+        );
+        assert!(
+            hint.starts_with(
+                "filter_2023 is not defined in this script: each script runs on its own"
+            ),
+            "{hint}"
+        );
+    }
+
+    #[test]
+    fn a_rewrite_adds_the_error_to_the_step_request_without_the_script() {
+        let first = vec![
+            crate::llm::Message::system("sys"),
+            crate::llm::Message::user("This step: sum"),
+        ];
+        let messages = rewrite_messages(first, "KeyError: 0");
+        assert_eq!(messages.len(), 2);
+        assert!(messages[1].content.starts_with("This step: sum\n\n"));
+        assert!(messages[1].content.contains(REWRITE_NOTE));
+        assert!(messages[1].content.contains("KeyError: 0"));
     }
 
     #[test]

@@ -259,7 +259,7 @@ async fn a_failing_step_is_repaired_with_the_error_and_a_hint() {
 #[tokio::test]
 async fn a_failing_step_tries_its_fallback_before_any_replan() {
     let setup = setup("agent-fallback").await;
-    let llm = Rules::new(|request, _| {
+    let llm = Rules::new(|request, n| {
         let text = last_user(request);
         if text.contains("Reply with {\"steps\"") {
             let mut only = step("only", "sum all", &[], &["sales.csv"], &[]);
@@ -271,8 +271,9 @@ async fn a_failing_step_tries_its_fallback_before_any_replan() {
         } else if text.contains("Sum the amounts with pandas.") {
             code(SUM_ALL)
         } else {
-            // The first instruction and every repair of it keep failing.
-            code("import plotly\nprint('never')")
+            // The first instruction and every repair of it keep failing, each one differently
+            // (a repeated script would not use up the repair).
+            code(&format!("import plotly\nprint('never {n}')"))
         }
     });
     let (finished, events, folder) = run_agent(
@@ -513,7 +514,7 @@ async fn a_repair_that_repeats_a_failed_script_is_sent_back_unrun() {
         let text = last_user(request);
         if text.contains("Reply with {\"steps\"") {
             json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
-        } else if text.contains("This is the same script that already failed") {
+        } else if text.contains(planbox::prompt::REWRITE_NOTE) {
             code(SUM_ALL)
         } else {
             // The first script, and a "repair" that changes nothing.
@@ -534,10 +535,24 @@ async fn a_repair_that_repeats_a_failed_script_is_sent_back_unrun() {
         .calls()
         .iter()
         .map(last_user)
-        .find(|t| t.contains("This is the same script that already failed"))
+        .find(|t| t.contains(planbox::prompt::REWRITE_NOTE))
         .map(str::to_string)
         .unwrap();
     assert!(repeated.contains("KeyError"), "{repeated}");
+    let rewrite = llm
+        .calls()
+        .into_iter()
+        .find(|r| last_user(r).contains(planbox::prompt::REWRITE_NOTE))
+        .unwrap();
+    assert!(
+        rewrite
+            .messages
+            .iter()
+            .all(|m| m.role != planbox::llm::Role::Assistant
+                && !m.content.contains("d = pd.read_csv")),
+        "the fresh write is not shown the failed script: {:#?}",
+        rewrite.messages
+    );
     // Writes before any repeat use the configured temperature; the write after it samples
     // more freely.
     let temperatures: Vec<Option<f32>> = llm
@@ -564,7 +579,7 @@ async fn repeats_of_a_failed_script_do_not_use_up_the_repairs() {
         let text = last_user(request);
         if text.contains("Reply with {\"steps\"") {
             json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
-        } else if text.contains("This is the same script that already failed")
+        } else if text.contains(planbox::prompt::REWRITE_NOTE)
             && repeats.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1
         {
             code(SUM_ALL)
