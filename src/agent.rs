@@ -332,6 +332,9 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
     ) -> Result<Finished> {
         let state = ctx.folder.state();
         let mut results: Vec<(String, String)> = Vec::new();
+        // What the steps printed, without their file lists: a file may be named after an
+        // answer's format, and a file name is not an answer.
+        let mut printed_text = String::new();
         if let Some(plan) = plan {
             for step in &plan.steps {
                 if let Some(done) = state.done.get(&step.id) {
@@ -342,6 +345,8 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                     )
                     .unwrap_or_default();
                     let files: Vec<&String> = done.outputs.keys().collect();
+                    printed_text.push_str(&stdout);
+                    printed_text.push('\n');
                     let mut text = stdout;
                     if !files.is_empty() {
                         text.push_str(&format!(
@@ -358,13 +363,14 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             }
         }
         let names = prompt::answer_names(&ctx.info.goal);
-        let printed: Vec<(String, String)> = prompt::answer_values(
-            &results
-                .iter()
-                .map(|(_, o)| o.as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        );
+        // A value that is the goal's own placeholder (`@country[country_name]` copied from
+        // the goal) was not computed.
+        let computed =
+            |(name, value): &(String, String)| !prompt::is_placeholder(&ctx.info.goal, name, value);
+        let printed: Vec<(String, String)> = prompt::answer_values(&printed_text)
+            .into_iter()
+            .filter(computed)
+            .collect();
         let mut answer;
         let nothing = results.iter().all(|(_, out)| out.trim().is_empty());
         if nothing {
@@ -405,7 +411,10 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             };
             // Values the steps printed win over whatever the synthesis wrote for them, and a
             // written value counts only if it appears in what the steps printed.
-            let written = prompt::answer_values(&answer);
+            let written: Vec<(String, String)> = prompt::answer_values(&answer)
+                .into_iter()
+                .filter(computed)
+                .collect();
             let grounded = results
                 .iter()
                 .map(|(_, o)| o.as_str())

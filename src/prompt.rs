@@ -703,6 +703,15 @@ pub fn answer_values(text: &str) -> Vec<(String, String)> {
     values
 }
 
+/// Whether `value` is only the placeholder the goal wrote for `name` (`country_name` in
+/// `@country[country_name]`), compared ignoring case and surrounding space.
+pub fn is_placeholder(goal: &str, name: &str, value: &str) -> bool {
+    let re = regex::Regex::new(r"@([A-Za-z_][A-Za-z0-9_]*)\[([^\]\n]*)\]").expect("valid regex");
+    re.captures_iter(goal).any(|c| {
+        &c[1] == name && c[2].trim().eq_ignore_ascii_case(value.trim()) && !c[2].trim().is_empty()
+    })
+}
+
 /// Whether an answer value comes from `text`: it appears there, or it is a number that one of
 /// the numbers printed there rounds to (15.2 from 15.191933, 3 from 2.96 but not from 2.4).
 pub fn grounded_in(value: &str, text: &str) -> bool {
@@ -1078,6 +1087,17 @@ mod agent_prompt_tests {
             column.starts_with("A column or key does not exist"),
             "{column}"
         );
+    }
+
+    #[test]
+    fn a_value_that_is_the_goal_s_placeholder_was_not_computed() {
+        let goal = "Which country? Answer as @country[country_name] @score[score value].";
+        assert!(is_placeholder(goal, "country", "country_name"));
+        assert!(is_placeholder(goal, "country", " Country_Name "));
+        assert!(is_placeholder(goal, "score", "score value"));
+        assert!(!is_placeholder(goal, "country", "Switzerland"));
+        assert!(!is_placeholder(goal, "score", "country_name"));
+        assert!(!is_placeholder(goal, "other", "country_name"));
     }
 
     #[test]

@@ -630,6 +630,25 @@ async fn repeats_of_a_failed_script_do_not_use_up_the_repairs() {
 }
 
 #[tokio::test]
+async fn a_file_named_like_an_answer_is_not_the_answer() {
+    let setup = setup("agent-file-name").await;
+    let llm = Rules::new(|request, _| {
+        if last_user(request).contains("Reply with {\"steps\"") {
+            json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
+        } else {
+            // The small model's habit: a file named after the answer format, beside the print.
+            code(&format!(
+                "{SUM_ALL}\nopen('@total[7].csv', 'w').write('total')"
+            ))
+        }
+    });
+    let (finished, _, _) = run_agent(&setup, &llm, options()).await;
+    assert!(finished.achieved, "{finished:?}");
+    assert_eq!(finished.answer, "@total[42]");
+    setup.world.assert_clean().await;
+}
+
+#[tokio::test]
 async fn a_file_an_ancestor_wrote_but_never_declared_is_seen_by_run_and_verify() {
     let setup = setup("agent-undeclared").await;
     let llm = Rules::new(|request, _| {
