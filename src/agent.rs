@@ -3,7 +3,7 @@
 //! synthesize an answer grounded in what the steps printed. Bounded everywhere: repairs,
 //! replans, wall time, tokens, containers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -366,11 +366,8 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         // A value that is the goal's own placeholder (`@country[country_name]` copied from
         // the goal) was not computed.
         let computed =
-            |(name, value): &(String, String)| !prompt::is_placeholder(&ctx.info.goal, name, value);
-        let printed: Vec<(String, String)> = prompt::answer_values(&printed_text)
-            .into_iter()
-            .filter(computed)
-            .collect();
+            |name: &str, value: &str| !prompt::is_placeholder(&ctx.info.goal, name, value);
+        let printed = prompt::answer_values_where(&printed_text, computed);
         let mut answer;
         let nothing = results.iter().all(|(_, out)| out.trim().is_empty());
         if nothing {
@@ -411,20 +408,13 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             };
             // Values the steps printed win over whatever the synthesis wrote for them, and a
             // written value counts only if it appears in what the steps printed.
-            let written: Vec<(String, String)> = prompt::answer_values(&answer)
-                .into_iter()
-                .filter(computed)
-                .collect();
-            let grounded = results
-                .iter()
-                .map(|(_, o)| o.as_str())
-                .collect::<Vec<_>>()
-                .join("\n");
+            let written = prompt::answer_values_where(&answer, computed);
+            let grounded = &printed_text;
             let mut fixed = Vec::new();
             for name in &names {
                 let from_text = written
                     .iter()
-                    .find(|(p, v)| p == name && prompt::grounded_in(v, &grounded));
+                    .find(|(p, v)| p == name && prompt::grounded_in(v, grounded));
                 match printed.iter().find(|(p, _)| p == name).or(from_text) {
                     Some((p, v)) => fixed.push(format!("@{p}[{v}]")),
                     None => fixed.push(format!("(could not determine @{name})")),
@@ -561,7 +551,8 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         );
         let mut messages = first.clone();
         let mut problem = String::from("no attempt was made");
-        let mut failed_scripts: std::collections::HashSet<String> = Default::default();
+        // Each script that ran and failed, with the problem it had.
+        let mut failed_scripts: HashMap<String, String> = HashMap::new();
         let mut resample = false;
         let attempts_before = std::fs::read_dir(ctx.folder.dir().join("steps").join(&step.id))
             .map_or(0, Iterator::count);
@@ -637,8 +628,9 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                 )?),
                 // A "repair" that returns a script which already failed would fail the same
                 // way: it is not run again (its warm container is dropped). The step's problem
-                // stays the error the script raised.
-                Some(code) if failed_scripts.contains(&code) => {
+                // is the error that script raised when it ran.
+                Some(code) if failed_scripts.contains_key(&code) => {
+                    let raised = failed_scripts[&code].clone();
                     resample = true;
                     if free_repeats > 0 {
                         free_repeats -= 1;
@@ -647,10 +639,8 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                     // The script is recorded, and the next write starts afresh from the
                     // step's request and the error: shown the script, the model copies it.
                     crate::fsutil::write_atomic(&dir.join("script.py"), code.as_bytes())?;
-                    Err((
-                        problem.clone(),
-                        prompt::rewrite_messages(first.clone(), &problem),
-                    ))
+                    let messages = prompt::rewrite_messages(first.clone(), &raised);
+                    Err((raised, messages))
                 }
                 Some(code) => match syntax_error(&code).await {
                     Some(error) => Err(rejected(
@@ -746,7 +736,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             }
             problem = record_problem.unwrap_or_default();
             messages = prompt::repair_messages(first.clone(), &script, &problem);
-            failed_scripts.insert(script);
+            failed_scripts.insert(script, problem.clone());
         }
         Ok(Outcome::Failed(problem))
     }

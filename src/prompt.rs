@@ -454,38 +454,89 @@ pub fn with_source_lines(stderr: &str, script: &str) -> String {
     out
 }
 
-/// The column a failing `.dt` accessor was used on, read from the source line shown above the
-/// exception: `df['Date'].dt.year` gives `Date`.
+/// The script's line that raised: the source shown under the last `<stdin>` frame (see
+/// [`with_source_lines`]).
+fn failing_line(stderr: &str) -> Option<&str> {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let frame = lines
+        .iter()
+        .rposition(|l| l.trim_start().starts_with("File \"<stdin>\""))?;
+    let next = lines.get(frame + 1)?.trim();
+    let is_source = !next.is_empty()
+        && !next.starts_with("File \"")
+        && !next.contains("Error:")
+        && !next.starts_with('^');
+    is_source.then_some(next)
+}
+
+/// The column a failing `.dt` accessor was used on, read from the line that raised:
+/// `df['Date'].dt.year` gives `Date`.
 fn dt_column(stderr: &str) -> Option<String> {
     let pattern = regex::Regex::new(r#"(?:\[\s*['"]([^'"]+)['"]\s*\]|\.([A-Za-z_]\w*))\s*\.dt\b"#)
         .expect("valid");
-    stderr.lines().rev().find_map(|line| {
-        let found = pattern.captures(line)?;
-        found
-            .get(1)
-            .or(found.get(2))
-            .map(|m| m.as_str().to_string())
-    })
+    let found = pattern.captures(failing_line(stderr)?)?;
+    let column = found.get(1).or(found.get(2))?.as_str();
+    (column != "index").then(|| column.to_string())
 }
 
-/// A hint for an attribute used on a single value: `top['revenue'].values[0]` where
-/// `top['revenue']` is already a number.
-fn scalar_attribute_hint(stderr: &str) -> Option<String> {
+/// Attributes of a date that text lacks: a date column never parsed.
+const DATE_PARTS: &[&str] = &[
+    "year",
+    "month",
+    "day",
+    "hour",
+    "minute",
+    "second",
+    "weekday",
+    "dayofweek",
+    "strftime",
+    "date",
+    "dt",
+    "days",
+    "quarter",
+];
+
+/// Methods of text that a missing value (a float NaN) lacks.
+const TEXT_METHODS: &[&str] = &[
+    "split",
+    "lower",
+    "upper",
+    "strip",
+    "replace",
+    "startswith",
+    "endswith",
+    "str",
+    "find",
+    "isdigit",
+    "title",
+    "contains",
+];
+
+/// A hint for an `AttributeError` on a plain value: a single number used as a column
+/// (`top['revenue'].values[0]`), a date still held as text, or a missing value in a text column.
+fn attribute_hint(stderr: &str) -> Option<String> {
     let error = regex::Regex::new(
-        r"'(numpy\.\w+|float|int|str|bool|Timestamp)' object has no attribute '(\w+)'",
+        r"'(numpy\.(?:float|int|uint|bool|str_|datetime64|timedelta64)\w*|float|int|str|bool|Timestamp)' object has no attribute '(\w+)'",
     )
     .expect("valid");
     let found = stderr.lines().rev().find_map(|l| error.captures(l))?;
     let (kind, attribute) = (&found[1], &found[2]);
+    if kind == "str" && DATE_PARTS.contains(&attribute) {
+        return Some("A date is still text (str): parse its column with pd.to_datetime(df[col]), or parse_dates=[col] in pd.read_csv, before using its date parts.".into());
+    }
+    if kind == "str" {
+        return None;
+    }
+    if kind == "float" && TEXT_METHODS.contains(&attribute) {
+        return Some("A text column holds missing values (NaN, a float): drop or fill them first (df[col].dropna() or df[col].fillna('')), or use the .str accessor (df[col].str.lower()), which skips them.".into());
+    }
     let expression = regex::Regex::new(&format!(
         r#"([A-Za-z_][\w.]*(?:\[[^\]]*\])*)\.{attribute}\b"#
     ))
     .expect("valid");
-    let subject = stderr
-        .lines()
-        .rev()
-        .find_map(|l| expression.captures(l).map(|c| c[1].to_string()));
-    let subject = subject.map_or("That value".to_string(), |s| format!("`{s}`"));
+    let subject = failing_line(stderr)
+        .and_then(|l| expression.captures(l))
+        .map_or("That value".to_string(), |c| format!("`{}`", &c[1]));
     Some(format!(
         "{subject} is already a single value ({kind}), not a column or a table: use it as it is, without .{attribute} (no .values, .iloc or [0] either)."
     ))
@@ -525,7 +576,7 @@ pub fn failure_hint(status: &crate::sandbox::Status, stderr: &str, missing: &[St
             Some(col) => format!("Column '{col}' holds text, not dates: read it as dates with pd.read_csv(path, parse_dates=['{col}']), or convert it with df['{col}'] = pd.to_datetime(df['{col}']) before using .dt."),
             None => "The column holds text, not dates: parse it first with df[col] = pd.to_datetime(df[col]), then use .dt.".into(),
         },
-        Status::Exited(_) if scalar_attribute_hint(stderr).is_some() => scalar_attribute_hint(stderr).unwrap_or_default(),
+        Status::Exited(_) if attribute_hint(stderr).is_some() => attribute_hint(stderr).unwrap_or_default(),
         Status::Exited(_) if undefined_name(stderr).is_some() => format!(
             "{} is not defined in this script: each script runs on its own, so import, define or compute it here; earlier steps share only the files they wrote.",
             undefined_name(stderr).unwrap_or_default()
@@ -690,11 +741,17 @@ pub fn answer_names(goal: &str) -> Vec<String> {
 
 /// Every `@name[value]` printed, last one per name winning.
 pub fn answer_values(text: &str) -> Vec<(String, String)> {
+    answer_values_where(text, |_, _| true)
+}
+
+/// [`answer_values`] keeping only the `(name, value)` pairs `keep` accepts, before the last
+/// of each name wins.
+pub fn answer_values_where(text: &str, keep: impl Fn(&str, &str) -> bool) -> Vec<(String, String)> {
     let re = regex::Regex::new(r"@([A-Za-z_][A-Za-z0-9_]*)\[([^\]\n]*)\]").expect("valid regex");
     let mut values: Vec<(String, String)> = Vec::new();
     for capture in re.captures_iter(text) {
         let (name, value) = (capture[1].to_string(), capture[2].trim().to_string());
-        if value.is_empty() || value.contains("value") && value.len() < 8 {
+        if value.is_empty() || value.contains("value") && value.len() < 8 || !keep(&name, &value) {
             continue;
         }
         values.retain(|(n, _)| n != &name);
@@ -707,9 +764,14 @@ pub fn answer_values(text: &str) -> Vec<(String, String)> {
 /// `@country[country_name]`), compared ignoring case and surrounding space.
 pub fn is_placeholder(goal: &str, name: &str, value: &str) -> bool {
     let re = regex::Regex::new(r"@([A-Za-z_][A-Za-z0-9_]*)\[([^\]\n]*)\]").expect("valid regex");
-    re.captures_iter(goal).any(|c| {
-        &c[1] == name && c[2].trim().eq_ignore_ascii_case(value.trim()) && !c[2].trim().is_empty()
-    })
+    // A goal that writes the name more than once lists choices (`@normal[yes]` or
+    // `@normal[no]`): any of them may be the answer.
+    let written: Vec<String> = re
+        .captures_iter(goal)
+        .filter(|c| &c[1] == name)
+        .map(|c| c[2].trim().to_string())
+        .collect();
+    matches!(written.as_slice(), [only] if !only.is_empty() && only.eq_ignore_ascii_case(value.trim()))
 }
 
 /// Whether an answer value comes from `text`: it appears there, or it is a number that one of
@@ -1007,7 +1069,8 @@ mod agent_prompt_tests {
             "sales.date.dt.month",
             "d[ \"day\" ].dt.day",
         ] {
-            let hint = failure_hint(&exited, &format!("    {line}{error}"), &[]);
+            let stderr = format!("  File \"<stdin>\", line 3, in <module>\n    {line}{error}");
+            let hint = failure_hint(&exited, &stderr, &[]);
             let col = if line.starts_with("df") {
                 "Date"
             } else if line.starts_with("sales") {
@@ -1021,8 +1084,20 @@ mod agent_prompt_tests {
                 "{line}: {hint}"
             );
         }
-        let unnamed = failure_hint(&exited, error, &[]);
-        assert!(unnamed.starts_with("The column holds text"), "{unnamed}");
+        // Only the line that raised names the column; an index is not a column.
+        for stderr in [
+            error.to_string(),
+            format!(
+                "    df['Date'].dt.year\n  File \"<stdin>\", line 9, in <module>\n    x = f(){error}"
+            ),
+            format!("  File \"<stdin>\", line 3, in <module>\n    df.index.dt.year{error}"),
+        ] {
+            let unnamed = failure_hint(&exited, &stderr, &[]);
+            assert!(
+                unnamed.starts_with("The column holds text"),
+                "{stderr}: {unnamed}"
+            );
+        }
     }
 
     #[test]
@@ -1042,6 +1117,29 @@ mod agent_prompt_tests {
         assert!(
             unnamed.starts_with("That value is already a single value (float)"),
             "{unnamed}"
+        );
+        // An array is not a single value; text with date parts is an unparsed date; a float
+        // with text methods is a missing value in a text column.
+        let array = failure_hint(
+            &exited,
+            "AttributeError: 'numpy.ndarray' object has no attribute 'iloc'\n",
+            &[],
+        );
+        assert!(!array.contains("single value"), "{array}");
+        let date = failure_hint(
+            &exited,
+            "AttributeError: 'str' object has no attribute 'year'\n",
+            &[],
+        );
+        assert!(date.starts_with("A date is still text"), "{date}");
+        let missing = failure_hint(
+            &exited,
+            "AttributeError: 'float' object has no attribute 'split'\n",
+            &[],
+        );
+        assert!(
+            missing.starts_with("A text column holds missing values"),
+            "{missing}"
         );
     }
 
@@ -1098,6 +1196,8 @@ mod agent_prompt_tests {
         assert!(!is_placeholder(goal, "country", "Switzerland"));
         assert!(!is_placeholder(goal, "score", "country_name"));
         assert!(!is_placeholder(goal, "other", "country_name"));
+        let choices = "Is it normal? Answer @normal[yes] or @normal[no].";
+        assert!(!is_placeholder(choices, "normal", "yes"));
     }
 
     #[test]

@@ -628,14 +628,14 @@ async fn the_demo_expectations_are_what_its_reference_script_prints() {
     assert_eq!(common::leftovers(&run_id).await, (0, 0));
 }
 
-/// SIGTERM stops a running batch: every container goes, the exit code is 130 and each goal that
-/// had started is named with the command that continues it.
+/// SIGTERM stops a running batch: every container and volume goes, the exit code is 130, each
+/// goal that had started is named with the command that continues it, and the goals that had
+/// not started are listed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signalled_batch_removes_its_containers_and_names_the_runs_to_resume() {
-    let sleepy: Vec<Example> = ["retail", "weather"]
+    let sleepy: Vec<Example> = examples()
         .into_iter()
-        .map(|id| {
-            let mut example = example(id);
+        .map(|mut example| {
             for script in example.scripts.values_mut() {
                 *script = "import time\ntime.sleep(600)\n".to_string();
             }
@@ -643,7 +643,7 @@ async fn a_signalled_batch_removes_its_containers_and_names_the_runs_to_resume()
         })
         .collect();
     let work = tempfile::tempdir().unwrap();
-    let suite = work.path().join("two.jsonl");
+    let suite = work.path().join("three.jsonl");
     let lines: Vec<String> = sleepy
         .iter()
         .map(|e| {
@@ -651,6 +651,7 @@ async fn a_signalled_batch_removes_its_containers_and_names_the_runs_to_resume()
         })
         .collect();
     std::fs::write(&suite, lines.join("\n") + "\n").unwrap();
+    let last = sleepy.last().unwrap().id.clone();
     let model = Model::start(sleepy, 2).await;
     let runs = work.path().join("runs");
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_planbox"))
@@ -665,15 +666,26 @@ async fn a_signalled_batch_removes_its_containers_and_names_the_runs_to_resume()
         .spawn()
         .unwrap();
     let pid = child.id().unwrap();
-    let mut running = 0;
+    // Both goals in flight have a step running (its attempt folder exists) before the signal.
+    let running = |runs: &Path| {
+        std::fs::read_dir(runs).map_or(0, |folders| {
+            folders
+                .filter(|f| {
+                    let steps = f.as_ref().unwrap().path().join("steps");
+                    std::fs::read_dir(steps).is_ok_and(|mut s| {
+                        s.any(|step| step.unwrap().path().join("attempt-1").is_dir())
+                    })
+                })
+                .count()
+        })
+    };
     for _ in 0..600 {
-        running = common::owned_by(pid).await;
-        if running >= 2 {
+        if running(&runs) == 2 && common::owned_by(pid).await >= 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(running >= 2, "the batch never ran its steps");
+    assert_eq!(running(&runs), 2, "the batch never ran two goals' steps");
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
@@ -683,6 +695,10 @@ async fn a_signalled_batch_removes_its_containers_and_names_the_runs_to_resume()
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(
         stderr.contains("stopped by SIGTERM; containers removed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("planbox: not started: {last}")),
         "{stderr}"
     );
     let mut named: Vec<PathBuf> = stderr
@@ -700,6 +716,12 @@ async fn a_signalled_batch_removes_its_containers_and_names_the_runs_to_resume()
     assert_eq!(named.len(), 2, "{stderr}");
     for folder in &folders {
         assert!(folder.join("run.json").is_file(), "{}", folder.display());
+        let id = folder.file_name().unwrap().to_str().unwrap();
+        assert_eq!(
+            common::leftovers(id).await,
+            (0, 0),
+            "{id}: containers, volumes"
+        );
     }
     assert_eq!(common::owned_by(pid).await, 0, "containers left behind");
 }

@@ -386,29 +386,34 @@ pub(super) fn matches(want: &str, got: &str) -> bool {
         })
 }
 
-/// The run folders of a batch's goals that have started and not yet finished.
-type Unfinished = std::sync::Mutex<Vec<PathBuf>>;
+/// Which goals of a batch have started, and the run folders of those not yet finished.
+#[derive(Default)]
+struct Started {
+    goals: Vec<String>,
+    unfinished: Vec<PathBuf>,
+}
 
 async fn run_goal(
     goal: &Goal,
     sandbox: &DockerSandbox,
     image: &str,
     args: &BatchArgs,
-    unfinished: &Unfinished,
+    started: &std::sync::Mutex<Started>,
 ) -> anyhow::Result<(anyhow::Result<Finished>, PathBuf, std::time::Duration)> {
-    let started = std::time::Instant::now();
+    let began = std::time::Instant::now();
+    lock(started).goals.push(goal.id.clone());
     let stored = serde_json::json!({"agent": args.run.agent_options()?, "batch": goal.id});
     let (folder, _) =
         RunFolder::create(&args.run.runs_dir, &goal.goal, &goal.inputs, image, stored)?;
     let dir = folder.dir().to_path_buf();
-    lock(unfinished).push(dir.clone());
+    lock(started).unfinished.push(dir.clone());
     let finished = drive(&folder, &args.run, &args.llm, sandbox, &Silent).await;
-    lock(unfinished).retain(|d| *d != dir);
-    Ok((finished, dir, started.elapsed()))
+    lock(started).unfinished.retain(|d| *d != dir);
+    Ok((finished, dir, began.elapsed()))
 }
 
-fn lock(unfinished: &Unfinished) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
-    unfinished
+fn lock(started: &std::sync::Mutex<Started>) -> std::sync::MutexGuard<'_, Started> {
+    started
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -445,12 +450,12 @@ pub(super) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
     args.llm.config()?;
     let sandbox = sandbox_for(&args.run).await?;
     let image = sandbox::image::tag();
-    let unfinished = Unfinished::default();
+    let started = std::sync::Mutex::new(Started::default());
     let work = futures_util::StreamExt::collect::<Vec<_>>(futures_util::StreamExt::buffered(
         futures_util::stream::iter(
             goals
                 .iter()
-                .map(|goal| run_goal(goal, &sandbox, &image, &args, &unfinished)),
+                .map(|goal| run_goal(goal, &sandbox, &image, &args, &started)),
         ),
         args.goals_parallel.max(1),
     ));
@@ -459,8 +464,17 @@ pub(super) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
         signal = shutdown_signal() => {
             sandbox.shutdown().await;
             eprintln!("planbox: stopped by {signal}; containers removed.");
-            for dir in lock(&unfinished).iter() {
+            let started = lock(&started);
+            for dir in &started.unfinished {
                 eprintln!("planbox: unfinished, continue with: planbox resume {}", dir.display());
+            }
+            let waiting: Vec<&str> = goals
+                .iter()
+                .filter(|g| !started.goals.contains(&g.id))
+                .map(|g| g.id.as_str())
+                .collect();
+            if !waiting.is_empty() {
+                eprintln!("planbox: not started: {}", waiting.join(", "));
             }
             return Ok(ExitCode::from(130));
         }

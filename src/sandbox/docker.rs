@@ -146,7 +146,12 @@ impl DockerSandbox {
             match self.sweep_own().await {
                 Ok(0) => quiet += 1,
                 Ok(_) => quiet = 0,
-                Err(err) => tracing::warn!(%err, "listing this process's containers failed"),
+                Err(err) => {
+                    // An engine that cannot list will not remove either: stop here rather
+                    // than wait out its timeouts; the next start reaps what is left.
+                    tracing::warn!(%err, "listing this process's containers failed");
+                    break;
+                }
             }
             if quiet == 2 {
                 break;
