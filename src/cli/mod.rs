@@ -95,7 +95,8 @@ struct RunOptions {
     /// Steps run at once [default: the number of CPUs].
     #[arg(long, value_name = "N")]
     parallel: Option<usize>,
-    /// Rewrites of a failing step before its branch of the plan is replanned.
+    /// Rewrites of a failing step before its branch of the plan is replanned. A rewrite that
+    /// returns a script which already failed is not run, and the first two per step are free.
     #[arg(long, value_name = "N", default_value_t = 2)]
     max_repairs: usize,
     /// Replans allowed in one run.
