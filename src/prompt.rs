@@ -798,37 +798,67 @@ pub fn grounded_in(value: &str, text: &str) -> bool {
     })
 }
 
-/// The answer with its `@name[number]` values rounded as the goal asks ("rounded to two
-/// decimal places"): only when the goal names one precision, and only values with more
-/// decimals than that. Anything else is left as printed.
-pub fn round_as_asked(goal: &str, answer: &str) -> String {
-    // Every "to N decimal(s)" counts, "rounded" or not: "rounded to 1 decimal and the
-    // correlation to 3 decimals" names two precisions, and then nothing is rounded.
-    if !goal.to_lowercase().contains("round") {
-        return answer.to_string();
-    }
+/// The decimal places a piece of a goal asks for: every "to N decimal(s)" it names.
+fn decimal_places(text: &str) -> std::collections::BTreeSet<usize> {
     let asked = regex::Regex::new(r"(?i)\bto\s+(\w+)\s+decimal").expect("valid regex");
     let words = ["zero", "one", "two", "three", "four", "five", "six"];
-    let places: std::collections::BTreeSet<usize> = asked
-        .captures_iter(goal)
+    asked
+        .captures_iter(text)
         .filter_map(|c| {
             let n = c[1].to_lowercase();
             n.parse::<usize>()
                 .ok()
                 .or_else(|| words.iter().position(|w| *w == n))
         })
-        .collect();
-    let [places] = places.into_iter().collect::<Vec<_>>()[..] else {
+        .collect()
+}
+
+/// The answer with its `@name[number]` values rounded as the goal asks ("rounded to two
+/// decimal places"), only values with more decimals than asked. A value's precision is the one
+/// the text after its `@name[...]` names, up to the next `@name[...]` ("@mean[m] rounded to 2
+/// decimal places, @r[r] rounded to 3"); failing that, the goal's, when it names only one.
+/// Anything else is left as printed.
+pub fn round_as_asked(goal: &str, answer: &str) -> String {
+    // Every "to N decimal(s)" counts, "rounded" or not: "rounded to 1 decimal and the
+    // correlation to 3 decimals" names two precisions.
+    if !goal.to_lowercase().contains("round") {
         return answer.to_string();
+    }
+    let one = |places: std::collections::BTreeSet<usize>| match places
+        .into_iter()
+        .collect::<Vec<_>>()[..]
+    {
+        [places] => Some(places),
+        _ => None,
     };
+    let overall = one(decimal_places(goal));
+    let name = regex::Regex::new(r"@([A-Za-z_][A-Za-z0-9_]*)\[").expect("valid regex");
+    let marks: Vec<(usize, String)> = name
+        .captures_iter(goal)
+        .map(|c| (c.get(0).map_or(0, |m| m.start()), c[1].to_string()))
+        .collect();
+    let mut own: std::collections::BTreeMap<String, std::collections::BTreeSet<usize>> =
+        std::collections::BTreeMap::new();
+    for (i, (start, name)) in marks.iter().enumerate() {
+        let end = marks.get(i + 1).map_or(goal.len(), |(next, _)| *next);
+        own.entry(name.clone())
+            .or_default()
+            .extend(decimal_places(&goal[*start..end]));
+    }
     let token =
         regex::Regex::new(r"@([A-Za-z_][A-Za-z0-9_]*)\[(-?\d+\.\d+)\]").expect("valid regex");
     token
         .replace_all(answer, |c: &regex::Captures| {
+            let places = match own.get(&c[1]) {
+                Some(places) if !places.is_empty() => one(places.clone()),
+                _ => overall,
+            };
             let value = &c[2];
             let decimals = value.split_once('.').map_or(0, |(_, f)| f.len());
-            match value.parse::<f64>() {
-                Ok(number) if decimals > places => format!("@{}[{number:.places$}]", &c[1]),
+            match (value.parse::<f64>(), places) {
+                (Ok(number), Some(places)) if decimals > places => {
+                    format!("@{}[{number:.places$}]", &c[1])
+                }
                 _ => c[0].to_string(),
             }
         })
@@ -979,6 +1009,20 @@ mod agent_prompt_tests {
                 "@c[-0.2551]"
             ),
             "@c[-0.2551]"
+        );
+        // Each value with the precision its own description names.
+        let format = "1. @count[n] an integer. 2. @mean[m] rounded to 2 decimal places. 3. @acc[a] a percentage rounded to 3 decimal places.";
+        assert_eq!(
+            round_as_asked(format, "@count[0] @mean[-89.04421682] @acc[97.123456]"),
+            "@count[0] @mean[-89.04] @acc[97.123]"
+        );
+        assert_eq!(
+            round_as_asked(
+                "Answer @a[x] and @b[y], all rounded to two decimal places.",
+                "@a[1.2345] @b[2.3456]"
+            ),
+            "@a[1.23] @b[2.35]",
+            "a name without a precision of its own takes the goal's only one"
         );
         assert_eq!(
             round_as_asked("Give it to 2 decimals.", "@m[0.25789]"),
