@@ -542,6 +542,18 @@ fn attribute_hint(stderr: &str) -> Option<String> {
     ))
 }
 
+/// The column name a `KeyError` reports: `KeyError: 'Size'` or `KeyError: "['Size'] not in
+/// index"` give `Size`; a number is a row label, not a column.
+fn missing_key(stderr: &str) -> Option<String> {
+    let line = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("KeyError: "))?;
+    let quoted = regex::Regex::new(r#"'([^']+)'"#).expect("valid");
+    let key = quoted.captures(line)?[1].to_string();
+    (key.parse::<f64>().is_err()).then_some(key)
+}
+
 /// The name a `NameError` reports, if any.
 fn undefined_name(stderr: &str) -> Option<String> {
     stderr.lines().rev().find_map(|l| {
@@ -582,6 +594,10 @@ pub fn failure_hint(status: &crate::sandbox::Status, stderr: &str, missing: &[St
             undefined_name(stderr).unwrap_or_default()
         ),
         Status::Exited(_) if row_key_error(stderr) => "df[x] selects a column, and there is no column x: select a row by its label with df.loc[x] (for example df.loc[df[col].idxmax()]) or by position with df.iloc[x].".into(),
+        Status::Exited(_) if missing_key(stderr).is_some() => format!(
+            "'{}' is not a column of the data this script read (names are case-sensitive; the file descriptions list the real ones). If it is a column to derive, as the step or the goal describes, compute it in this script first: a column an earlier step added exists only in a file that step wrote.",
+            missing_key(stderr).unwrap_or_default()
+        ),
         Status::Exited(_) if stderr.contains("KeyError") => "A column or key does not exist: use exactly the column names shown in the file descriptions (they are case-sensitive).".into(),
         Status::Exited(0) if !missing.is_empty() => format!("The script did not write {}: save them in the current folder with exactly these names.", missing.join(", ")),
         Status::Exited(_) => "Fix the error shown; keep the rest of the script.".into(),
@@ -1224,11 +1240,19 @@ mod agent_prompt_tests {
             &[],
         );
         assert!(row.contains("df.loc[df[col].idxmax()]"), "{row}");
-        let column = failure_hint(&exited, "KeyError: 'Happiness'\n", &[]);
-        assert!(
-            column.starts_with("A column or key does not exist"),
-            "{column}"
-        );
+        for stderr in [
+            "KeyError: 'Happiness'\n",
+            "KeyError: \"['Happiness'] not in index\"\n",
+        ] {
+            let column = failure_hint(&exited, stderr, &[]);
+            assert!(
+                column.starts_with("'Happiness' is not a column of the data this script read")
+                    && column.contains("compute it in this script first"),
+                "{column}"
+            );
+        }
+        let key = failure_hint(&exited, "KeyError: (1, 2)\n", &[]);
+        assert!(key.starts_with("A column or key does not exist"), "{key}");
     }
 
     #[test]
