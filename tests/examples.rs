@@ -628,45 +628,58 @@ async fn the_demo_expectations_are_what_its_reference_script_prints() {
     assert_eq!(common::leftovers(&run_id).await, (0, 0));
 }
 
-/// SIGTERM stops a running batch: every container and volume goes, the exit code is 130, each
-/// goal that had started is named with the command that continues it, and the goals that had
-/// not started are listed.
+/// SIGTERM stops a running batch: every container and volume goes and the exit code is 130. The
+/// goal that had finished was reported as it finished, the one running is named with the
+/// command that continues it, and the one not yet started is listed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signalled_batch_removes_its_containers_and_names_the_runs_to_resume() {
-    let sleepy: Vec<Example> = examples()
-        .into_iter()
-        .map(|mut example| {
-            for script in example.scripts.values_mut() {
-                *script = "import time\ntime.sleep(600)\n".to_string();
-            }
-            example
-        })
-        .collect();
+    // The first goal runs its reference scripts; the others' scripts sleep.
+    let mut suite_goals = examples();
+    for example in &mut suite_goals[1..] {
+        for script in example.scripts.values_mut() {
+            *script = "import time\ntime.sleep(600)\n".to_string();
+        }
+    }
+    let ids: Vec<String> = suite_goals.iter().map(|e| e.id.clone()).collect();
     let work = tempfile::tempdir().unwrap();
     let suite = work.path().join("three.jsonl");
-    let lines: Vec<String> = sleepy
+    let lines: Vec<String> = suite_goals
         .iter()
         .map(|e| {
             json!({"id": e.id, "goal": e.goal, "inputs": e.inputs, "expect": e.expect}).to_string()
         })
         .collect();
     std::fs::write(&suite, lines.join("\n") + "\n").unwrap();
-    let last = sleepy.last().unwrap().id.clone();
-    let model = Model::start(sleepy, 2).await;
+    let model = Model::start(suite_goals, 1).await;
     let runs = work.path().join("runs");
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_planbox"))
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_planbox"))
         .arg("batch")
         .arg(&suite)
-        .args(["--goals-parallel", "2", "--timeout", "600"])
+        .args(["--goals-parallel", "1", "--json", "--timeout", "600"])
         .args(fake_model_args(&model, &runs))
         .envs(FAKE_MODEL_ENV.iter().map(|k| (k, "")))
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let pid = child.id().unwrap();
-    // Both goals in flight have a step running (its attempt folder exists) before the signal.
+    let printed: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let reader = {
+        let printed = printed.clone();
+        let stdout = child.stdout.take().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Some(line) = lines.next_line().await.unwrap() {
+                printed
+                    .lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&line).unwrap());
+            }
+        })
+    };
+    // The second goal has a step running (its attempt folder exists) before the signal.
     let running = |runs: &Path| {
         std::fs::read_dir(runs).map_or(0, |folders| {
             folders
@@ -679,42 +692,58 @@ async fn a_signalled_batch_removes_its_containers_and_names_the_runs_to_resume()
                 .count()
         })
     };
-    for _ in 0..600 {
-        if running(&runs) == 2 && common::owned_by(pid).await >= 2 {
+    for _ in 0..1200 {
+        if printed.lock().unwrap().len() == 1
+            && running(&runs) == 2
+            && common::owned_by(pid).await >= 2
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(running(&runs), 2, "the batch never ran two goals' steps");
+    assert_eq!(
+        running(&runs),
+        2,
+        "the batch never ran the second goal's steps"
+    );
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
         .expect("the batch stops within a minute of SIGTERM")
         .unwrap();
+    reader.await.unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(
         stderr.contains("stopped by SIGTERM; containers removed"),
         "{stderr}"
     );
+    let printed = printed.lock().unwrap().clone();
+    assert_eq!(printed.len(), 1, "{printed:#?}");
+    assert_eq!(
+        (&printed[0]["id"], &printed[0]["expect_ok"]),
+        (&json!(ids[0]), &json!(true)),
+        "the finished goal was reported before the stop: {printed:#?}"
+    );
     assert!(
-        stderr.contains(&format!("planbox: not started: {last}")),
+        stderr.contains(&format!("planbox: not started: {}", ids[2])),
         "{stderr}"
     );
-    let mut named: Vec<PathBuf> = stderr
+    let named: Vec<PathBuf> = stderr
         .lines()
         .filter_map(|l| l.strip_prefix("planbox: unfinished, continue with: planbox resume "))
         .map(PathBuf::from)
         .collect();
-    named.sort();
+    let finished = PathBuf::from(printed[0]["run"].as_str().unwrap());
     let mut folders: Vec<PathBuf> = std::fs::read_dir(&runs)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|f| *f != finished)
         .collect();
     folders.sort();
     assert_eq!(named, folders, "{stderr}");
-    assert_eq!(named.len(), 2, "{stderr}");
-    for folder in &folders {
+    assert_eq!(named.len(), 1, "{stderr}");
+    for folder in named.iter().chain([&finished]) {
         assert!(folder.join("run.json").is_file(), "{}", folder.display());
         let id = folder.file_name().unwrap().to_str().unwrap();
         assert_eq!(

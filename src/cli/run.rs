@@ -418,6 +418,70 @@ fn lock(started: &std::sync::Mutex<Started>) -> std::sync::MutexGuard<'_, Starte
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// One goal's result checked against its expected values: its row of the summary table and
+/// its JUnit case (id, failure, milliseconds). With `json`, its JSON line is printed now.
+fn judge(
+    goal: &Goal,
+    result: anyhow::Result<(anyhow::Result<Finished>, PathBuf, std::time::Duration)>,
+    json: bool,
+) -> (String, (String, Option<String>, u128)) {
+    let (status, answer, run, millis) = match result {
+        Ok((Ok(finished), dir, took)) => (
+            if finished.achieved {
+                "achieved"
+            } else {
+                "not_achieved"
+            }
+            .to_string(),
+            finished.answer,
+            dir.display().to_string(),
+            took.as_millis(),
+        ),
+        Ok((Err(err), dir, took)) => (
+            "error".into(),
+            format!("{err:#}"),
+            dir.display().to_string(),
+            took.as_millis(),
+        ),
+        Err(err) => ("error".into(), format!("{err:#}"), String::new(), 0),
+    };
+    let expected: Vec<(String, String)> = goal
+        .expect
+        .iter()
+        .map(|(name, want)| {
+            let want = match want {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (name.clone(), want)
+        })
+        .collect();
+    let mismatches = mismatches(&expected, &answer);
+    let expect_ok = mismatches.is_empty() && status != "error";
+    if json {
+        print_stdout(&format!(
+            "{}\n",
+            serde_json::json!({"id": goal.id, "status": status, "answer": answer, "expect_ok": expect_ok, "run": run})
+        ));
+    }
+    let shown = answer.lines().last().unwrap_or_default();
+    let row = format!(
+        "{:<16} {:<10} {:<8} {}\n",
+        goal.id,
+        status,
+        if expect_ok { "ok" } else { "FAIL" },
+        shown
+    );
+    let failure = (!expect_ok).then(|| {
+        if mismatches.is_empty() {
+            status.clone()
+        } else {
+            mismatches.join("; ")
+        }
+    });
+    (row, (goal.id.clone(), failure, millis))
+}
+
 pub(super) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.suite)
         .with_context(|| format!("reading {}", args.suite.display()))?;
@@ -451,18 +515,34 @@ pub(super) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
     let sandbox = sandbox_for(&args.run).await?;
     let image = sandbox::image::tag();
     let started = std::sync::Mutex::new(Started::default());
-    let work = futures_util::StreamExt::collect::<Vec<_>>(futures_util::StreamExt::buffered(
+    let mut goal_runs = futures_util::StreamExt::buffered(
         futures_util::stream::iter(
             goals
                 .iter()
                 .map(|goal| run_goal(goal, &sandbox, &image, &args, &started)),
         ),
         args.goals_parallel.max(1),
-    ));
-    let results = tokio::select! {
-        results = work => results,
+    );
+    let mut cases = Vec::new();
+    let mut table = format!("{:<16} {:<10} {:<8} answer\n", "id", "status", "expect");
+    // Each goal's result is judged (and, with --json, printed) as it arrives, in suite order:
+    // a batch stopped midway has reported every goal that finished.
+    let work = async {
+        let mut goals = goals.iter();
+        while let Some(result) = futures_util::StreamExt::next(&mut goal_runs).await {
+            let goal = goals.next().expect("one result per goal");
+            let (row, case) = judge(goal, result, args.run.json);
+            table.push_str(&row);
+            cases.push(case);
+        }
+    };
+    tokio::select! {
+        () = work => {}
         signal = shutdown_signal() => {
             sandbox.shutdown().await;
+            if !args.run.json && !cases.is_empty() {
+                print_stdout(&table);
+            }
             eprintln!("planbox: stopped by {signal}; containers removed.");
             let started = lock(&started);
             for dir in &started.unfinished {
@@ -480,65 +560,6 @@ pub(super) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
         }
     };
     sandbox.settle().await;
-    let mut cases = Vec::new();
-    let mut table = format!("{:<16} {:<10} {:<8} answer\n", "id", "status", "expect");
-    for (goal, result) in goals.iter().zip(results) {
-        let (status, answer, run, millis) = match result {
-            Ok((Ok(finished), dir, took)) => (
-                if finished.achieved {
-                    "achieved"
-                } else {
-                    "not_achieved"
-                }
-                .to_string(),
-                finished.answer,
-                dir.display().to_string(),
-                took.as_millis(),
-            ),
-            Ok((Err(err), dir, took)) => (
-                "error".into(),
-                format!("{err:#}"),
-                dir.display().to_string(),
-                took.as_millis(),
-            ),
-            Err(err) => ("error".into(), format!("{err:#}"), String::new(), 0),
-        };
-        let expected: Vec<(String, String)> = goal
-            .expect
-            .iter()
-            .map(|(name, want)| {
-                let want = match want {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                (name.clone(), want)
-            })
-            .collect();
-        let mismatches = mismatches(&expected, &answer);
-        let expect_ok = mismatches.is_empty() && status != "error";
-        if args.run.json {
-            print_stdout(&format!(
-                "{}\n",
-                serde_json::json!({"id": goal.id, "status": status, "answer": answer, "expect_ok": expect_ok, "run": run})
-            ));
-        }
-        let shown = answer.lines().last().unwrap_or_default();
-        table.push_str(&format!(
-            "{:<16} {:<10} {:<8} {}\n",
-            goal.id,
-            status,
-            if expect_ok { "ok" } else { "FAIL" },
-            shown
-        ));
-        let failure = (!expect_ok).then(|| {
-            if mismatches.is_empty() {
-                status.clone()
-            } else {
-                mismatches.join("; ")
-            }
-        });
-        cases.push((goal.id.clone(), failure, millis));
-    }
     let failed = cases.iter().filter(|c| c.1.is_some()).count();
     table.push_str(&format!(
         "{} passed, {failed} failed\n",
