@@ -338,12 +338,9 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         if let Some(plan) = plan {
             for step in &plan.steps {
                 if let Some(done) = state.done.get(&step.id) {
-                    let stdout = std::fs::read_to_string(
-                        ctx.folder
-                            .attempt_dir(&step.id, done.attempt)?
-                            .join("stdout"),
-                    )
-                    .unwrap_or_default();
+                    let attempt = ctx.folder.attempt_dir(&step.id, done.attempt)?;
+                    let stdout =
+                        std::fs::read_to_string(attempt.join("stdout")).unwrap_or_default();
                     let files: Vec<&String> = done.outputs.keys().collect();
                     printed_text.push_str(&stdout);
                     printed_text.push('\n');
@@ -357,6 +354,13 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         ));
+                    }
+                    // A step that wrote its result to a small file and printed nothing still
+                    // gives the answer something to read.
+                    for (name, content) in small_text_files(&attempt.join("files"), &files) {
+                        text.push_str(&format!("\n(file {name}:\n{content})"));
+                        printed_text.push_str(&content);
+                        printed_text.push('\n');
                     }
                     results.push((step.id.clone(), text));
                 }
@@ -781,6 +785,34 @@ fn describe(output: &Output, script: &str, missing: &[String], kind: StepKind) -
     }
     text.push_str(&format!("\nHint: {hint}"));
     text
+}
+
+/// Output files shown whole to the answer: text no larger than this.
+const SMALL_FILE: u64 = 1500;
+
+/// Files shown whole per step, at most.
+const SMALL_FILES_PER_STEP: usize = 4;
+
+/// The content of a step's small text outputs (CSV, TSV, TXT, JSON up to [`SMALL_FILE`]
+/// bytes), by name.
+fn small_text_files(dir: &std::path::Path, names: &[&String]) -> Vec<(String, String)> {
+    names
+        .iter()
+        .filter(|name| {
+            let lower = name.to_ascii_lowercase();
+            [".csv", ".tsv", ".txt", ".json"]
+                .iter()
+                .any(|e| lower.ends_with(e))
+        })
+        .filter_map(|name| {
+            let path = dir.join(name.as_str());
+            let small =
+                std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() <= SMALL_FILE);
+            let content = std::fs::read_to_string(&path).ok().filter(|_| small)?;
+            Some((name.to_string(), content.trim_end().to_string()))
+        })
+        .take(SMALL_FILES_PER_STEP)
+        .collect()
 }
 
 /// Repeats of an already failed script, per step, that do not use up a repair: the script is

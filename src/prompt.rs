@@ -793,11 +793,8 @@ pub fn is_placeholder(goal: &str, name: &str, value: &str) -> bool {
 /// Whether an answer value comes from `text`: it appears there, or it is a number that one of
 /// the numbers printed there rounds to (15.2 from 15.191933, 3 from 2.96 but not from 2.4).
 pub fn grounded_in(value: &str, text: &str) -> bool {
-    if text.contains(value) {
-        return true;
-    }
     let Ok(wanted) = value.trim().parse::<f64>() else {
-        return false;
+        return text.contains(value);
     };
     let decimals = value
         .trim()
@@ -807,9 +804,15 @@ pub fn grounded_in(value: &str, text: &str) -> bool {
     let scale = 10f64.powi(decimals as i32);
     let number = regex::Regex::new(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?").expect("valid regex");
     number.find_iter(text).any(|found| {
-        found.as_str().parse::<f64>().is_ok_and(|printed| {
-            let printed_decimals = found.as_str().split_once('.').map_or(0, |(_, f)| f.len());
-            printed_decimals >= decimals && ((printed * scale).round() - wanted * scale).abs() < 0.5
+        let token = found.as_str();
+        token.parse::<f64>().is_ok_and(|printed| {
+            let printed_decimals = token.split_once('.').map_or(0, |(_, f)| f.len());
+            // A zero is grounded by a printed zero or a number in scientific notation (a
+            // p-value), not by any small number that happens to round to it.
+            let rounds = printed_decimals >= decimals
+                && ((printed * scale).round() - wanted * scale).abs() < 0.5
+                && (wanted != 0.0 || printed == 0.0 || token.contains(['e', 'E']));
+            token == value.trim() || rounds
         })
     })
 }
@@ -1059,6 +1062,15 @@ mod agent_prompt_tests {
         // A value more precise than anything printed was not read from the output.
         assert!(!grounded_in("15.1919331", printed));
         assert!(!grounded_in("2.960", printed));
+        // Numbers match whole printed numbers, not parts of them.
+        assert!(!grounded_in("5.19", printed));
+        assert!(!grounded_in("91", printed));
+        // A zero needs a printed zero or a number in scientific notation.
+        let small = "kurtosis 0.0023\np 3.2e-05\nmin 0.000";
+        assert!(!grounded_in("0.00", "kurtosis 0.0023"));
+        assert!(grounded_in("0.0", small));
+        assert!(grounded_in("0.00", small));
+        assert!(grounded_in("0.000", small));
     }
 
     #[test]

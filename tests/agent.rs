@@ -630,6 +630,38 @@ async fn repeats_of_a_failed_script_do_not_use_up_the_repairs() {
 }
 
 #[tokio::test]
+async fn a_result_written_to_a_small_file_reaches_the_answer() {
+    let setup = setup("agent-small-file").await;
+    let llm = Rules::new(|request, _| {
+        let text = last_user(request);
+        if text.contains("Reply with {\"steps\"") {
+            json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &["total.csv"])]})
+                .to_string()
+        } else if text.contains("Answer the goal using only these results") {
+            // The synthesis reads the value from the file's content, shown whole.
+            if text.contains("(file total.csv:\ntotal\n42)") {
+                "The total is @total[42].".to_string()
+            } else {
+                format!("@total[41] (the file was not shown: {text})")
+            }
+        } else {
+            // Nothing printed: the result is only in the file.
+            code(
+                "import pandas as pd\nt = pd.read_csv('/data/sales.csv').amount.sum()\npd.DataFrame({'total': [t]}).to_csv('total.csv', index=False)",
+            )
+        }
+    });
+    let (finished, _, _) = run_agent(&setup, &llm, options()).await;
+    assert!(finished.achieved, "{finished:?}");
+    assert!(
+        finished.answer.ends_with("@total[42]"),
+        "{}",
+        finished.answer
+    );
+    setup.world.assert_clean().await;
+}
+
+#[tokio::test]
 async fn a_file_named_like_an_answer_is_not_the_answer() {
     let setup = setup("agent-file-name").await;
     let llm = Rules::new(|request, _| {
