@@ -156,7 +156,8 @@ pub const PLANNER_SYSTEM: &str = "\
 You plan data analysis work for a Python sandbox. You do not write code here: you split a goal \
 into small steps, and each step is later solved by one short Python script.
 Rules:
-- Each step does one thing: load and clean data, compute one result, draw one chart, or check earlier results.
+- Each step does one thing: clean data, compute one result, draw one chart, or check earlier results. Every script reads its files itself: no step only loads data.
+- Scripts share nothing but files. A step that adds a column or changes the data writes the new table to a file (for example with_size.csv), and the steps that use that column read that file.
 - Input files are read-only at /data/<name>. A step writes its files into its working folder; later steps read them by name.
 - \"reads\" lists every file the step opens: input file names, or files written by steps it depends on.
 - \"writes\" lists the files the step creates, as plain names such as clean.csv or chart.png. Each file is written by exactly one step.
