@@ -368,9 +368,10 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         }
         let names = prompt::answer_names(&ctx.info.goal);
         // A value that is the goal's own placeholder (`@country[country_name]` copied from
-        // the goal) was not computed.
-        let computed =
-            |name: &str, value: &str| !prompt::is_placeholder(&ctx.info.goal, name, value);
+        // the goal), or NaN, was not computed.
+        let computed = |name: &str, value: &str| {
+            !prompt::is_placeholder(&ctx.info.goal, name, value) && !prompt::is_no_result(value)
+        };
         let printed = prompt::answer_values_where(&printed_text, computed);
         let mut answer;
         let nothing = results.iter().all(|(_, out)| out.trim().is_empty());

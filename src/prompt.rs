@@ -528,6 +528,11 @@ fn attribute_hint(stderr: &str) -> Option<String> {
     if kind == "str" {
         return None;
     }
+    if attribute.starts_with("to_") {
+        return Some(format!(
+            "A single value ({kind}) has no .{attribute}: write it as a one-row table, pd.DataFrame({{'value': [x]}}).to_csv('name.csv', index=False), or as text, open('name.txt', 'w').write(str(x))."
+        ));
+    }
     if kind == "float" && TEXT_METHODS.contains(&attribute) {
         return Some("A text column holds missing values (NaN, a float): drop or fill them first (df[col].dropna() or df[col].fillna('')), or use the .str accessor (df[col].str.lower()), which skips them.".into());
     }
@@ -775,6 +780,19 @@ pub fn answer_values_where(text: &str, keep: impl Fn(&str, &str) -> bool) -> Vec
         values.push((name, value));
     }
     values
+}
+
+/// Whether a printed value is no result at all: not a number, infinite, or empty ("nan",
+/// "None", "null", "inf").
+pub fn is_no_result(value: &str) -> bool {
+    let value = value
+        .trim()
+        .trim_start_matches(['-', '+'])
+        .to_ascii_lowercase();
+    [
+        "nan", "none", "null", "inf", "infinity", "n/a", "<na>", "nat",
+    ]
+    .contains(&value.as_str())
 }
 
 /// Whether `value` is only the placeholder the goal wrote for `name` (`country_name` in
@@ -1205,6 +1223,15 @@ mod agent_prompt_tests {
             &[],
         );
         assert!(date.starts_with("A date is still text"), "{date}");
+        let write = failure_hint(
+            &exited,
+            "AttributeError: 'numpy.float64' object has no attribute 'to_csv'\n",
+            &[],
+        );
+        assert!(
+            write.contains("pd.DataFrame({'value': [x]}).to_csv"),
+            "{write}"
+        );
         let missing = failure_hint(
             &exited,
             "AttributeError: 'float' object has no attribute 'split'\n",
@@ -1277,6 +1304,12 @@ mod agent_prompt_tests {
         assert!(!is_placeholder(goal, "country", "Switzerland"));
         assert!(!is_placeholder(goal, "score", "country_name"));
         assert!(!is_placeholder(goal, "other", "country_name"));
+        for none in ["nan", "NaN", " -inf ", "None", "null", "NaT"] {
+            assert!(is_no_result(none), "{none}");
+        }
+        for value in ["0", "nanometre", "Nancy", "0.14"] {
+            assert!(!is_no_result(value), "{value}");
+        }
         let choices = "Is it normal? Answer @normal[yes] or @normal[no].";
         assert!(!is_placeholder(choices, "normal", "yes"));
     }

@@ -662,15 +662,16 @@ async fn a_result_written_to_a_small_file_reaches_the_answer() {
 }
 
 #[tokio::test]
-async fn a_file_named_like_an_answer_is_not_the_answer() {
+async fn neither_a_file_named_like_an_answer_nor_a_nan_is_the_answer() {
     let setup = setup("agent-file-name").await;
     let llm = Rules::new(|request, _| {
         if last_user(request).contains("Reply with {\"steps\"") {
             json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
         } else {
             // The small model's habit: a file named after the answer format, beside the print.
+            // A NaN printed after the value is no result either.
             code(&format!(
-                "{SUM_ALL}\nopen('@total[7].csv', 'w').write('total')"
+                "{SUM_ALL}\nopen('@total[7].csv', 'w').write('total')\nprint('@total[nan]')"
             ))
         }
     });
