@@ -100,7 +100,9 @@ start() {
     say "already serving on http://127.0.0.1:$port/v1"
   else
     say "starting llama-server on 127.0.0.1:$port"
-    nohup "$server" -m "$model" --host 127.0.0.1 --port "$port" -c 8192 -np 2 \
+    # Two slots of 8192 tokens each: a plan re-ask with its earlier replies, or a step with
+    # its inputs and upstream files, passes 4096. The KV cache stays under 0.5 GB.
+    nohup "$server" -m "$model" --host 127.0.0.1 --port "$port" -c 16384 -np 2 \
       --alias qwen2.5-coder-1.5b-instruct >"$logfile" 2>&1 &
     echo $! >"$pidfile"
     for _ in $(seq 1 120); do
