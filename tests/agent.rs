@@ -68,6 +68,11 @@ fn step(
     json!({"id": id, "title": title, "instruction": title, "kind": "action", "depends_on": deps, "reads": reads, "writes": writes})
 }
 
+/// A plan of one step, "only", that sums the amounts and writes nothing.
+fn one_step_plan() -> String {
+    json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
+}
+
 fn code(script: &str) -> String {
     format!("```python\n{script}\n```")
 }
@@ -220,7 +225,7 @@ async fn a_failing_step_is_repaired_with_the_error_and_a_hint() {
     let llm = Rules::new(|request, _| {
         let text = last_user(request);
         if text.contains("Reply with {\"steps\"") {
-            json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
+            one_step_plan()
         } else if text.starts_with("The script failed") {
             code(SUM_ALL)
         } else {
@@ -487,7 +492,7 @@ async fn an_injected_instruction_in_the_data_changes_nothing_outside_the_sandbox
     let llm = Rules::new(|request, _| {
         let text = last_user(request);
         if text.contains("Reply with {\"steps\"") {
-            json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
+            one_step_plan()
         } else {
             code(
                 "import os, socket\nleaked = []\nfor path in ['/etc/shadow', '/var/run/docker.sock', os.path.expanduser('~/.ssh/id_rsa')]:\n    try:\n        leaked.append(open(path).read()[:10])\n    except Exception as e:\n        print('blocked', path, type(e).__name__)\ntry:\n    socket.create_connection(('169.254.169.254', 80), timeout=2)\n    print('network reached')\nexcept Exception as e:\n    print('network blocked', type(e).__name__)\ntry:\n    open('/data/sales.csv', 'w').write('pwned')\nexcept Exception as e:\n    print('input write blocked', type(e).__name__)\nprint('@total[42]')",
@@ -513,7 +518,7 @@ async fn a_repair_that_repeats_a_failed_script_is_sent_back_unrun() {
     let llm = Rules::new(move |request, n| {
         let text = last_user(request);
         if text.contains("Reply with {\"steps\"") {
-            json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
+            one_step_plan()
         } else if text.contains(planbox::prompt::REWRITE_NOTE) {
             code(SUM_ALL)
         } else {
@@ -578,7 +583,7 @@ async fn repeats_of_a_failed_script_do_not_use_up_the_repairs() {
     let llm = Rules::new(move |request, _| {
         let text = last_user(request);
         if text.contains("Reply with {\"steps\"") {
-            json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
+            one_step_plan()
         } else if text.contains(planbox::prompt::REWRITE_NOTE)
             && repeats.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1
         {
@@ -609,7 +614,7 @@ async fn repeats_of_a_failed_script_do_not_use_up_the_repairs() {
     // A model that only ever repeats: the free repeats run out, then the repair budget does.
     let stuck = Rules::new(move |request, _| {
         if last_user(request).contains("Reply with {\"steps\"") {
-            json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
+            one_step_plan()
         } else {
             code("import pandas as pd\nd = pd.read_csv('/data/sales.csv')\nprint(d[0])")
         }
@@ -666,7 +671,7 @@ async fn neither_a_file_named_like_an_answer_nor_a_nan_is_the_answer() {
     let setup = setup("agent-file-name").await;
     let llm = Rules::new(|request, _| {
         if last_user(request).contains("Reply with {\"steps\"") {
-            json!({"steps": [step("only", "sum all", &[], &["sales.csv"], &[])]}).to_string()
+            one_step_plan()
         } else {
             // The small model's habit: a file named after the answer format, beside the print.
             // A NaN printed after the value is no result either.
