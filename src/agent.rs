@@ -414,12 +414,11 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             // Values the steps printed win over whatever the synthesis wrote for them, and a
             // written value counts only if it appears in what the steps printed.
             let written = prompt::answer_values_where(&answer, computed);
-            let grounded = &printed_text;
             let mut fixed = Vec::new();
             for name in &names {
                 let from_text = written
                     .iter()
-                    .find(|(p, v)| p == name && prompt::grounded_in(v, grounded));
+                    .find(|(p, v)| p == name && prompt::grounded_in(v, &printed_text));
                 match printed.iter().find(|(p, _)| p == name).or(from_text) {
                     Some((p, v)) => fixed.push(format!("@{p}[{v}]")),
                     None => fixed.push(format!("(could not determine @{name})")),

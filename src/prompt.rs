@@ -571,43 +571,64 @@ fn undefined_name(stderr: &str) -> Option<String> {
 /// Text for a failed attempt: what happened and a specific hint.
 pub fn failure_hint(status: &crate::sandbox::Status, stderr: &str, missing: &[String]) -> String {
     use crate::sandbox::Status;
-    let module = stderr
-        .lines()
-        .rev()
-        .find_map(|l| l.split("No module named ").nth(1))
-        .map(|m| {
-            m.trim_matches(|c| c == '\'' || c == '"' || c == ' ')
-                .to_string()
-        });
+    if let Status::Exited(_) = status
+        && let Some(hint) = exception_hint(stderr)
+    {
+        return hint;
+    }
     match status {
         Status::TimedOut => "The script ran past its time limit: make it faster (vectorize with pandas, no loops over rows, sample large data).".into(),
         Status::OutOfMemory => "The script ran out of memory: process the data in chunks (pd.read_csv(..., chunksize=...)), read only the needed columns (usecols=...), use smaller dtypes.".into(),
         Status::OutputLimit => "The script printed far too much: print summaries and the requested values only, never whole tables or columns.".into(),
         Status::ArtifactRejected(why) => format!("An output file was refused ({why}): write plain files with simple names in the current folder, no links."),
         Status::PolicyRejected(why) => format!("The sandbox refused to start: {why}."),
-        Status::Exited(_) if module.is_some() => format!(
-            "The image has no package {}: do not install anything; use only pandas, numpy, scipy, matplotlib, seaborn, scikit-learn, statsmodels and the standard library.",
-            module.unwrap_or_default()
-        ),
-        Status::Exited(_) if stderr.contains("FileNotFoundError") => "A file was not found: read inputs only from /data/<name> with the names listed, and write outputs in the current folder.".into(),
-        Status::Exited(_) if stderr.contains("Can only use .dt accessor") => match dt_column(stderr) {
-            Some(col) => format!("Column '{col}' holds text, not dates: read it as dates with pd.read_csv(path, parse_dates=['{col}']), or convert it with df['{col}'] = pd.to_datetime(df['{col}']) before using .dt."),
-            None => "The column holds text, not dates: parse it first with df[col] = pd.to_datetime(df[col]), then use .dt.".into(),
-        },
-        Status::Exited(_) if attribute_hint(stderr).is_some() => attribute_hint(stderr).unwrap_or_default(),
-        Status::Exited(_) if undefined_name(stderr).is_some() => format!(
-            "{} is not defined in this script: each script runs on its own, so import, define or compute it here; earlier steps share only the files they wrote.",
-            undefined_name(stderr).unwrap_or_default()
-        ),
-        Status::Exited(_) if row_key_error(stderr) => "df[x] selects a column, and there is no column x: select a row by its label with df.loc[x] (for example df.loc[df[col].idxmax()]) or by position with df.iloc[x].".into(),
-        Status::Exited(_) if missing_key(stderr).is_some() => format!(
-            "'{}' is not a column of the data this script read (names are case-sensitive; the file descriptions list the real ones). If it is a column to derive, as the step or the goal describes, compute it in this script first: a column an earlier step added exists only in a file that step wrote.",
-            missing_key(stderr).unwrap_or_default()
-        ),
-        Status::Exited(_) if stderr.contains("KeyError") => "A column or key does not exist: use exactly the column names shown in the file descriptions (they are case-sensitive).".into(),
         Status::Exited(0) if !missing.is_empty() => format!("The script did not write {}: save them in the current folder with exactly these names.", missing.join(", ")),
         Status::Exited(_) => "Fix the error shown; keep the rest of the script.".into(),
     }
+}
+
+/// A hint read from the error a script raised, the most specific first; `None` when the
+/// error is not one of those known.
+fn exception_hint(stderr: &str) -> Option<String> {
+    let module = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.split("No module named ").nth(1))
+        .map(|m| m.trim_matches(|c| c == '\'' || c == '"' || c == ' '));
+    if let Some(module) = module {
+        return Some(format!(
+            "The image has no package {module}: do not install anything; use only pandas, numpy, scipy, matplotlib, seaborn, scikit-learn, statsmodels and the standard library."
+        ));
+    }
+    if stderr.contains("FileNotFoundError") {
+        return Some("A file was not found: read inputs only from /data/<name> with the names listed, and write outputs in the current folder.".into());
+    }
+    if stderr.contains("Can only use .dt accessor") {
+        return Some(match dt_column(stderr) {
+            Some(col) => format!("Column '{col}' holds text, not dates: read it as dates with pd.read_csv(path, parse_dates=['{col}']), or convert it with df['{col}'] = pd.to_datetime(df['{col}']) before using .dt."),
+            None => "The column holds text, not dates: parse it first with df[col] = pd.to_datetime(df[col]), then use .dt.".into(),
+        });
+    }
+    if let Some(hint) = attribute_hint(stderr) {
+        return Some(hint);
+    }
+    if let Some(name) = undefined_name(stderr) {
+        return Some(format!(
+            "{name} is not defined in this script: each script runs on its own, so import, define or compute it here; earlier steps share only the files they wrote."
+        ));
+    }
+    if row_key_error(stderr) {
+        return Some("df[x] selects a column, and there is no column x: select a row by its label with df.loc[x] (for example df.loc[df[col].idxmax()]) or by position with df.iloc[x].".into());
+    }
+    if let Some(key) = missing_key(stderr) {
+        return Some(format!(
+            "'{key}' is not a column of the data this script read (names are case-sensitive; the file descriptions list the real ones). If it is a column to derive, as the step or the goal describes, compute it in this script first: a column an earlier step added exists only in a file that step wrote."
+        ));
+    }
+    if stderr.contains("KeyError") {
+        return Some("A column or key does not exist: use exactly the column names shown in the file descriptions (they are case-sensitive).".into());
+    }
+    None
 }
 
 /// A `KeyError` on a number: a row index used where pandas expects a column name.
@@ -748,9 +769,15 @@ pub fn rewrite_messages(
 /// How a fresh write after a repeated failed script begins its note.
 pub const REWRITE_NOTE: &str = "An earlier script for this step failed, and asking to fix it gave the same script back. It failed with:";
 
+/// An answer's `@name[` opening; the name is the first group.
+const ANSWER_NAME: &str = r"@([A-Za-z_][A-Za-z0-9_]*)\[";
+
+/// An answer token `@name[value]`: the name, then the value (one line, no `]`).
+const ANSWER_TOKEN: &str = r"@([A-Za-z_][A-Za-z0-9_]*)\[([^\]\n]*)\]";
+
 /// The `@name[value]` names a goal asks for, in order.
 pub fn answer_names(goal: &str) -> Vec<String> {
-    let re = regex::Regex::new(r"@([A-Za-z_][A-Za-z0-9_]*)\[").expect("valid regex");
+    let re = regex::Regex::new(ANSWER_NAME).expect("valid regex");
     let mut names: Vec<String> = Vec::new();
     for capture in re.captures_iter(goal) {
         let name = capture[1].to_string();
@@ -769,7 +796,7 @@ pub fn answer_values(text: &str) -> Vec<(String, String)> {
 /// [`answer_values`] keeping only the `(name, value)` pairs `keep` accepts, before the last
 /// of each name wins.
 pub fn answer_values_where(text: &str, keep: impl Fn(&str, &str) -> bool) -> Vec<(String, String)> {
-    let re = regex::Regex::new(r"@([A-Za-z_][A-Za-z0-9_]*)\[([^\]\n]*)\]").expect("valid regex");
+    let re = regex::Regex::new(ANSWER_TOKEN).expect("valid regex");
     let mut values: Vec<(String, String)> = Vec::new();
     for capture in re.captures_iter(text) {
         let (name, value) = (capture[1].to_string(), capture[2].trim().to_string());
@@ -798,7 +825,7 @@ pub fn is_no_result(value: &str) -> bool {
 /// Whether `value` is only the placeholder the goal wrote for `name` (`country_name` in
 /// `@country[country_name]`), compared ignoring case and surrounding space.
 pub fn is_placeholder(goal: &str, name: &str, value: &str) -> bool {
-    let re = regex::Regex::new(r"@([A-Za-z_][A-Za-z0-9_]*)\[([^\]\n]*)\]").expect("valid regex");
+    let re = regex::Regex::new(ANSWER_TOKEN).expect("valid regex");
     // A goal that writes the name more than once lists choices (`@normal[yes]` or
     // `@normal[no]`): any of them may be the answer.
     let written: Vec<String> = re
@@ -870,7 +897,7 @@ pub fn round_as_asked(goal: &str, answer: &str) -> String {
         _ => None,
     };
     let overall = one(decimal_places(goal));
-    let name = regex::Regex::new(r"@([A-Za-z_][A-Za-z0-9_]*)\[").expect("valid regex");
+    let name = regex::Regex::new(ANSWER_NAME).expect("valid regex");
     let marks: Vec<(usize, String)> = name
         .captures_iter(goal)
         .map(|c| (c.get(0).map_or(0, |m| m.start()), c[1].to_string()))

@@ -135,10 +135,7 @@ impl DockerSandbox {
                 live.volumes.iter().cloned().collect(),
             )
         };
-        remove_all(&self.docker, &self.live, &containers, None).await;
-        for volume in &volumes {
-            remove_volume(&self.docker, &self.live, volume).await;
-        }
+        self.remove(&containers, &volumes).await;
         // A create request in flight when the work was dropped can land after the removal
         // above: sweep what the engine holds under this owner until it stays empty.
         let mut quiet = 0;
@@ -187,11 +184,16 @@ impl DockerSandbox {
             .into_iter()
             .map(|v| v.name)
             .collect();
-        remove_all(&self.docker, &self.live, &containers, None).await;
-        for volume in &volumes {
+        self.remove(&containers, &volumes).await;
+        Ok(containers.len() + volumes.len())
+    }
+
+    /// Remove these containers, then these volumes (a volume goes once its container is gone).
+    async fn remove(&self, containers: &[String], volumes: &[String]) {
+        remove_all(&self.docker, &self.live, containers, None).await;
+        for volume in volumes {
             remove_volume(&self.docker, &self.live, volume).await;
         }
-        Ok(containers.len() + volumes.len())
     }
 
     fn labels(&self, run_id: &str) -> HashMap<String, String> {
