@@ -404,7 +404,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                     results
                         .iter()
                         .map(|(id, out)| {
-                            format!("[{id}]\n{}", prompt::truncate_middle(out.trim(), 800))
+                            format!("[{id}]\n{}", crate::text::truncate_middle(out.trim(), 800))
                         })
                         .collect::<Vec<_>>()
                         .join("\n\n")
@@ -612,16 +612,15 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                         messages = prompt::repair_messages(messages, code, &problem);
                     }
                     None => {
-                        messages.push(crate::llm::Message::assistant(prompt::truncate_middle(
-                            &reply.text,
-                            2000,
-                        )));
+                        messages.push(crate::llm::Message::assistant(
+                            crate::text::truncate_middle(&reply.text, 2000),
+                        ));
                         messages.push(crate::llm::Message::user(problem.clone()));
                     }
                 }
                 Ok::<_, Error>((problem, messages))
             };
-            let script = match prompt::extract_code(&reply.text) {
+            let script = match crate::text::extract_code(&reply.text) {
                 None => Err(rejected(
                     "The reply held no Python code. Reply with the script in one ```python code block.".into(),
                     None,

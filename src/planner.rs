@@ -247,7 +247,7 @@ impl<'a, L: Llm> Planner<'a, L> {
             let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
             request
                 .messages
-                .push(Message::assistant(prompt::truncate_middle(
+                .push(Message::assistant(crate::text::truncate_middle(
                     &reply.text,
                     6000,
                 )));

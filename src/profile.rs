@@ -350,7 +350,7 @@ fn table(path: &Path, head: &[u8], profile: &mut Profile) -> std::io::Result<()>
             profile.sample.push(
                 record
                     .iter()
-                    .map(|c| crate::prompt::truncate_middle(c, 60))
+                    .map(|c| crate::text::truncate_middle(c, 60))
                     .collect(),
             );
         }
@@ -453,7 +453,7 @@ fn json_document(path: &Path, profile: &mut Profile) {
             profile.sample = rows
                 .iter()
                 .take(3)
-                .map(|r| vec![crate::prompt::truncate_middle(&r.to_string(), 200)])
+                .map(|r| vec![crate::text::truncate_middle(&r.to_string(), 200)])
                 .collect();
         }
         serde_json::Value::Object(object) => {
@@ -483,7 +483,7 @@ fn json_lines(path: &Path, head: &[u8], profile: &mut Profile) -> std::io::Resul
     profile.sample = rows
         .iter()
         .take(3)
-        .map(|r| vec![crate::prompt::truncate_middle(&r.to_string(), 200)])
+        .map(|r| vec![crate::text::truncate_middle(&r.to_string(), 200)])
         .collect();
     profile.rows = Some(count_lines(
         path,

@@ -1,5 +1,6 @@
-//! Text hygiene for anything a script printed: terminal escape sequences and other control
-//! characters are removed before output reaches a terminal or a model.
+//! Text between planbox, models and people: pulling JSON or code out of a reply that may
+//! wrap it in prose or fences, truncating long text to its head and tail, and stripping
+//! terminal escapes from anything a script printed.
 
 /// Remove ANSI/VT escape sequences (CSI, OSC, single-character escapes) and control
 /// characters other than newline and tab; carriage returns become newlines.
@@ -70,5 +71,188 @@ mod tests {
         assert_eq!(strip_escapes("a\tb\nc\u{7}\u{8}d"), "a\tb\ncd");
         assert_eq!(strip_escapes("progress\r50%\r\n"), "progress\n50%\n");
         assert_eq!(strip_escapes("\u{9b}1mbold"), "bold");
+    }
+}
+
+/// The JSON value in a model reply: the whole reply, else a fenced ```json block, else the
+/// first balanced `{...}` or `[...]` that parses. `None` when there is none.
+pub fn extract_json(reply: &str) -> Option<serde_json::Value> {
+    let trimmed = reply.trim();
+    if let Ok(value) = serde_json::from_str(trimmed) {
+        return Some(value);
+    }
+    for block in fenced_blocks(reply) {
+        if let Ok(value) = serde_json::from_str(block.trim()) {
+            return Some(value);
+        }
+    }
+    let bytes = trimmed.as_bytes();
+    for (start, &open) in bytes.iter().enumerate() {
+        if open != b'{' && open != b'[' {
+            continue;
+        }
+        if let Some(end) = balanced_end(&trimmed[start..])
+            && let Ok(value) = serde_json::from_str(&trimmed[start..start + end])
+        {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// The contents of every ``` fenced block, in order (the info string dropped).
+pub fn fenced_blocks(text: &str) -> Vec<&str> {
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("```") {
+        let after = &rest[open + 3..];
+        let Some(newline) = after.find('\n') else {
+            break;
+        };
+        let body = &after[newline + 1..];
+        match body.find("```") {
+            Some(close) => {
+                blocks.push(&body[..close]);
+                rest = &body[close + 3..];
+            }
+            None => {
+                // An unclosed fence (a reply cut at max tokens): take what is there.
+                blocks.push(body);
+                break;
+            }
+        }
+    }
+    blocks
+}
+
+/// The Python in a model reply: the first fenced block (any language tag), else the whole
+/// reply when it looks like code.
+pub fn extract_code(reply: &str) -> Option<String> {
+    let blocks = fenced_blocks(reply);
+    let code = blocks
+        .iter()
+        .find(|b| !b.trim().is_empty())
+        .map(std::string::ToString::to_string)
+        .unwrap_or_else(|| reply.to_string());
+    let code = code.trim_matches('\n').to_string();
+    let looks_like_code = code.lines().any(|l| {
+        let l = l.trim_start();
+        l.starts_with("import ")
+            || l.starts_with("from ")
+            || l.starts_with("print(")
+            || l.contains(" = ")
+    });
+    (looks_like_code && !code.trim().is_empty()).then_some(code)
+}
+
+/// Length of the balanced JSON object or array at the start of `text`, strings respected.
+fn balanced_end(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '{' | '[' => depth += 1,
+            '}' | ']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Keep at most `max` bytes of `text`: its head and tail with a marker between, cut on
+/// character boundaries.
+pub fn truncate_middle(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let half = max / 2;
+    let mut head_end = half;
+    while !text.is_char_boundary(head_end) {
+        head_end -= 1;
+    }
+    let mut tail_start = text.len() - half;
+    while !text.is_char_boundary(tail_start) {
+        tail_start += 1;
+    }
+    format!(
+        "{}\n[... {} bytes omitted ...]\n{}",
+        &text[..head_end],
+        tail_start - head_end,
+        &text[tail_start..]
+    )
+}
+
+#[cfg(test)]
+mod extraction_tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+    use serde_json::json;
+
+    #[test]
+    fn extracts_bare_fenced_and_surrounded_json() {
+        assert_eq!(extract_json(r#"{"a": 1}"#), Some(json!({"a": 1})));
+        assert_eq!(
+            extract_json("Here:\n```json\n{\"a\": [1, 2]}\n```\nDone."),
+            Some(json!({"a": [1, 2]}))
+        );
+        assert_eq!(
+            extract_json("Sure! {\"a\": \"}{\"} hope that helps"),
+            Some(json!({"a": "}{"}))
+        );
+        assert_eq!(extract_json("list: [1, 2, 3]."), Some(json!([1, 2, 3])));
+    }
+
+    #[test]
+    fn truncated_or_absent_json_is_none() {
+        assert_eq!(extract_json(r#"{"steps": [{"id": "a""#), None);
+        assert_eq!(extract_json("no json here"), None);
+        assert_eq!(extract_json(""), None);
+    }
+
+    #[test]
+    fn fenced_blocks_handle_info_strings_and_unclosed_fences() {
+        assert_eq!(
+            fenced_blocks("```python\nprint(1)\n```\n```\nx\n```"),
+            vec!["print(1)\n", "x\n"]
+        );
+        assert_eq!(fenced_blocks("```py\nprint(2)\n"), vec!["print(2)\n"]);
+    }
+
+    #[test]
+    fn code_is_taken_from_the_first_fence_or_the_bare_reply() {
+        assert_eq!(
+            extract_code("Here:\n```python\nprint(1)\n```\nbye"),
+            Some("print(1)".into())
+        );
+        assert_eq!(
+            extract_code("import pandas as pd\nprint(2)"),
+            Some("import pandas as pd\nprint(2)".into())
+        );
+        assert_eq!(extract_code("I cannot help with that."), None);
+        assert_eq!(extract_code("```\n\n```"), None);
+    }
+
+    #[test]
+    fn truncation_keeps_head_and_tail_on_char_boundaries() {
+        assert_eq!(truncate_middle("short", 10), "short");
+        let cut = truncate_middle("ééééééééééabc", 8);
+        assert!(cut.starts_with("éé\n[..."), "{cut}");
+        assert!(cut.ends_with("abc"), "{cut}");
     }
 }

@@ -668,7 +668,7 @@ async fn structured_check(client: &Client, config: &LlmConfig, deadline: Duratio
             better_server,
         );
     }
-    let shown = planbox::prompt::truncate_middle(reply.text.trim(), 120);
+    let shown = planbox::text::truncate_middle(reply.text.trim(), 120);
     match serde_json::from_str(reply.text.trim()) {
         Err(_) => Check::warn(
             STRUCTURED,

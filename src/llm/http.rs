@@ -101,7 +101,7 @@ fn server_message(body: &str) -> String {
         })
         .map(str::to_string)
         .unwrap_or_else(|| body.trim().to_string());
-    crate::prompt::truncate_middle(&message, 300)
+    crate::text::truncate_middle(&message, 300)
 }
 
 pub(crate) async fn post(
@@ -178,7 +178,7 @@ fn classify(
             Ok(value) => Ok(Answer::Json(value)),
             Err(_) => Err(Error::LlmRefused(format!(
                 "the server at {url} answered {status} with a body that is not JSON ({:?}): is the base URL an OpenAI-compatible API?",
-                crate::prompt::truncate_middle(text.trim(), 120)
+                crate::text::truncate_middle(text.trim(), 120)
             ))),
         });
     }

@@ -215,7 +215,7 @@ pub async fn complete_json<L: Llm>(
     let mut last_problem = String::new();
     for _ in 0..=reasks {
         let reply = llm.complete(&request).await?;
-        let problem = match crate::prompt::extract_json(&reply.text) {
+        let problem = match crate::text::extract_json(&reply.text) {
             None => {
                 "the reply is not valid JSON (it may be cut off); reply with the complete JSON only"
                     .to_string()
@@ -230,7 +230,7 @@ pub async fn complete_json<L: Llm>(
         };
         request
             .messages
-            .push(Message::assistant(crate::prompt::truncate_middle(
+            .push(Message::assistant(crate::text::truncate_middle(
                 &reply.text,
                 4000,
             )));

@@ -137,8 +137,8 @@ fn first_difference(
         _ if want == got => None,
         _ => Some(format!(
             "{path}: recorded {}, asked {}",
-            crate::prompt::truncate_middle(&want.to_string(), 160),
-            crate::prompt::truncate_middle(&got.to_string(), 160)
+            crate::text::truncate_middle(&want.to_string(), 160),
+            crate::text::truncate_middle(&got.to_string(), 160)
         )),
     }
 }

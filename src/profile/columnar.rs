@@ -13,7 +13,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::schema::types::ColumnDescriptor;
 
 use super::{Column, ColumnType, Profile, SAMPLE_ROWS, cell_type, is_missing, merge};
-use crate::prompt::truncate_middle;
+use crate::text::truncate_middle;
 
 /// Workbooks above this size are not opened (a sheet is read into memory whole).
 const EXCEL_LIMIT: u64 = 64 * 1024 * 1024;

@@ -324,7 +324,7 @@ pub fn markdown(report: &Report) -> String {
                 let _ = writeln!(
                     out,
                     "Output:\n\n```text\n{}\n```\n",
-                    crate::prompt::truncate_middle(
+                    crate::text::truncate_middle(
                         &crate::text::strip_escapes(last.stdout.trim_end()),
                         4000
                     )
