@@ -115,15 +115,18 @@
 //! ```
 
 pub mod agent;
+pub mod answer;
 pub mod error;
 pub mod event;
 pub mod fsutil;
+pub mod hint;
 pub mod llm;
 pub mod plan;
 pub mod planner;
 pub mod profile;
 pub mod prompt;
 pub mod report;
+pub mod rules;
 pub mod run;
 pub mod sandbox;
 pub mod schedule;

@@ -391,7 +391,7 @@ async fn a_spent_budget_ends_the_run_cleanly_with_a_partial_report() {
     )
     .await;
     assert!(!finished.achieved);
-    assert_eq!(finished.ended_by.as_deref(), Some("containers"));
+    assert_eq!(finished.ended_by, Some(planbox::agent::Budget::Containers));
     assert!(folder.dir().join("report.md").is_file());
     assert!(
         !finished.answer.contains("@total["),

@@ -57,7 +57,7 @@ impl Example {
 
     /// The answer line the goal asks for, with the expected values.
     fn answer(&self) -> String {
-        planbox::prompt::answer_names(&self.goal)
+        planbox::answer::answer_names(&self.goal)
             .iter()
             .map(|name| format!("@{name}[{}]", self.expect[name]))
             .collect::<Vec<_>>()
@@ -172,7 +172,7 @@ fn the_generator_reproduces_the_committed_datasets_goals_and_suite() {
     for example in examples() {
         let goal = std::fs::read_to_string(examples_dir().join(&example.id).join("goal.txt"));
         assert_eq!(goal.unwrap(), format!("{}\n", example.goal));
-        let mut asked = planbox::prompt::answer_names(&example.goal);
+        let mut asked = planbox::answer::answer_names(&example.goal);
         asked.sort();
         assert_eq!(
             asked,
@@ -266,7 +266,7 @@ async fn run_reference(example: &Example) -> String {
 async fn assert_reference_answers(id: &str) {
     let example = example(id);
     let printed = run_reference(&example).await;
-    let got: BTreeMap<String, String> = planbox::prompt::answer_values(&printed)
+    let got: BTreeMap<String, String> = planbox::answer::answer_values(&printed)
         .into_iter()
         .collect();
     assert_eq!(got, example.expect, "printed:\n{printed}");
@@ -590,7 +590,7 @@ async fn the_demo_expectations_are_what_its_reference_script_prints() {
             (name.to_string(), value.to_string())
         })
         .collect();
-    let asked = planbox::prompt::answer_names(&variable("DEMO_GOAL"));
+    let asked = planbox::answer::answer_names(&variable("DEMO_GOAL"));
     assert_eq!(
         expected.keys().cloned().collect::<Vec<_>>(),
         {
@@ -618,7 +618,7 @@ async fn the_demo_expectations_are_what_its_reference_script_prints() {
     let script = std::fs::read_to_string(root.join("fixtures/demo/reference.py")).unwrap();
     let output = sandbox.exec(&job, &script).await.unwrap();
     assert_eq!(output.status, Status::Exited(0), "{}", output.stderr);
-    let printed: BTreeMap<String, String> = planbox::prompt::answer_values(&output.stdout)
+    let printed: BTreeMap<String, String> = planbox::answer::answer_values(&output.stdout)
         .into_iter()
         .collect();
     assert_eq!(printed, expected, "printed:\n{}", output.stdout);

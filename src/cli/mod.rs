@@ -142,6 +142,7 @@ impl RunOptions {
             max_steps: self.max_steps,
             wall: self.wall_time.map(Duration::from_secs_f64),
             max_containers: self.max_containers,
+            rules: planbox::rules::Rules::default(),
         })
     }
 

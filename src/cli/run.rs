@@ -113,7 +113,7 @@ async fn drive_with_signals(
 
 /// Each expected `@name[value]` the answer lacks or gives otherwise, described.
 fn mismatches(expect: &[(String, String)], answer: &str) -> Vec<String> {
-    let values = planbox::prompt::answer_values(answer);
+    let values = planbox::answer::answer_values(answer);
     expect
         .iter()
         .filter_map(

@@ -258,6 +258,19 @@ impl Report {
     }
 }
 
+/// Gather a run's report from its folder and write it there as `report.md` and `report.html`.
+pub fn write(
+    folder: &RunFolder,
+    plan: Option<&Plan>,
+    answer: &str,
+    totals: &Totals,
+    wall: Duration,
+) -> Result<()> {
+    let report = Report::gather(folder, plan, answer, totals, wall)?;
+    folder.write_text("report.md", &markdown(&report))?;
+    folder.write_text("report.html", &html(&report))
+}
+
 /// The Markdown report of a run.
 pub fn markdown(report: &Report) -> String {
     let info = &report.info;

@@ -23,6 +23,10 @@ use crate::error::{Error, Result};
 use crate::event::{RunEvent, Sink};
 use crate::fsutil::write_atomic;
 
+pub mod attempt;
+
+pub use attempt::{AttemptRecord, cache_key};
+
 /// One input file as the run saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Input {

@@ -1,0 +1,387 @@
+//! The agent: plan (or resume), run every ready step (each written, run, checked and repaired
+//! in [`step`]), replan around a failed branch, and finish with an answer grounded in what the
+//! steps printed. Bounded everywhere: repairs, replans, wall time, tokens, containers.
+
+mod budget;
+mod step;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use budget::Budget;
+use budget::Budgets;
+
+use crate::answer::compose::{self, Draft};
+use crate::error::{Error, Result};
+use crate::event::{PlannedStep, RunEvent, Sink, Tee};
+use crate::llm::{Llm, Meter, Metered, Request};
+use crate::plan::Plan;
+use crate::planner::{self, Mode, Planned, Planner};
+use crate::profile::Profile;
+use crate::rules::Rules;
+use crate::run::{RunFolder, RunInfo};
+use crate::sandbox::Sandbox;
+use crate::schedule::{self, Outcome};
+
+/// How a run behaves; every bound has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Options {
+    /// Planning mode.
+    pub mode: Mode,
+    /// Plan critique rounds.
+    pub reflect: usize,
+    /// Steps run at once.
+    pub parallel: usize,
+    /// Repairs per step before replanning.
+    pub max_repairs: usize,
+    /// Replans per run.
+    pub max_replans: usize,
+    /// Most steps in a plan.
+    pub max_steps: usize,
+    /// Wall-time budget for the whole run.
+    pub wall: Option<Duration>,
+    /// Most containers (script runs) for the whole run.
+    pub max_containers: Option<usize>,
+    /// Failure hints and answer rules switched off.
+    #[serde(default)]
+    pub rules: Rules,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            mode: Mode::Dag,
+            reflect: 0,
+            parallel: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            max_repairs: 2,
+            max_replans: 3,
+            max_steps: 12,
+            wall: None,
+            max_containers: None,
+            rules: Rules::default(),
+        }
+    }
+}
+
+/// Every rule id a run can switch off: the failure hints, then the answer rules.
+pub fn rule_ids() -> Vec<&'static str> {
+    crate::hint::HINTS
+        .iter()
+        .map(|hint| hint.id)
+        .chain(crate::answer::rule_ids())
+        .collect()
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finished {
+    /// Whether the goal was achieved: every step passed and the answer has what was asked.
+    pub achieved: bool,
+    /// The final answer (or an honest account of what could not be done).
+    pub answer: String,
+    /// The budget that ended the run early, if one did.
+    pub ended_by: Option<Budget>,
+    /// The run folder.
+    pub dir: PathBuf,
+}
+
+/// Runs goals with a model and a sandbox.
+pub struct Agent<'a, L, S> {
+    llm: Metered<&'a L>,
+    sandbox: &'a S,
+    options: Options,
+}
+
+/// The facts of one run, shared by its steps.
+struct Ctx<'a> {
+    folder: &'a RunFolder,
+    info: RunInfo,
+    profiles: Vec<Profile>,
+    budgets: Budgets,
+    sink: &'a (dyn Sink + 'a),
+}
+
+impl Ctx<'_> {
+    fn emit(&self, event: RunEvent) {
+        self.sink.emit(&event);
+    }
+}
+
+/// The steps of one pass over a plan that failed, in the order they failed, with why.
+type Failures = Vec<(String, String)>;
+
+impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
+    /// An agent over `llm` and `sandbox`; `meter` counts tokens (and holds the token budget).
+    pub fn new(llm: &'a L, sandbox: &'a S, options: Options, meter: Arc<Meter>) -> Self {
+        Agent {
+            llm: Metered::new(llm, meter),
+            sandbox,
+            options,
+        }
+    }
+
+    /// Run (or resume) the goal of `folder` to the end; events go to the folder and `sink`.
+    pub async fn run(&self, folder: &RunFolder, sink: &impl Sink) -> Result<Finished> {
+        let tee = Tee(folder, sink);
+        let ctx = self.open(folder, &tee)?;
+        let mut planner = Planner::new(&self.llm);
+        planner.limits.max_steps = self.options.max_steps;
+        let Some(mut planned) = self.first_plan(&ctx, &planner).await? else {
+            return self.finish(&ctx, None, false).await;
+        };
+        loop {
+            let failures = self.run_plan(&ctx, &planned.plan).await;
+            if failures.is_empty() {
+                return self.finish(&ctx, Some(&planned.plan), true).await;
+            }
+            match self.replan(&ctx, &planner, &planned, &failures).await? {
+                Some(next) => planned = next,
+                None => return self.finish(&ctx, Some(&planned.plan), false).await,
+            }
+        }
+    }
+
+    /// Read the run folder and profile the inputs.
+    fn open<'c>(&self, folder: &'c RunFolder, sink: &'c dyn Sink) -> Result<Ctx<'c>> {
+        let info = folder.info()?;
+        let profiles = info
+            .inputs
+            .iter()
+            .map(|input| crate::profile::profile(&input.path))
+            .collect::<Result<Vec<_>>>()?;
+        let budgets = Budgets::new(
+            self.options.wall,
+            self.options.max_containers,
+            self.llm.meter().clone(),
+        );
+        let ctx = Ctx {
+            folder,
+            info,
+            profiles,
+            budgets,
+            sink,
+        };
+        ctx.emit(RunEvent::RunStarted {
+            run: ctx.info.id.clone(),
+            goal: ctx.info.goal.clone(),
+        });
+        ctx.emit(RunEvent::Profiled {
+            inputs: ctx.profiles.iter().map(|p| p.name.clone()).collect(),
+        });
+        Ok(ctx)
+    }
+
+    /// The plan a resumed run left, or a new one; `None` when the token budget ran out first.
+    async fn first_plan<M: Llm>(
+        &self,
+        ctx: &Ctx<'_>,
+        planner: &Planner<'_, M>,
+    ) -> Result<Option<Planned>> {
+        if let Some(planned) = ctx.folder.plan()? {
+            self.adopt(ctx, &planned, ctx.folder.state().plan_version)?;
+            return Ok(Some(planned));
+        }
+        let (goal, mode) = (&ctx.info.goal, self.options.mode);
+        let made = planner
+            .plan(goal, &ctx.profiles, mode, self.options.reflect)
+            .await;
+        let planned = match ctx.budgets.within(made, ctx.sink) {
+            Ok(Ok(planned)) => planned,
+            Ok(Err(_spent)) => return Ok(None),
+            // A model that never gives a valid plan still gets the goal as one script: the
+            // plan-free baseline, named in the plan's notes.
+            Err(Error::LlmReply(why)) => {
+                ctx.emit(RunEvent::PlanningFailed {
+                    problem: why.clone(),
+                });
+                Planned {
+                    plan: planner::single_step(goal, &ctx.profiles),
+                    mode: Mode::None,
+                    notes: vec![format!(
+                        "planning failed ({}); the goal runs as one script",
+                        first_line(&why)
+                    )],
+                }
+            }
+            Err(err) => {
+                ctx.emit(RunEvent::PlanningFailed {
+                    problem: format!("{err:#}"),
+                });
+                return Err(err);
+            }
+        };
+        self.adopt(ctx, &planned, 1)?;
+        Ok(Some(planned))
+    }
+
+    /// Store a plan version (unless it is the one the folder holds) and announce it.
+    fn adopt(&self, ctx: &Ctx<'_>, planned: &Planned, version: usize) -> Result<()> {
+        if ctx.folder.state().plan_version != version {
+            ctx.folder.write_plan(version, &planner::to_json(planned))?;
+        }
+        ctx.emit(RunEvent::Planned {
+            version,
+            steps: PlannedStep::all(&planned.plan),
+            notes: planned.notes.clone(),
+        });
+        Ok(())
+    }
+
+    /// Run every step of `plan` that can run, as many at once as allowed.
+    async fn run_plan(&self, ctx: &Ctx<'_>, plan: &Plan) -> Failures {
+        let problems: Mutex<BTreeMap<String, String>> = Mutex::default();
+        let summary = schedule::run(
+            plan,
+            self.options.parallel,
+            |step| {
+                let problems = &problems;
+                async move {
+                    let outcome = self
+                        .step_or_fallback(ctx, plan, &step)
+                        .await
+                        .unwrap_or_else(|err| Outcome::Failed(format!("{err:#}")));
+                    if let Outcome::Failed(problem) = &outcome {
+                        let mut problems = problems.lock().expect("problems poisoned");
+                        problems.insert(step.id.clone(), problem.clone());
+                    }
+                    outcome
+                }
+            },
+            |event| match event {
+                schedule::Event::Skipped { id, because } => {
+                    ctx.emit(RunEvent::StepSkipped { step: id, because })
+                }
+                schedule::Event::Started { .. } | schedule::Event::Finished { .. } => {}
+            },
+        )
+        .await;
+        let mut problems = problems.into_inner().expect("problems poisoned");
+        summary
+            .failed
+            .into_iter()
+            .map(|id| {
+                let problem = problems.remove(&id).unwrap_or_default();
+                (id, problem)
+            })
+            .collect()
+    }
+
+    /// A new plan replacing the first failed step and its descendants; `None` when the run
+    /// must stop (replans or a budget spent, or no usable plan came back).
+    async fn replan<M: Llm>(
+        &self,
+        ctx: &Ctx<'_>,
+        planner: &Planner<'_, M>,
+        planned: &Planned,
+        failures: &Failures,
+    ) -> Result<Option<Planned>> {
+        let replans = ctx.folder.state().replans;
+        if ctx.budgets.spent().is_some() || replans >= self.options.max_replans {
+            return Ok(None);
+        }
+        let (failed, problem) = &failures[0];
+        ctx.emit(RunEvent::Replanning {
+            step: failed.clone(),
+            left: self.options.max_replans - replans - 1,
+        });
+        let made = planner
+            .replan(&planned.plan, &ctx.profiles, failed, problem)
+            .await;
+        let plan = match ctx.budgets.within(made, ctx.sink) {
+            Ok(Ok(plan)) => plan,
+            Ok(Err(_spent)) => return Ok(None),
+            // No new plan (an unusable reply, or the model failing mid-run): the run ends
+            // here, cleanly, with what the finished steps established.
+            Err(err) => {
+                ctx.emit(RunEvent::PlanningFailed {
+                    problem: format!("{err:#}"),
+                });
+                return Ok(None);
+            }
+        };
+        let dropped: Vec<String> = planned
+            .plan
+            .steps
+            .iter()
+            .filter(|s| !plan.steps.iter().any(|r| r.id == s.id))
+            .map(|s| s.id.clone())
+            .collect();
+        ctx.folder.replanned(&dropped)?;
+        let next = Planned {
+            plan,
+            mode: planned.mode,
+            notes: vec![format!(
+                "replanned after {failed} failed: {}",
+                first_line(problem)
+            )],
+        };
+        self.adopt(ctx, &next, ctx.folder.state().plan_version + 1)?;
+        Ok(Some(next))
+    }
+
+    /// Answer from what the steps printed, write answer.md and the reports, emit the end.
+    async fn finish(
+        &self,
+        ctx: &Ctx<'_>,
+        plan: Option<&Plan>,
+        all_passed: bool,
+    ) -> Result<Finished> {
+        let (goal, rules) = (&ctx.info.goal, &self.options.rules);
+        let printed = ctx.folder.printed(plan);
+        let draft = compose::draft(goal, &printed, rules);
+        let nothing = draft == Draft::Nothing;
+        let answer = match draft {
+            Draft::Nothing => {
+                let mut answer = "Could not answer: no step produced any result.".to_string();
+                if let Some(budget) = ctx.budgets.spent() {
+                    answer.push_str(&format!(" The {budget} budget ran out."));
+                }
+                answer
+            }
+            Draft::Printed(answer) => answer,
+            Draft::Synthesize(messages) => {
+                let request = Request {
+                    temperature: Some(0.0),
+                    ..Request::new(messages)
+                };
+                let summary = match ctx
+                    .budgets
+                    .within(self.llm.complete(&request).await, ctx.sink)?
+                {
+                    Ok(reply) => reply.text.trim().to_string(),
+                    Err(_spent) => compose::unsummarized(&printed),
+                };
+                compose::ground(goal, &summary, &printed, rules)
+            }
+        };
+        let (answer, complete) = compose::finish(goal, &answer, rules);
+        let achieved = all_passed && !nothing && ctx.budgets.spent().is_none() && complete;
+        ctx.folder.write_text("answer.md", &format!("{answer}\n"))?;
+        ctx.emit(RunEvent::Answered {
+            answer: answer.clone(),
+        });
+        self.sandbox.settle().await;
+        let totals = self.llm.meter().totals();
+        let elapsed = ctx.budgets.elapsed();
+        crate::report::write(ctx.folder, plan, &answer, &totals, elapsed)?;
+        ctx.emit(RunEvent::RunFinished {
+            achieved,
+            tokens: totals.total(),
+            millis: elapsed.as_millis() as u64,
+        });
+        Ok(Finished {
+            achieved,
+            answer,
+            ended_by: ctx.budgets.spent(),
+            dir: ctx.folder.dir().to_path_buf(),
+        })
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_string()
+}

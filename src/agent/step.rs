@@ -1,0 +1,381 @@
+//! One step: draft a script (its container starting meanwhile), check the reply, run it,
+//! judge the result, and repair until it passes or its repairs are spent; then its fallback.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::{Agent, Ctx, first_line};
+use crate::error::Result;
+use crate::event::RunEvent;
+use crate::hint::{self, Failure};
+use crate::llm::{Llm, Message, Request};
+use crate::plan::{Plan, Step, StepKind};
+use crate::prompt;
+use crate::rules::Rules;
+use crate::run::AttemptRecord;
+use crate::sandbox::{Job, Output, Sandbox, Status, Warm};
+use crate::schedule::Outcome;
+
+/// Largest script accepted from the model.
+const MAX_SCRIPT: usize = 64 * 1024;
+
+/// Repeats of an already failed script, per step, that do not use up a repair: the script is
+/// not run, and the next write samples more freely.
+const FREE_REPEATS: usize = 2;
+
+/// Sampling temperature for the writes after a model returned a script that already failed.
+const RESAMPLE_TEMPERATURE: f32 = 0.8;
+
+/// Where a step's attempts stand.
+struct Attempts {
+    /// The step's own request, which every repair builds on.
+    first: Vec<Message>,
+    /// What the next write sends.
+    messages: Vec<Message>,
+    /// Attempts made in this folder before this call (an earlier run, a fallback).
+    before: usize,
+    /// Attempts made in this call.
+    made: usize,
+    /// Attempts that use up a repair.
+    counted: usize,
+    /// Repeats of a failed script left that do not use up a repair.
+    free_repeats: usize,
+    /// Sampling temperature; set once the model repeated a failed script.
+    temperature: Option<f32>,
+    /// Each script that ran and failed, with its problem.
+    failed: HashMap<String, String>,
+    /// The last problem.
+    problem: String,
+}
+
+/// What a reply gives to run.
+enum Checked {
+    /// A script to run.
+    Run(String),
+    /// Nothing to run; the next write is already set up. The script, when there was one, is
+    /// kept in the attempt's folder.
+    Rejected {
+        problem: String,
+        script: Option<String>,
+    },
+}
+
+impl Attempts {
+    fn new(first: Vec<Message>, before: usize) -> Self {
+        Attempts {
+            messages: first.clone(),
+            first,
+            before,
+            made: 0,
+            counted: 0,
+            free_repeats: FREE_REPEATS,
+            temperature: None,
+            failed: HashMap::new(),
+            problem: "no attempt was made".into(),
+        }
+    }
+
+    fn may_try(&self, max_repairs: usize) -> bool {
+        self.counted <= max_repairs
+    }
+
+    /// Begin an attempt: its number in the step's folder.
+    fn start(&mut self) -> usize {
+        self.made += 1;
+        self.counted += 1;
+        self.before + self.made
+    }
+
+    fn request(&self) -> Request {
+        Request {
+            temperature: self.temperature,
+            ..Request::new(self.messages.clone())
+        }
+    }
+
+    /// Check a reply before a container is spent on it.
+    fn check(&mut self, reply: &str) -> Checked {
+        let code = match crate::text::extract_code(reply) {
+            None => {
+                return self.reject_reply(
+                    reply,
+                    "The reply held no Python code. Reply with the script in one ```python code block.".into(),
+                );
+            }
+            Some(code) if code.len() > MAX_SCRIPT => {
+                let problem = format!(
+                    "The script is {} bytes; keep it under {MAX_SCRIPT}.",
+                    code.len()
+                );
+                return self.reject_reply(reply, problem);
+            }
+            Some(code) => code,
+        };
+        // A "repair" that returns a script which already failed would fail the same way: it
+        // is not run again. The next write starts afresh from the step's request and the
+        // error (shown the script, the model copies it) and samples more freely.
+        let Some(raised) = self.failed.get(&code).cloned() else {
+            return Checked::Run(code);
+        };
+        self.temperature = Some(RESAMPLE_TEMPERATURE);
+        if self.free_repeats > 0 {
+            self.free_repeats -= 1;
+            self.counted -= 1;
+        }
+        self.messages = prompt::rewrite_messages(self.first.clone(), &raised);
+        self.problem = raised.clone();
+        Checked::Rejected {
+            problem: raised,
+            script: Some(code),
+        }
+    }
+
+    /// A reply that cannot be run goes back to the model with what is wrong with it.
+    fn reject_reply(&mut self, reply: &str, problem: String) -> Checked {
+        let mut messages = self.first.clone();
+        messages.push(Message::assistant(crate::text::truncate_middle(
+            reply, 2000,
+        )));
+        messages.push(Message::user(problem.clone()));
+        self.messages = messages;
+        self.problem = problem.clone();
+        Checked::Rejected {
+            problem,
+            script: None,
+        }
+    }
+
+    /// A script ran and failed: the next write repairs it.
+    fn failed(&mut self, script: String, problem: String) {
+        self.messages = prompt::repair_messages(self.first.clone(), &script, &problem);
+        self.failed.insert(script, problem.clone());
+        self.problem = problem;
+    }
+}
+
+impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
+    /// Run a step; when its repairs are spent and the plan names a fallback for it, run the
+    /// fallback instruction in its place (same id, reads and writes) before giving up.
+    pub(super) async fn step_or_fallback(
+        &self,
+        ctx: &Ctx<'_>,
+        plan: &Plan,
+        step: &Step,
+    ) -> Result<Outcome> {
+        let mut outcome = self.step(ctx, plan, step).await?;
+        if let (Outcome::Failed(problem), Some(fallback)) = (&outcome, &step.fallback)
+            && ctx.budgets.spent().is_none()
+        {
+            ctx.emit(RunEvent::FallingBack {
+                step: step.id.clone(),
+                problem: first_line(problem),
+            });
+            let alternative = Step {
+                instruction: fallback.clone(),
+                fallback: None,
+                ..step.clone()
+            };
+            outcome = self.step(ctx, plan, &alternative).await?;
+        }
+        if let Outcome::Failed(problem) = &outcome {
+            ctx.emit(RunEvent::StepFailed {
+                step: step.id.clone(),
+                problem: first_line(problem),
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// Draft, check, run and judge one step's script, repairing up to the limit.
+    async fn step(&self, ctx: &Ctx<'_>, plan: &Plan, step: &Step) -> Result<Outcome> {
+        let inputs = ctx.folder.step_mounts(plan, step)?;
+        let hashes: Vec<&str> = inputs.iter().map(|(_, h)| h.as_str()).collect();
+        // Resume: a step done before, with the same script, inputs and image, is kept.
+        if ctx
+            .folder
+            .reusable(&step.id, &hashes, &ctx.info.image)
+            .is_some()
+        {
+            ctx.emit(RunEvent::StepDone {
+                step: step.id.clone(),
+                reused: true,
+            });
+            return Ok(Outcome::Succeeded);
+        }
+        let first = prompt::step_messages(
+            &ctx.info.goal,
+            step,
+            &ctx.profiles,
+            &ctx.folder.upstream(plan, step),
+            ends_analysis(plan, step),
+        );
+        let mut tries = Attempts::new(first, ctx.folder.attempts_made(&step.id));
+        while tries.may_try(self.options.max_repairs) {
+            if let Some(budget) = ctx.budgets.check(ctx.sink) {
+                return Ok(Outcome::Failed(budget.ran_out()));
+            }
+            let attempt = tries.start();
+            ctx.emit(RunEvent::Writing {
+                step: step.id.clone(),
+                attempt,
+            });
+            let dir = ctx.folder.attempt_dir(&step.id, attempt)?;
+            let job = Job {
+                inputs: inputs.iter().map(|(p, _)| p.clone()).collect(),
+                out_dir: dir.join("files"),
+                run_id: ctx.info.id.clone(),
+            };
+            // Draft: the container starts while the model writes.
+            ctx.budgets.container();
+            let model_started = Instant::now();
+            let request = tries.request();
+            let (warm, reply) =
+                tokio::join!(self.sandbox.prepare(&job), self.llm.complete(&request));
+            let model_ms = model_started.elapsed().as_millis() as u64;
+            let reply = match ctx.budgets.within(reply, ctx.sink)? {
+                Ok(reply) => reply,
+                Err(budget) => return Ok(Outcome::Failed(budget.ran_out())),
+            };
+            let warm = warm?;
+            // Check: a reply that cannot run never reaches the container (its guard
+            // removes it unused).
+            let script = match tries.check(&reply.text) {
+                Checked::Run(script) => script,
+                Checked::Rejected { problem, script } => {
+                    drop(warm);
+                    if let Some(script) = script {
+                        crate::fsutil::write_atomic(&dir.join("script.py"), script.as_bytes())?;
+                    }
+                    self.attempted(ctx, step, attempt, Some(&problem));
+                    continue;
+                }
+            };
+            crate::fsutil::write_atomic(&dir.join("script.py"), script.as_bytes())?;
+            ctx.emit(RunEvent::Running {
+                step: step.id.clone(),
+                attempt,
+            });
+            // Run, then judge.
+            let output = warm.run(&script).await?;
+            let problem = judge(step, &job, &output, &script, &self.options.rules);
+            let record = AttemptRecord {
+                status: output.status.clone(),
+                ok: problem.is_none(),
+                problem: problem.clone(),
+                start_ms: output.start.as_millis() as u64,
+                run_ms: output.run.as_millis() as u64,
+                model_ms,
+                stdout_bytes: output.stdout_bytes,
+                stderr_bytes: output.stderr_bytes,
+                artifacts: output.artifacts.clone(),
+            };
+            ctx.folder.write_attempt(&dir, &output, &record)?;
+            self.attempted(ctx, step, attempt, problem.as_deref());
+            let Some(problem) = problem else {
+                let image = &ctx.info.image;
+                ctx.folder
+                    .pass(&step.id, attempt, &script, &hashes, image, &output)?;
+                ctx.emit(RunEvent::StepDone {
+                    step: step.id.clone(),
+                    reused: false,
+                });
+                return Ok(Outcome::Succeeded);
+            };
+            tries.failed(script, problem);
+        }
+        Ok(Outcome::Failed(tries.problem))
+    }
+
+    fn attempted(&self, ctx: &Ctx<'_>, step: &Step, attempt: usize, problem: Option<&str>) {
+        ctx.emit(RunEvent::Attempted {
+            step: step.id.clone(),
+            attempt,
+            tokens: self.llm.meter().totals().total(),
+            ok: problem.is_none(),
+            problem: problem.map(first_line),
+        });
+    }
+}
+
+/// What is wrong with an attempt, for the model and the report; `None` when it passed: the
+/// script exited 0 and wrote every file the step declares, none empty.
+fn judge(step: &Step, job: &Job, output: &Output, script: &str, rules: &Rules) -> Option<String> {
+    let missing: Vec<String> = step
+        .writes
+        .iter()
+        .filter(|w| std::fs::metadata(job.out_dir.join(w)).map_or(true, |m| m.len() == 0))
+        .cloned()
+        .collect();
+    if output.status.success() && missing.is_empty() {
+        return None;
+    }
+    let stderr = hint::digest::with_source_lines(&output.stderr, script);
+    let digest = hint::digest::error_digest(&stderr, 2500);
+    let failure = Failure {
+        status: &output.status,
+        stderr: &stderr,
+        missing: &missing,
+    };
+    let mut text = match (&output.status, step.kind) {
+        (Status::Exited(0), _) => format!(
+            "The script exited 0 but did not write {}.",
+            missing.join(", ")
+        ),
+        (Status::Exited(code), StepKind::Verify) => format!("The check failed (exit code {code})."),
+        (status, StepKind::Action | StepKind::Verify) => format!("The script {status}."),
+    };
+    if !digest.trim().is_empty() {
+        text.push_str(&format!("\nError output:\n{digest}"));
+    }
+    text.push_str(&format!("\nHint: {}", hint::failure_hint(&failure, rules)));
+    Some(text)
+}
+
+/// Whether a step ends the analysis: nothing depends on it, and it computes rather than checks
+/// or draws. Such a step sees the goal and prints its answer names.
+fn ends_analysis(plan: &Plan, step: &Step) -> bool {
+    let ends = !plan.steps.iter().any(|s| s.depends_on.contains(&step.id));
+    let draws = step.writes.iter().any(|w| {
+        let w = w.to_ascii_lowercase();
+        [".png", ".svg", ".jpg", ".pdf"]
+            .iter()
+            .any(|e| w.ends_with(e))
+    });
+    ends && step.kind == StepKind::Action && !draws
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::StepKind;
+
+    fn step(id: &str, deps: &[&str], writes: &[&str], kind: StepKind) -> Step {
+        Step {
+            id: id.into(),
+            title: id.into(),
+            instruction: format!("Do {id}."),
+            kind,
+            depends_on: deps.iter().map(|d| (*d).to_string()).collect(),
+            reads: Vec::new(),
+            writes: writes.iter().map(|w| (*w).to_string()).collect(),
+            fallback: None,
+        }
+    }
+
+    #[test]
+    fn only_computing_end_steps_end_the_analysis() {
+        let plan = Plan {
+            goal: "g".into(),
+            steps: vec![
+                step("load", &[], &["clean.csv"], StepKind::Action),
+                step("growth", &["load"], &[], StepKind::Action),
+                step("chart", &["load"], &["Chart.PNG"], StepKind::Action),
+                step("check", &["load"], &[], StepKind::Verify),
+            ],
+        };
+        let ends = |id: &str| ends_analysis(&plan, plan.steps.iter().find(|s| s.id == id).unwrap());
+        assert!(ends("growth"));
+        assert!(!ends("load"), "other steps depend on it");
+        assert!(!ends("chart"), "it draws");
+        assert!(!ends("check"), "it checks");
+    }
+}

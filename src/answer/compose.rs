@@ -1,0 +1,166 @@
+//! A run's final answer from what its steps printed: the `@name[value]` values taken as
+//! printed when every asked name was, otherwise a model's summary whose values must be
+//! grounded in the printed output; rounded as the goal asks.
+
+use crate::llm::Message;
+use crate::rules::Rules;
+
+use super::{
+    ANSWER_TOKEN, answer_names, answer_values, answer_values_where, grounded_in, is_computed,
+    round_as_asked,
+};
+
+/// What the finished steps left for the answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Printed {
+    /// Per step, in plan order: its id and what it printed, with the files it wrote named and
+    /// its small text files shown whole.
+    pub results: Vec<(String, String)>,
+    /// Everything the steps printed and their small text files, without file names (a file
+    /// may be named after an answer's format, and a file name is not an answer): what an
+    /// answer value must be grounded in.
+    pub text: String,
+}
+
+/// The first move towards an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Draft {
+    /// No step printed anything: there is nothing to answer from, and a model asked to
+    /// reformat nothing would invent a value.
+    Nothing,
+    /// Every asked value was printed: the answer, before rounding.
+    Printed(String),
+    /// A model must summarize: these messages ask it.
+    Synthesize(Vec<Message>),
+}
+
+/// What the steps printed decides how the answer is made.
+pub fn draft(goal: &str, printed: &Printed, rules: &Rules) -> Draft {
+    if printed.results.iter().all(|(_, out)| out.trim().is_empty()) {
+        return Draft::Nothing;
+    }
+    let names = answer_names(goal);
+    let values = computed_values(goal, &printed.text, rules);
+    let value = |name: &String| values.iter().find(|(p, _)| p == name);
+    if !names.is_empty() && names.iter().all(|n| value(n).is_some()) {
+        let tokens: Vec<String> = names
+            .iter()
+            .filter_map(value)
+            .map(|(p, v)| format!("@{p}[{v}]"))
+            .collect();
+        return Draft::Printed(tokens.join(" "));
+    }
+    Draft::Synthesize(crate::prompt::synthesis_messages(goal, &printed.results))
+}
+
+/// A model's summary with its `@name[value]` values replaced: a printed value wins, a
+/// written one counts only when grounded in what the steps printed, and a name with neither
+/// says it could not be determined.
+pub fn ground(goal: &str, summary: &str, printed: &Printed, rules: &Rules) -> String {
+    let names = answer_names(goal);
+    if names.is_empty() {
+        return summary.to_string();
+    }
+    let values = computed_values(goal, &printed.text, rules);
+    let written = computed_values(goal, summary, rules);
+    let fixed: Vec<String> = names
+        .iter()
+        .map(|name| {
+            let from_summary = written
+                .iter()
+                .find(|(p, v)| p == name && grounded_in(v, &printed.text, rules));
+            match values.iter().find(|(p, _)| p == name).or(from_summary) {
+                Some((p, v)) => format!("@{p}[{v}]"),
+                None => format!("(could not determine @{name})"),
+            }
+        })
+        .collect();
+    let prose = ANSWER_TOKEN.replace_all(summary, "").trim().to_string();
+    format!("{prose}\n\n{}", fixed.join(" "))
+}
+
+/// The steps' results as they are, for when no model may summarize them (the token budget
+/// is spent).
+pub fn unsummarized(printed: &Printed) -> String {
+    printed
+        .results
+        .iter()
+        .map(|(id, out)| format!("[{id}]\n{}", crate::text::truncate_middle(out.trim(), 800)))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+/// The final answer (rounded as the goal asks), and whether it holds every asked name.
+pub fn finish(goal: &str, answer: &str, rules: &Rules) -> (String, bool) {
+    let answer = round_as_asked(goal, answer, rules);
+    let values = answer_values(&answer);
+    let complete = answer_names(goal)
+        .iter()
+        .all(|n| values.iter().any(|(p, _)| p == n));
+    (answer, complete)
+}
+
+fn computed_values(goal: &str, text: &str, rules: &Rules) -> Vec<(String, String)> {
+    answer_values_where(text, |name, value| is_computed(goal, name, value, rules))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    const GOAL: &str = "Which region? Answer as @region[name] @total[value].";
+
+    fn printed(text: &str) -> Printed {
+        Printed {
+            results: vec![("only".into(), text.into())],
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn printed_values_are_the_answer_and_placeholders_are_not() {
+        let out = printed("@region[name]\n@region[south]\n@total[nan]\n@total[42.5]");
+        assert_eq!(
+            draft(GOAL, &out, &Rules::default()),
+            Draft::Printed("@region[south] @total[42.5]".into())
+        );
+        let placeholder = printed("@region[name] @total[42.5]");
+        assert!(matches!(
+            draft(GOAL, &placeholder, &Rules::default()),
+            Draft::Synthesize(_)
+        ));
+        let off = Rules::without(["goal_placeholder"], &["goal_placeholder"]).unwrap();
+        assert_eq!(
+            draft(GOAL, &placeholder, &off),
+            Draft::Printed("@region[name] @total[42.5]".into())
+        );
+        assert_eq!(
+            draft(GOAL, &printed(" \n"), &Rules::default()),
+            Draft::Nothing
+        );
+    }
+
+    #[test]
+    fn a_summary_keeps_only_grounded_values() {
+        let out = printed("south leads with 42.519");
+        assert_eq!(
+            ground(
+                GOAL,
+                "South leads. @region[south] @total[99]",
+                &out,
+                &Rules::default()
+            ),
+            "South leads.\n\n@region[south] (could not determine @total)"
+        );
+        assert_eq!(
+            ground(
+                GOAL,
+                "@region[south] @total[42.52]",
+                &out,
+                &Rules::default()
+            ),
+            "\n\n@region[south] @total[42.52]"
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! Planning prompts: the planner's system message, the plan, triage, sub-goal, critique and
+//! replan requests, each a pure function of the goal, the input profiles and the plan so far.
+
+/// The planner's system message: identical and first in every planning call, so a server
+/// that caches prompt prefixes reuses it.
+pub const PLANNER_SYSTEM: &str = "\
+You plan data analysis work for a Python sandbox. You do not write code here: you split a goal \
+into small steps, and each step is later solved by one short Python script.
+Rules:
+- Each step does one thing: clean data, compute one result, draw one chart, or check earlier results. Every script reads its files itself: no step only loads data.
+- Scripts share nothing but files. A step that adds a column or changes the data writes the new table to a file (for example with_size.csv), and the steps that use that column read that file.
+- Input files are read-only at /data/<name>. A step writes its files into its working folder; later steps read them by name.
+- \"reads\" lists every file the step opens: input file names, or files written by steps it depends on.
+- \"writes\" lists the files the step creates, as plain names such as clean.csv or chart.png. Each file is written by exactly one step.
+- \"depends_on\" lists the ids of the steps whose files or results this step needs. Steps that do not need each other must not depend on each other, so they run in parallel.
+- Use kind \"verify\" for a step that checks earlier outputs (files exist, columns, row counts, value ranges) and raises an error when something is wrong.
+- The instruction says exactly what to compute, from which file and columns, and what to write or print.
+- The last step prints the final answer.
+- Optionally, \"fallback\" gives another way to do a step that may fail (for example a simpler method), writing the same files.
+- Python packages available: pandas, numpy, scipy, matplotlib, seaborn, scikit-learn, statsmodels. There is no network.
+Reply with JSON only.";
+
+/// How the steps may depend on each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A chain: each step after the previous one.
+    Linear,
+    /// Any acyclic graph.
+    Dag,
+}
+
+/// The user message describing the goal and the inputs.
+fn goal_block(goal: &str, profiles: &[crate::profile::Profile]) -> String {
+    let mut text = format!("Goal: {goal}\n\nInput files:\n");
+    if profiles.is_empty() {
+        text.push_str("(none)\n");
+    }
+    for profile in profiles {
+        text.push_str(&crate::profile::render(profile));
+    }
+    text
+}
+
+/// Messages asking for a plan of `shape` with at most `max_steps` steps.
+pub fn plan_messages(
+    goal: &str,
+    profiles: &[crate::profile::Profile],
+    shape: Shape,
+    max_steps: usize,
+) -> Vec<crate::llm::Message> {
+    let shape = match shape {
+        Shape::Linear => "The steps form a chain: each step depends on the step before it.",
+        Shape::Dag => "Steps may run in parallel when they do not depend on each other.",
+    };
+    vec![
+        crate::llm::Message::system(PLANNER_SYSTEM),
+        crate::llm::Message::user(format!(
+            "{}\n{shape} Use at most {max_steps} steps; use fewer when the goal is simple.\n\
+             Reply with {{\"steps\": [{{\"id\", \"title\", \"instruction\", \"kind\", \"depends_on\", \"reads\", \"writes\"}}]}}.",
+            goal_block(goal, profiles)
+        )),
+    ]
+}
+
+/// Messages asking whether the goal needs a plan at all.
+pub fn triage_messages(
+    goal: &str,
+    profiles: &[crate::profile::Profile],
+) -> Vec<crate::llm::Message> {
+    vec![
+        crate::llm::Message::system(PLANNER_SYSTEM),
+        crate::llm::Message::user(format!(
+            "{}\nDoes this goal need several steps, or can one short script do it? A single lookup, \
+             count or statistic on one file needs no plan; cleaning, joining, several results or a \
+             chart plus an answer need one.\nReply with {{\"plan\": true or false, \"reason\": \"...\"}}.",
+            goal_block(goal, profiles)
+        )),
+    ]
+}
+
+/// Messages asking for sub-goals (the first level of a hierarchical plan).
+pub fn subgoal_messages(
+    goal: &str,
+    profiles: &[crate::profile::Profile],
+    max: usize,
+) -> Vec<crate::llm::Message> {
+    vec![
+        crate::llm::Message::system(PLANNER_SYSTEM),
+        crate::llm::Message::user(format!(
+            "{}\nFirst split the goal into at most {max} sub-goals, in the same JSON shape as steps. \
+             Set \"atomic\": true on a sub-goal that one short script can do; it stays one step. \
+             A sub-goal with \"atomic\": false is split into steps later; its \"writes\" are the files \
+             it must produce for the sub-goals after it.\n\
+             Reply with {{\"steps\": [{{\"id\", \"title\", \"instruction\", \"kind\", \"depends_on\", \"reads\", \"writes\", \"atomic\"}}]}}.",
+            goal_block(goal, profiles)
+        )),
+    ]
+}
+
+/// Messages asking for a critique of `plan_json`.
+pub fn critique_messages(
+    goal: &str,
+    profiles: &[crate::profile::Profile],
+    plan_json: &str,
+) -> Vec<crate::llm::Message> {
+    vec![
+        crate::llm::Message::system(PLANNER_SYSTEM),
+        crate::llm::Message::user(format!(
+            "{}\nHere is a plan:\n{plan_json}\n\nReview it: missing steps, wrong order, steps too big \
+             for one short script, results nobody checks, files read before they are written. \
+             Reply with {{\"problems\": [\"...\"]}}; an empty list when the plan is good.",
+            goal_block(goal, profiles)
+        )),
+    ]
+}
+
+/// Messages asking to replace a failed step and everything after it.
+pub fn replan_messages(
+    goal: &str,
+    profiles: &[crate::profile::Profile],
+    done: &[&crate::plan::Step],
+    failed: &crate::plan::Step,
+    problem: &str,
+    max_steps: usize,
+) -> Vec<crate::llm::Message> {
+    let mut messages = plan_messages(goal, profiles, Shape::Dag, max_steps);
+    let kept: Vec<String> = done
+        .iter()
+        .map(|s| {
+            format!(
+                "- {} ({}): wrote {}",
+                s.id,
+                s.title,
+                if s.writes.is_empty() {
+                    "nothing".into()
+                } else {
+                    s.writes.join(", ")
+                }
+            )
+        })
+        .collect();
+    messages[1].content.push_str(&format!(
+        "\n\nThese steps already ran and are kept (depend on them by id and read their files):\n{}\n\n\
+         This step failed even after repairs:\n- {} ({}): {}\nProblem: {problem}\n\n\
+         Reply with new steps that replace it and the steps after it, with new ids. Do not repeat the kept steps. \
+         Take a different, simpler approach.",
+        if kept.is_empty() { "(none)".to_string() } else { kept.join("\n") },
+        failed.id,
+        failed.title,
+        failed.instruction,
+    ));
+    messages
+}
+
+#[cfg(test)]
+mod prompt_snapshots {
+    use super::*;
+    use crate::profile::{Column, ColumnType, FileType, Profile};
+
+    fn profiles() -> Vec<Profile> {
+        vec![Profile {
+            name: "sales.csv".into(),
+            bytes: 5120,
+            file_type: FileType::Csv,
+            columns: vec![
+                Column {
+                    name: "date".into(),
+                    kind: ColumnType::Date,
+                    missing: 0,
+                },
+                Column {
+                    name: "region".into(),
+                    kind: ColumnType::String,
+                    missing: 2,
+                },
+                Column {
+                    name: "revenue".into(),
+                    kind: ColumnType::Float,
+                    missing: 0,
+                },
+            ],
+            rows: Some(192),
+            rows_estimated: false,
+            sampled_rows: 192,
+            sample: vec![vec!["2022-01-01".into(), "north".into(), "1250.00".into()]],
+            delimiter: Some(','),
+            notes: vec![],
+        }]
+    }
+
+    fn text(messages: &[crate::llm::Message]) -> String {
+        messages
+            .iter()
+            .map(|m| format!("[{:?}]\n{}\n", m.role, m.content))
+            .collect()
+    }
+
+    #[test]
+    fn dag_plan_prompt() {
+        insta::assert_snapshot!(text(&plan_messages(
+            "Which region grew fastest in 2023? Chart it.",
+            &profiles(),
+            Shape::Dag,
+            12
+        )));
+    }
+
+    #[test]
+    fn linear_plan_prompt() {
+        insta::assert_snapshot!(text(&plan_messages(
+            "Average revenue per region.",
+            &profiles(),
+            Shape::Linear,
+            6
+        )));
+    }
+
+    #[test]
+    fn triage_prompt() {
+        insta::assert_snapshot!(text(&triage_messages("How many rows?", &profiles())));
+    }
+
+    #[test]
+    fn subgoal_prompt() {
+        insta::assert_snapshot!(text(&subgoal_messages(
+            "Forecast 2024 revenue per region.",
+            &profiles(),
+            4
+        )));
+    }
+
+    #[test]
+    fn critique_prompt() {
+        insta::assert_snapshot!(text(&critique_messages(
+            "How many rows?",
+            &profiles(),
+            "{\"steps\": []}"
+        )));
+    }
+}
