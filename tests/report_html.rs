@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use planbox::agent::{Agent, Options};
@@ -13,6 +13,7 @@ use planbox::event::Collect;
 use planbox::llm::{Llm, Meter, Reply, Request, Usage};
 use planbox::run::RunFolder;
 use planbox::sandbox;
+use regex::Regex;
 use serde_json::json;
 
 /// A model that plans a fixed graph and writes each step's script from its instruction.
@@ -160,15 +161,19 @@ fn colours(png: &[u8], enough: usize) -> usize {
     seen.len()
 }
 
+/// A whole opening tag.
+static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<[a-zA-Z][^>]*>").unwrap());
+/// A `src` or `href` attribute, its value double-quoted, single-quoted or bare.
+static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)\s(?:src|href)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))"#).unwrap()
+});
+
 /// `src` and `href` values of the page's own elements (text from the run is escaped, so it
 /// holds no `<`, and every tag here is the report's).
 fn references(html: &str) -> Vec<String> {
-    let tag = regex::Regex::new(r"<[a-zA-Z][^>]*>").unwrap();
-    let attribute =
-        regex::Regex::new(r#"(?i)\s(?:src|href)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))"#).unwrap();
-    tag.find_iter(html)
+    TAG.find_iter(html)
         .flat_map(|t| {
-            attribute
+            REFERENCE
                 .captures_iter(t.as_str())
                 .map(|c| {
                     c.iter()

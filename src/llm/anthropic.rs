@@ -6,8 +6,7 @@ use std::time::Instant;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
-use super::http::{Answer, Connection};
-use super::openai::ClientSettings;
+use super::http::{Answer, ClientSettings, Connection};
 use super::{Llm, Reply, Request, Role, StructuredMode, Usage};
 use crate::error::{Error, Result};
 

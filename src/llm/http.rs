@@ -1,5 +1,6 @@
-//! The HTTP exchange shared by the providers: POST a JSON body, classify the answer (success,
-//! transient, final), retry the transient ones, and word every final error with its fix.
+//! The HTTP exchange shared by the providers: the settings a client connects with, then POST
+//! a JSON body, classify the answer (success, transient, final), retry the transient ones,
+//! and word every final error with its fix.
 
 use std::time::Duration;
 
@@ -8,6 +9,27 @@ use serde_json::Value;
 
 use super::retry::{Attempt, RetryPolicy, retry_after};
 use crate::error::{Error, Result};
+
+/// Settings shared by both providers' constructors.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// Base URL (for OpenAI-compatible servers, ending in `/v1`).
+    pub base_url: String,
+    /// Model name.
+    pub model: String,
+    /// API key, if any.
+    pub api_key: Option<String>,
+    /// Name of the variable the key comes from, for error messages.
+    pub key_var: &'static str,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// Reply token limit.
+    pub max_tokens: u32,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+}
 
 /// Who we are talking to, for error messages.
 #[derive(Debug, Clone)]
@@ -47,7 +69,7 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     /// A connection to the endpoint at `url` with these settings.
-    pub fn new(settings: super::openai::ClientSettings, url: String) -> Result<Self> {
+    pub fn new(settings: ClientSettings, url: String) -> Result<Self> {
         Ok(Connection {
             http: client()?,
             endpoint: Endpoint {

@@ -1,25 +1,30 @@
-//! Talking to models: the [`Llm`] trait, its OpenAI-compatible and Anthropic clients,
-//! structured (schema-checked) replies, retries, usage accounting with a budget, and
-//! record/replay of exchanges.
+//! Talking to models: the [`Llm`] trait and the requests and replies it speaks. Around it:
+//! the OpenAI-compatible and Anthropic clients, structured (schema-checked) replies,
+//! retries, usage accounting with a budget, and record/replay of exchanges.
 
 pub mod anthropic;
+mod client;
 pub mod config;
 mod http;
+mod meter;
 pub mod openai;
 pub mod record;
 pub mod retry;
 pub mod schema;
+mod structured;
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use client::Client;
 pub use config::{LlmConfig, Provider};
+pub use meter::{Meter, Metered, Totals};
+pub use structured::complete_json;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,215 +204,10 @@ impl<L: Llm> Llm for &L {
     }
 }
 
-/// Ask for JSON matching `request.schema` and return it parsed and checked. A reply that
-/// does not parse or does not match goes back to the model with the exact errors, up to
-/// `reasks` times; then a clear error.
-pub async fn complete_json<L: Llm>(
-    llm: &L,
-    request: &Request,
-    reasks: usize,
-) -> Result<(Value, Reply)> {
-    let schema = request
-        .schema
-        .as_ref()
-        .ok_or_else(|| Error::Config("complete_json needs a request with a schema".into()))?;
-    let mut request = request.clone();
-    let mut last_problem = String::new();
-    for _ in 0..=reasks {
-        let reply = llm.complete(&request).await?;
-        let problem = match crate::text::extract_json(&reply.text) {
-            None => {
-                "the reply is not valid JSON (it may be cut off); reply with the complete JSON only"
-                    .to_string()
-            }
-            Some(value) => match schema::validate(&schema.schema, &value) {
-                Ok(()) => return Ok((value, reply)),
-                Err(errors) => format!(
-                    "the JSON does not match the schema:\n- {}\nReply with corrected JSON only.",
-                    errors.join("\n- ")
-                ),
-            },
-        };
-        request
-            .messages
-            .push(Message::assistant(crate::text::truncate_middle(
-                &reply.text,
-                4000,
-            )));
-        request.messages.push(Message::user(problem.clone()));
-        last_problem = problem;
-    }
-    Err(Error::LlmReply(format!(
-        "no valid JSON after {} re-asks; last problem: {}",
-        reasks,
-        last_problem.lines().next().unwrap_or_default()
-    )))
-}
-
-/// Token totals of a run, shared by every call in it, with an optional budget and prices.
-#[derive(Debug, Default)]
-pub struct Meter {
-    used: Mutex<MeterState>,
-    budget: Option<u64>,
-    price: Option<config::Price>,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct MeterState {
-    calls: u64,
-    prompt_tokens: u64,
-    completion_tokens: u64,
-}
-
-/// Totals at a point in time.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Totals {
-    /// Calls made.
-    pub calls: u64,
-    /// Prompt tokens in all.
-    pub prompt_tokens: u64,
-    /// Completion tokens in all.
-    pub completion_tokens: u64,
-    /// Estimated cost in the price table's currency, when the model has a price.
-    pub cost: Option<f64>,
-}
-
-impl Totals {
-    /// Prompt and completion tokens together.
-    pub fn total(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
-    }
-}
-
-impl Meter {
-    /// A meter with an optional token budget and price.
-    pub fn new(budget: Option<u64>, price: Option<config::Price>) -> Self {
-        Meter {
-            used: Mutex::default(),
-            budget,
-            price,
-        }
-    }
-
-    /// Refuse the next call when the budget is spent.
-    pub fn check(&self) -> Result<()> {
-        let used = *self.used.lock().expect("meter poisoned");
-        match self.budget {
-            Some(limit) if used.prompt_tokens + used.completion_tokens >= limit => {
-                Err(Error::BudgetExhausted {
-                    used: used.prompt_tokens + used.completion_tokens,
-                    limit,
-                })
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Add one call's usage.
-    pub fn add(&self, usage: Usage) {
-        let mut used = self.used.lock().expect("meter poisoned");
-        used.calls += 1;
-        used.prompt_tokens += usage.prompt_tokens;
-        used.completion_tokens += usage.completion_tokens;
-    }
-
-    /// The totals so far.
-    pub fn totals(&self) -> Totals {
-        let used = *self.used.lock().expect("meter poisoned");
-        Totals {
-            calls: used.calls,
-            prompt_tokens: used.prompt_tokens,
-            completion_tokens: used.completion_tokens,
-            cost: self.price.map(|p| {
-                (used.prompt_tokens as f64 * p.input_per_mtok
-                    + used.completion_tokens as f64 * p.output_per_mtok)
-                    / 1e6
-            }),
-        }
-    }
-}
-
-/// A model whose calls are counted against a shared [`Meter`].
-#[derive(Debug, Clone)]
-pub struct Metered<L> {
-    inner: L,
-    meter: Arc<Meter>,
-}
-
-impl<L: Llm> Metered<L> {
-    /// Count `inner`'s calls on `meter`.
-    pub fn new(inner: L, meter: Arc<Meter>) -> Self {
-        Metered { inner, meter }
-    }
-
-    /// The shared meter.
-    pub fn meter(&self) -> &Arc<Meter> {
-        &self.meter
-    }
-}
-
-impl<L: Llm> Llm for Metered<L> {
-    async fn complete(&self, request: &Request) -> Result<Reply> {
-        self.meter.check()?;
-        let reply = self.inner.complete(request).await?;
-        self.meter.add(reply.usage);
-        Ok(reply)
-    }
-}
-
-/// Any of the configured providers, chosen at run time.
-#[derive(Debug)]
-pub enum Client {
-    /// An OpenAI-compatible server (OpenAI, Ollama, vLLM, LM Studio, llama.cpp).
-    OpenAi(openai::OpenAi),
-    /// Anthropic's Messages API.
-    Anthropic(anthropic::Anthropic),
-    /// A recording played back.
-    Replay(record::Replay),
-}
-
-impl Llm for Client {
-    async fn complete(&self, request: &Request) -> Result<Reply> {
-        match self {
-            Client::OpenAi(client) => client.complete(request).await,
-            Client::Anthropic(client) => client.complete(request).await,
-            Client::Replay(client) => client.complete(request).await,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
-
-    #[test]
-    fn the_budget_stops_the_call_after_it_is_spent() {
-        let meter = Meter::new(
-            Some(100),
-            Some(config::Price {
-                input_per_mtok: 1.0,
-                output_per_mtok: 2.0,
-            }),
-        );
-        assert!(meter.check().is_ok());
-        meter.add(Usage {
-            prompt_tokens: 60,
-            completion_tokens: 50,
-            estimated: false,
-        });
-        let err = meter.check().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "token budget spent: 110 of 100 tokens used"
-        );
-        let totals = meter.totals();
-        assert_eq!(
-            (totals.calls, totals.prompt_tokens, totals.completion_tokens),
-            (1, 60, 50)
-        );
-        assert!((totals.cost.unwrap() - 160e-6).abs() < 1e-12);
-    }
 
     #[test]
     fn usage_estimates_four_bytes_a_token() {

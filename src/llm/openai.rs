@@ -8,8 +8,8 @@ use std::time::Instant;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
+pub use super::http::ClientSettings;
 use super::http::{Answer, Connection};
-use super::retry::RetryPolicy;
 use super::{Llm, Message, Reply, Request, Role, StructuredMode, Usage};
 use crate::error::{Error, Result};
 
@@ -18,27 +18,6 @@ use crate::error::{Error, Result};
 pub struct OpenAi {
     conn: Connection,
     mode: AtomicU8,
-}
-
-/// Settings shared by both providers' constructors.
-#[derive(Debug, Clone)]
-pub struct ClientSettings {
-    /// Base URL (for OpenAI-compatible servers, ending in `/v1`).
-    pub base_url: String,
-    /// Model name.
-    pub model: String,
-    /// API key, if any.
-    pub api_key: Option<String>,
-    /// Name of the variable the key comes from, for error messages.
-    pub key_var: &'static str,
-    /// Sampling temperature.
-    pub temperature: f32,
-    /// Reply token limit.
-    pub max_tokens: u32,
-    /// Per-request timeout.
-    pub timeout: std::time::Duration,
-    /// Retry policy.
-    pub retry: RetryPolicy,
 }
 
 pub(crate) fn schema_instruction(schema: &Value) -> String {
@@ -90,7 +69,7 @@ impl OpenAi {
             (Some(schema), StructuredMode::JsonObject | StructuredMode::Prompt) => {
                 with_instruction(&request.messages, &schema.schema)
             }
-            _ => request.messages.clone(),
+            (Some(_), StructuredMode::JsonSchema) | (None, _) => request.messages.clone(),
         };
         let mut body = json!({
             "model": self.conn.endpoint.model,

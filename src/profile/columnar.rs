@@ -12,7 +12,8 @@ use parquet::basic::{ConvertedType, LogicalType, Type as Physical};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::schema::types::ColumnDescriptor;
 
-use super::{Column, ColumnType, Profile, SAMPLE_ROWS, cell_type, is_missing, merge};
+use super::cells::{cell_type, columns, is_missing, merge};
+use super::{Column, ColumnType, Profile, SAMPLE_ROWS};
 use crate::text::truncate_middle;
 
 /// Workbooks above this size are not opened (a sheet is read into memory whole).
@@ -157,7 +158,7 @@ pub(super) fn excel(path: &Path, profile: &mut Profile) -> Result<(), String> {
         }
     }
     profile.rows = Some(data_rows);
-    profile.columns = super::columns(headers, kinds, missing);
+    profile.columns = columns(headers, kinds, missing);
     let sheet_note = if sheets.len() > 1 {
         format!(
             "sheet {first:?} profiled; other sheets: {} (pandas.read_excel(path, sheet_name=...))",

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::StepView;
-use super::html::{class, escape};
+use super::markup::{class, escape};
 use crate::plan::StepKind;
 
 const NODE_W: usize = 220;

@@ -2,7 +2,7 @@
 //! built-ins, definition names, strings, comments and numbers in classed `<span>`s. Every
 //! piece of the script comes out HTML-escaped, whatever it holds.
 
-use super::html::escape;
+use super::markup::escape;
 
 const KEYWORDS: &[&str] = &[
     "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",

@@ -1,0 +1,77 @@
+//! The plan as JSON: the schema the model is given, the `{"steps": [...]}` it replies with
+//! (sandbox paths made plain), and the form that is stored.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Limits, Plan, Step};
+
+impl Plan {
+    /// The JSON the model is asked for and that is stored: `{"steps": [...]}`.
+    pub fn steps_json(&self) -> Value {
+        json!({ "steps": self.steps })
+    }
+
+    /// Parse the model's `{"steps": [...]}` (extra fields ignored) into a plan for `goal`.
+    pub fn from_model(goal: &str, value: &Value) -> Result<Plan, String> {
+        #[derive(Deserialize)]
+        struct Steps {
+            steps: Vec<Step>,
+        }
+        let Steps { mut steps } =
+            serde_json::from_value(value.clone()).map_err(|err| err.to_string())?;
+        // Models echo the sandbox paths they were shown (/data/x.csv, ./x.csv): the plan
+        // wants plain names, and these name the same file.
+        for step in &mut steps {
+            for name in step.reads.iter_mut().chain(step.writes.iter_mut()) {
+                *name = plain_name(name);
+            }
+        }
+        Ok(Plan {
+            goal: goal.to_string(),
+            steps,
+        })
+    }
+}
+
+/// `name` without a leading `/data/`, `data/`, `/out/`, `out/` or `./`.
+pub fn plain_name(name: &str) -> String {
+    let mut name = name.trim();
+    for prefix in ["/data/", "data/", "/out/", "out/", "./"] {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            name = rest;
+        }
+    }
+    name.to_string()
+}
+
+/// The JSON Schema of a plan, as given to the model.
+pub fn schema(limits: &Limits) -> Value {
+    json!({
+        "type": "object",
+        "required": ["steps"],
+        "additionalProperties": false,
+        "properties": {
+            "steps": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": limits.max_steps,
+                "items": {
+                    "type": "object",
+                    "required": ["id", "title", "instruction", "kind", "depends_on", "reads", "writes"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "id": {"type": "string", "minLength": 1, "maxLength": 40},
+                        "title": {"type": "string", "minLength": 1, "maxLength": limits.max_title},
+                        "instruction": {"type": "string", "minLength": 1, "maxLength": limits.max_instruction},
+                        "kind": {"type": "string", "enum": ["action", "verify"]},
+                        "depends_on": {"type": "array", "items": {"type": "string"}},
+                        "reads": {"type": "array", "items": {"type": "string"}},
+                        "writes": {"type": "array", "items": {"type": "string"}},
+                        "fallback": {"type": "string", "maxLength": limits.max_instruction}
+                    }
+                }
+            }
+        }
+    })
+}
