@@ -343,7 +343,8 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                 answer
             }
             Draft::Printed(answer) => answer,
-            Draft::Synthesize(messages) => {
+            Draft::Summarize => {
+                let messages = crate::prompt::synthesis_messages(goal, &printed.results);
                 let request = Request {
                     temperature: Some(0.0),
                     ..Request::new(messages)

@@ -2,7 +2,6 @@
 //! printed when every asked name was, otherwise a model's summary whose values must be
 //! grounded in the printed output; rounded as the goal asks.
 
-use crate::llm::Message;
 use crate::rules::Rules;
 
 use super::{
@@ -30,8 +29,9 @@ pub enum Draft {
     Nothing,
     /// Every asked value was printed: the answer, before rounding.
     Printed(String),
-    /// A model must summarize: these messages ask it.
-    Synthesize(Vec<Message>),
+    /// A model must summarize the results (`prompt::synthesis_messages`), and [`ground`] its
+    /// summary.
+    Summarize,
 }
 
 /// What the steps printed decides how the answer is made.
@@ -50,7 +50,7 @@ pub fn draft(goal: &str, printed: &Printed, rules: &Rules) -> Draft {
             .collect();
         return Draft::Printed(tokens.join(" "));
     }
-    Draft::Synthesize(crate::prompt::synthesis_messages(goal, &printed.results))
+    Draft::Summarize
 }
 
 /// A model's summary with its `@name[value]` values replaced: a printed value wins, a
@@ -126,10 +126,10 @@ mod tests {
             Draft::Printed("@region[south] @total[42.5]".into())
         );
         let placeholder = printed("@region[name] @total[42.5]");
-        assert!(matches!(
+        assert_eq!(
             draft(GOAL, &placeholder, &Rules::default()),
-            Draft::Synthesize(_)
-        ));
+            Draft::Summarize
+        );
         let off = Rules::without(["goal_placeholder"], &["goal_placeholder"]).unwrap();
         assert_eq!(
             draft(GOAL, &placeholder, &off),
