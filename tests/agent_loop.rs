@@ -1,0 +1,720 @@
+//! The agent loop on a fake sandbox and a scripted model: no Docker engine, no model server.
+//! Each test queues the model's replies and the scripts' results, runs a goal, and compares
+//! the whole event stream; the prompts, event lines and report a person or model reads are
+//! snapshots.
+
+mod fakes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fakes::{FakeSandbox, Ran, Run, ScriptedModel, code};
+use planbox::agent::{Agent, Budget, Finished, Options};
+use planbox::event::{Collect, PlannedStep, RunEvent};
+use planbox::llm::{Meter, Request};
+use planbox::run::RunFolder;
+use pretty_assertions::assert_eq;
+use serde_json::json;
+
+const GOAL: &str = "What is the total amount? Answer as @total[value].";
+
+/// A test's run folder over one input, `sales.csv`.
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("sales.csv"),
+            "region,amount\nnorth,10\nsouth,32\n",
+        )
+        .unwrap();
+        World { dir }
+    }
+
+    fn create(&self, goal: &str) -> RunFolder {
+        let input = self.dir.path().join("sales.csv");
+        let runs = self.dir.path().join("runs");
+        RunFolder::create(&runs, goal, &[input], "planbox-sandbox:test", json!({}))
+            .unwrap()
+            .0
+    }
+
+    fn input_hash(&self) -> String {
+        planbox::run::sha256_file(&self.dir.path().join("sales.csv")).unwrap()
+    }
+}
+
+fn options() -> Options {
+    Options {
+        parallel: 1,
+        max_repairs: 1,
+        max_replans: 1,
+        ..Options::default()
+    }
+}
+
+/// Run the folder's goal to the end with a fresh agent; the events, with the run id and the
+/// wall time made stable.
+async fn run(
+    folder: &RunFolder,
+    model: &ScriptedModel,
+    sandbox: &FakeSandbox,
+    options: Options,
+    meter: Arc<Meter>,
+) -> (Finished, Vec<RunEvent>) {
+    let events = Collect::default();
+    let finished = Agent::new(model, sandbox, options, meter)
+        .run(folder, &events)
+        .await
+        .unwrap();
+    let events = events.0.into_inner().unwrap();
+    (finished, events.into_iter().map(stable).collect())
+}
+
+fn stable(event: RunEvent) -> RunEvent {
+    match event {
+        RunEvent::RunStarted { goal, .. } => RunEvent::RunStarted {
+            run: "<run>".into(),
+            goal,
+        },
+        RunEvent::RunFinished {
+            achieved, tokens, ..
+        } => RunEvent::RunFinished {
+            achieved,
+            tokens,
+            millis: 0,
+        },
+        other => other,
+    }
+}
+
+fn meter() -> Arc<Meter> {
+    Arc::new(Meter::new(None, None))
+}
+
+fn step(id: &str, deps: &[&str], reads: &[&str], writes: &[&str]) -> serde_json::Value {
+    json!({"id": id, "title": format!("do {id}"), "instruction": format!("Do {id}."),
+           "kind": "action", "depends_on": deps, "reads": reads, "writes": writes})
+}
+
+fn plan(steps: &[serde_json::Value]) -> String {
+    json!({ "steps": steps }).to_string()
+}
+
+fn planned(version: usize, steps: &[(&str, &[&str])], notes: &[&str]) -> RunEvent {
+    RunEvent::Planned {
+        version,
+        steps: steps
+            .iter()
+            .map(|(id, deps)| PlannedStep {
+                id: (*id).into(),
+                title: format!("do {id}"),
+                depends_on: deps.iter().map(|d| (*d).to_string()).collect(),
+            })
+            .collect(),
+        notes: notes.iter().map(|n| (*n).to_string()).collect(),
+    }
+}
+
+fn started(goal: &str) -> [RunEvent; 2] {
+    [
+        RunEvent::RunStarted {
+            run: "<run>".into(),
+            goal: goal.into(),
+        },
+        RunEvent::Profiled {
+            inputs: vec!["sales.csv".into()],
+        },
+    ]
+}
+
+fn writing(step: &str, attempt: usize) -> RunEvent {
+    RunEvent::Writing {
+        step: step.into(),
+        attempt,
+    }
+}
+
+fn running(step: &str, attempt: usize) -> RunEvent {
+    RunEvent::Running {
+        step: step.into(),
+        attempt,
+    }
+}
+
+fn attempted(step: &str, attempt: usize, tokens: u64, problem: Option<&str>) -> RunEvent {
+    RunEvent::Attempted {
+        step: step.into(),
+        attempt,
+        tokens,
+        ok: problem.is_none(),
+        problem: problem.map(Into::into),
+    }
+}
+
+fn done(step: &str, reused: bool) -> RunEvent {
+    RunEvent::StepDone {
+        step: step.into(),
+        reused,
+    }
+}
+
+fn ended(answer: &str, achieved: bool, tokens: u64) -> [RunEvent; 2] {
+    [
+        RunEvent::Answered {
+            answer: answer.into(),
+        },
+        RunEvent::RunFinished {
+            achieved,
+            tokens,
+            millis: 0,
+        },
+    ]
+}
+
+/// A request as a model reads it, for snapshots.
+fn transcript(request: &Request) -> String {
+    let mut text = String::new();
+    if let Some(t) = request.temperature {
+        text.push_str(&format!("(temperature {t})\n"));
+    }
+    for message in &request.messages {
+        text.push_str(&format!("--- {:?}\n{}\n", message.role, message.content));
+    }
+    text
+}
+
+fn attempt_file(folder: &RunFolder, step: &str, attempt: usize, file: &str) -> String {
+    let path = folder
+        .dir()
+        .join(format!("steps/{step}/attempt-{attempt}/{file}"));
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[tokio::test]
+async fn a_dependent_step_reads_its_dependency_s_file_and_the_answer_is_what_it_printed() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let model = ScriptedModel::new([
+        plan(&[
+            step("north", &[], &["sales.csv"], &["north.csv"]),
+            step("total", &["north"], &["north.csv"], &[]),
+        ]),
+        code("import pandas as pd\npd.read_csv('/data/sales.csv').head(1).to_csv('north.csv')"),
+        code("print('@total[10]')"),
+    ]);
+    let sandbox = FakeSandbox::new([
+        Run::prints("north rows: 1").writes("north.csv", "region,amount\nnorth,10\n"),
+        Run::prints("@total[10]\n"),
+    ]);
+    let (finished, events) = run(&folder, &model, &sandbox, options(), meter()).await;
+
+    let mut want = started(GOAL).to_vec();
+    want.extend([
+        planned(1, &[("north", &[]), ("total", &["north"])], &[]),
+        writing("north", 1),
+        running("north", 1),
+        attempted("north", 1, model.tokens_after(2), None),
+        done("north", false),
+        writing("total", 1),
+        running("total", 1),
+        attempted("total", 1, model.tokens_after(3), None),
+        done("total", false),
+    ]);
+    want.extend(ended("@total[10]", true, model.tokens_after(3)));
+    assert_eq!(events, want);
+    assert!(finished.achieved);
+    assert_eq!(finished.answer, "@total[10]");
+    assert_eq!(finished.ended_by, None);
+    assert_eq!(
+        sandbox
+            .ran()
+            .iter()
+            .map(|r| r.inputs.clone())
+            .collect::<Vec<_>>(),
+        vec![
+            vec!["sales.csv".to_string()],
+            vec!["sales.csv".into(), "north.csv".into()]
+        ]
+    );
+    assert_eq!(model.left(), 0);
+    assert_eq!(sandbox.left(), 0);
+
+    insta::assert_snapshot!(
+        "step_prompt_with_a_dependency",
+        transcript(&model.requests()[2])
+    );
+    let lines: Vec<String> = events.iter().map(planbox::event::describe).collect();
+    insta::assert_snapshot!("event_lines", lines.join("\n"));
+    let report = std::fs::read_to_string(folder.dir().join("report.md")).unwrap();
+    insta::with_settings!({filters => vec![
+        (r"\d{8}-\d{6}-[0-9a-f]+", "<run>"),
+        (r"\d+(\.\d+)? (ms|s)\b", "<time>"),
+    ]}, {
+        insta::assert_snapshot!("report_md", report);
+    });
+}
+
+/// A one-step plan: `only` reads sales.csv and writes nothing.
+fn one_step() -> String {
+    plan(&[step("only", &[], &["sales.csv"], &[])])
+}
+
+const KEY_ERROR: &str = "Traceback (most recent call last):\n  File \"<stdin>\", line 2, in <module>\nKeyError: 'Amount'\n";
+
+#[tokio::test]
+async fn a_failing_script_is_repaired_with_its_error_its_line_and_a_hint() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let broken = "import pandas as pd\nprint(pd.read_csv('/data/sales.csv')['Amount'].sum())";
+    let fixed =
+        "import pandas as pd\nprint(f\"@total[{pd.read_csv('/data/sales.csv')['amount'].sum()}]\")";
+    let model = ScriptedModel::new([one_step(), code(broken), code(fixed)]);
+    let sandbox = FakeSandbox::new([Run::raises(KEY_ERROR), Run::prints("@total[42]\n")]);
+    let (finished, events) = run(&folder, &model, &sandbox, options(), meter()).await;
+
+    let problem = "The script exited with code 1.";
+    let mut want = started(GOAL).to_vec();
+    want.extend([
+        planned(1, &[("only", &[])], &[]),
+        writing("only", 1),
+        running("only", 1),
+        attempted("only", 1, model.tokens_after(2), Some(problem)),
+        writing("only", 2),
+        running("only", 2),
+        attempted("only", 2, model.tokens_after(3), None),
+        done("only", false),
+    ]);
+    want.extend(ended("@total[42]", true, model.tokens_after(3)));
+    assert_eq!(events, want);
+    assert!(finished.achieved);
+    let repair = transcript(&model.requests()[2]);
+    assert!(repair.contains("    print(pd.read_csv('/data/sales.csv')['Amount'].sum())"));
+    insta::assert_snapshot!("repair_prompt", repair);
+    let record: serde_json::Value =
+        serde_json::from_str(&attempt_file(&folder, "only", 1, "result.json")).unwrap();
+    assert_eq!(record["ok"], json!(false));
+    assert_eq!(record["status"], json!({"kind": "exited", "detail": 1}));
+}
+
+#[tokio::test]
+async fn a_repeated_failed_script_is_not_run_again_and_the_next_write_starts_afresh() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let broken = "import pandas as pd\nprint(pd.read_csv('/data/sales.csv')['Amount'].sum())";
+    let model = ScriptedModel::new([
+        one_step(),
+        code(broken),
+        code(broken),
+        code("print('@total[42]')"),
+    ]);
+    let sandbox = FakeSandbox::new([Run::raises(KEY_ERROR), Run::prints("@total[42]\n")]);
+    let (finished, events) = run(&folder, &model, &sandbox, options(), meter()).await;
+
+    let problem = "The script exited with code 1.";
+    let mut want = started(GOAL).to_vec();
+    want.extend([
+        planned(1, &[("only", &[])], &[]),
+        writing("only", 1),
+        running("only", 1),
+        attempted("only", 1, model.tokens_after(2), Some(problem)),
+        // The repeat is sent back unrun, and does not use up the one repair.
+        writing("only", 2),
+        attempted("only", 2, model.tokens_after(3), Some(problem)),
+        writing("only", 3),
+        running("only", 3),
+        attempted("only", 3, model.tokens_after(4), None),
+        done("only", false),
+    ]);
+    want.extend(ended("@total[42]", true, model.tokens_after(4)));
+    assert_eq!(events, want);
+    assert!(finished.achieved);
+    assert_eq!(sandbox.ran().len(), 2, "the repeated script never ran");
+    assert_eq!(sandbox.prepared(), 3, "its container was dropped unused");
+    assert_eq!(attempt_file(&folder, "only", 2, "script.py"), broken);
+    let rewrite = model.requests()[3].clone();
+    assert_eq!(rewrite.temperature, Some(0.8));
+    assert!(
+        !transcript(&rewrite).contains(broken),
+        "a rewrite does not show the script"
+    );
+    insta::assert_snapshot!("rewrite_prompt", transcript(&rewrite));
+}
+
+#[tokio::test]
+async fn a_reply_without_code_goes_back_to_the_model_without_running() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let model = ScriptedModel::new([
+        one_step(),
+        "I cannot see the data.".to_string(),
+        code("print('@total[42]')"),
+    ]);
+    let sandbox = FakeSandbox::new([Run::prints("@total[42]\n")]);
+    let (finished, events) = run(&folder, &model, &sandbox, options(), meter()).await;
+
+    let problem =
+        "The reply held no Python code. Reply with the script in one ```python code block.";
+    let mut want = started(GOAL).to_vec();
+    want.extend([
+        planned(1, &[("only", &[])], &[]),
+        writing("only", 1),
+        attempted("only", 1, model.tokens_after(2), Some(problem)),
+        writing("only", 2),
+        running("only", 2),
+        attempted("only", 2, model.tokens_after(3), None),
+        done("only", false),
+    ]);
+    want.extend(ended("@total[42]", true, model.tokens_after(3)));
+    assert_eq!(events, want);
+    assert!(finished.achieved);
+    assert_eq!(model.asked(2), problem);
+}
+
+#[tokio::test]
+async fn spent_repairs_try_the_step_s_fallback_before_any_replan() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let mut only = step("only", &[], &["sales.csv"], &[]);
+    only["fallback"] = json!("Sum the second column by position.");
+    let model = ScriptedModel::new([
+        plan(&[only]),
+        code("print(undefined)"),
+        code("print('@total[42]')"),
+    ]);
+    let sandbox = FakeSandbox::new([
+        Run::raises("NameError: name 'undefined' is not defined\n"),
+        Run::prints("@total[42]\n"),
+    ]);
+    let options = Options {
+        max_repairs: 0,
+        ..options()
+    };
+    let (finished, events) = run(&folder, &model, &sandbox, options, meter()).await;
+
+    let problem = "The script exited with code 1.";
+    let mut want = started(GOAL).to_vec();
+    want.extend([
+        planned(1, &[("only", &[])], &[]),
+        writing("only", 1),
+        running("only", 1),
+        attempted("only", 1, model.tokens_after(2), Some(problem)),
+        RunEvent::FallingBack {
+            step: "only".into(),
+            problem: problem.into(),
+        },
+        writing("only", 2),
+        running("only", 2),
+        attempted("only", 2, model.tokens_after(3), None),
+        done("only", false),
+    ]);
+    want.extend(ended("@total[42]", true, model.tokens_after(3)));
+    assert_eq!(events, want);
+    assert!(finished.achieved);
+    assert!(
+        model
+            .asked(2)
+            .contains("Sum the second column by position.")
+    );
+}
+
+#[tokio::test]
+async fn exhausted_repairs_replan_only_the_failed_branch_and_keep_finished_steps() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let model = ScriptedModel::new([
+        plan(&[
+            step("north", &[], &["sales.csv"], &["north.txt"]),
+            step("south", &[], &["sales.csv"], &["south.txt"]),
+            step(
+                "total",
+                &["north", "south"],
+                &["north.txt", "south.txt"],
+                &[],
+            ),
+        ]),
+        code("n = 10\nopen('north.txt', 'w').write(str(n))"),
+        code("print(1 / 0)"),
+        plan(&[
+            step("south2", &[], &["sales.csv"], &["south.txt"]),
+            step(
+                "total2",
+                &["north", "south2"],
+                &["north.txt", "south.txt"],
+                &[],
+            ),
+        ]),
+        code("s = 32\nopen('south.txt', 'w').write(str(s))"),
+        code("print('@total[42]')"),
+    ]);
+    let sandbox = FakeSandbox::new([
+        Run::prints("").writes("north.txt", "10"),
+        Run::raises("ZeroDivisionError: division by zero\n"),
+        Run::prints("").writes("south.txt", "32"),
+        Run::prints("@total[42]\n"),
+    ]);
+    let options = Options {
+        max_repairs: 0,
+        ..options()
+    };
+    let (finished, events) = run(&folder, &model, &sandbox, options, meter()).await;
+
+    let problem = "The script exited with code 1.";
+    let mut want = started(GOAL).to_vec();
+    want.extend([
+        planned(
+            1,
+            &[
+                ("north", &[]),
+                ("south", &[]),
+                ("total", &["north", "south"]),
+            ],
+            &[],
+        ),
+        writing("north", 1),
+        running("north", 1),
+        attempted("north", 1, model.tokens_after(2), None),
+        done("north", false),
+        writing("south", 1),
+        running("south", 1),
+        attempted("south", 1, model.tokens_after(3), Some(problem)),
+        RunEvent::StepFailed {
+            step: "south".into(),
+            problem: problem.into(),
+        },
+        RunEvent::StepSkipped {
+            step: "total".into(),
+            because: "south".into(),
+        },
+        RunEvent::Replanning {
+            step: "south".into(),
+            left: 0,
+        },
+        planned(
+            2,
+            &[
+                ("north", &[]),
+                ("south2", &[]),
+                ("total2", &["north", "south2"]),
+            ],
+            &["replanned after south failed: The script exited with code 1."],
+        ),
+        done("north", true),
+        writing("south2", 1),
+        running("south2", 1),
+        attempted("south2", 1, model.tokens_after(5), None),
+        done("south2", false),
+        writing("total2", 1),
+        running("total2", 1),
+        attempted("total2", 1, model.tokens_after(6), None),
+        done("total2", false),
+    ]);
+    want.extend(ended("@total[42]", true, model.tokens_after(6)));
+    assert_eq!(events, want);
+    assert!(finished.achieved);
+    assert_eq!(sandbox.ran().len(), 4, "north ran once");
+    let state = folder.state();
+    assert_eq!(
+        state.done.keys().collect::<Vec<_>>(),
+        ["north", "south2", "total2"]
+    );
+    assert_eq!(state.replans, 1);
+    insta::assert_snapshot!("replan_prompt", transcript(&model.requests()[3]));
+}
+
+#[tokio::test]
+async fn a_spent_container_budget_ends_the_run_with_an_honest_answer_and_no_replan() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let model = ScriptedModel::new([one_step(), code("print(1 / 0)")]);
+    let sandbox = FakeSandbox::new([Run::raises("ZeroDivisionError: division by zero\n")]);
+    let options = Options {
+        max_containers: Some(1),
+        ..options()
+    };
+    let (finished, events) = run(&folder, &model, &sandbox, options, meter()).await;
+
+    let problem = "The script exited with code 1.";
+    let mut want = started(GOAL).to_vec();
+    want.extend([
+        planned(1, &[("only", &[])], &[]),
+        writing("only", 1),
+        running("only", 1),
+        attempted("only", 1, model.tokens_after(2), Some(problem)),
+        RunEvent::BudgetSpent {
+            budget: "containers".into(),
+        },
+        RunEvent::StepFailed {
+            step: "only".into(),
+            problem: "the containers budget ran out".into(),
+        },
+    ]);
+    let answer = "Could not answer: no step produced any result. The containers budget ran out.";
+    want.extend(ended(answer, false, model.tokens_after(2)));
+    assert_eq!(events, want);
+    assert_eq!(finished.ended_by, Some(Budget::Containers));
+    assert!(folder.dir().join("report.html").is_file());
+}
+
+#[tokio::test]
+async fn a_spent_wall_time_stops_before_any_script_is_written() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let model = ScriptedModel::new([one_step()]);
+    let sandbox = FakeSandbox::new([]);
+    let options = Options {
+        wall: Some(Duration::ZERO),
+        ..options()
+    };
+    let (finished, events) = run(&folder, &model, &sandbox, options, meter()).await;
+
+    let mut want = started(GOAL).to_vec();
+    want.extend([
+        planned(1, &[("only", &[])], &[]),
+        RunEvent::BudgetSpent {
+            budget: "wall time".into(),
+        },
+        RunEvent::StepFailed {
+            step: "only".into(),
+            problem: "the wall time budget ran out".into(),
+        },
+    ]);
+    let answer = "Could not answer: no step produced any result. The wall time budget ran out.";
+    want.extend(ended(answer, false, model.tokens_after(1)));
+    assert_eq!(events, want);
+    assert_eq!(finished.ended_by, Some(Budget::WallTime));
+    assert_eq!(sandbox.prepared(), 0);
+}
+
+#[tokio::test]
+async fn a_token_budget_spent_by_planning_stops_the_steps_before_they_are_written() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let model = ScriptedModel::new([one_step()]);
+    let sandbox = FakeSandbox::new([]);
+    let meter = Arc::new(Meter::new(Some(10), None));
+    let (finished, events) = run(&folder, &model, &sandbox, options(), meter).await;
+
+    let mut want = started(GOAL).to_vec();
+    want.extend([
+        planned(1, &[("only", &[])], &[]),
+        RunEvent::BudgetSpent {
+            budget: "tokens".into(),
+        },
+        RunEvent::StepFailed {
+            step: "only".into(),
+            problem: "the tokens budget ran out".into(),
+        },
+    ]);
+    let answer = "Could not answer: no step produced any result. The tokens budget ran out.";
+    want.extend(ended(answer, false, model.tokens_after(1)));
+    assert_eq!(events, want);
+    assert_eq!(finished.ended_by, Some(Budget::Tokens));
+    assert_eq!(sandbox.prepared(), 0);
+}
+
+#[tokio::test]
+async fn a_resumed_run_keeps_finished_steps_and_continues_the_attempt_count() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let first = ScriptedModel::new([
+        plan(&[
+            step("north", &[], &["sales.csv"], &["north.txt"]),
+            step("total", &["north"], &["north.txt"], &[]),
+        ]),
+        code("n = 10\nopen('north.txt', 'w').write(str(n))"),
+        code("print(1 / 0)"),
+        "Only the north total, 10, is known.".to_string(),
+    ]);
+    let sandbox = FakeSandbox::new([
+        Run::prints("").writes("north.txt", "10"),
+        Run::raises("ZeroDivisionError: division by zero\n"),
+    ]);
+    let stop = Options {
+        max_repairs: 0,
+        max_replans: 0,
+        ..options()
+    };
+    let (stopped, _) = run(&folder, &first, &sandbox, stop, meter()).await;
+    assert!(!stopped.achieved);
+    assert_eq!(
+        stopped.answer,
+        "Only the north total, 10, is known.\n\n(could not determine @total)"
+    );
+
+    let again = RunFolder::open_dir(folder.dir()).unwrap();
+    let second = ScriptedModel::new([code("print('@total[10]')")]);
+    let sandbox = FakeSandbox::new([Run::prints("@total[10]\n")]);
+    let (finished, events) = run(&again, &second, &sandbox, options(), meter()).await;
+
+    let mut want = started(GOAL).to_vec();
+    want.extend([
+        planned(1, &[("north", &[]), ("total", &["north"])], &[]),
+        done("north", true),
+        writing("total", 2),
+        running("total", 2),
+        attempted("total", 2, second.tokens_after(1), None),
+        done("total", false),
+    ]);
+    want.extend(ended("@total[10]", true, second.tokens_after(1)));
+    assert_eq!(events, want);
+    assert!(finished.achieved);
+    assert_eq!(
+        sandbox.ran(),
+        vec![Ran {
+            inputs: vec!["sales.csv".into(), "north.txt".into()],
+            script: "print('@total[10]')".into(),
+        }]
+    );
+    assert_eq!(again.state().done["total"].attempt, 2);
+    let key = planbox::run::cache_key(
+        "n = 10\nopen('north.txt', 'w').write(str(n))",
+        &[&world.input_hash()],
+        "planbox-sandbox:test",
+    );
+    assert_eq!(again.state().done["north"].key, key);
+}
+
+#[tokio::test]
+async fn a_summary_s_values_count_only_when_the_steps_printed_them() {
+    let goal = "Which region sold most, and how much? Answer as @region[name] @amount[value].";
+    let world = World::new();
+    let folder = world.create(goal);
+    let model = ScriptedModel::new([
+        one_step(),
+        code("print('south sold 32.04')"),
+        "South sold the most. @region[south] @amount[99]".to_string(),
+    ]);
+    let sandbox = FakeSandbox::new([Run::prints("south sold 32.04\n")]);
+    let (finished, events) = run(&folder, &model, &sandbox, options(), meter()).await;
+
+    let answer = "South sold the most.\n\n@region[south] (could not determine @amount)";
+    assert_eq!(finished.answer, answer);
+    assert!(!finished.achieved, "a value is missing");
+    assert_eq!(
+        events[events.len() - 2],
+        RunEvent::Answered {
+            answer: answer.into()
+        }
+    );
+    insta::assert_snapshot!("synthesis_prompt", transcript(&model.requests()[2]));
+}
+
+#[tokio::test]
+async fn printed_answers_are_taken_as_printed_rounded_as_the_goal_asks() {
+    let goal = "What is the mean amount, rounded to two decimal places? Answer as @mean[value].";
+    let world = World::new();
+    let folder = world.create(goal);
+    let model = ScriptedModel::new([
+        one_step(),
+        code("print('@mean[value]')\nprint('@mean[21.0049]')"),
+    ]);
+    let sandbox = FakeSandbox::new([Run::prints("@mean[value]\n@mean[21.0049]\n")]);
+    let (finished, _) = run(&folder, &model, &sandbox, options(), meter()).await;
+    assert_eq!(finished.answer, "@mean[21.00]");
+    assert!(finished.achieved);
+    assert_eq!(model.left(), 0, "no summary was asked for");
+}

@@ -1,0 +1,222 @@
+//! Fakes for the agent loop: a sandbox that plays back queued script results and a model that
+//! plays back queued replies. Both record what they were asked and fail loudly when they run
+//! dry, so a test states exactly how many scripts ran and how many calls were made.
+
+#![allow(dead_code, missing_docs)]
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use planbox::llm::{Llm, Reply, Request, Usage};
+use planbox::sandbox::{Artifact, Job, Output, Sandbox, Status, Warm};
+
+/// What one script run gives back.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub status: Status,
+    pub stdout: String,
+    pub stderr: String,
+    /// Files the script "wrote" into its output folder.
+    pub files: Vec<(String, String)>,
+}
+
+impl Run {
+    /// A script that exited 0 after printing `stdout`.
+    pub fn prints(stdout: &str) -> Run {
+        Run {
+            status: Status::Exited(0),
+            stdout: stdout.into(),
+            stderr: String::new(),
+            files: Vec::new(),
+        }
+    }
+
+    /// A script that raised: exit 1 with this error output.
+    pub fn raises(stderr: &str) -> Run {
+        Run {
+            status: Status::Exited(1),
+            stdout: String::new(),
+            stderr: stderr.into(),
+            files: Vec::new(),
+        }
+    }
+
+    /// The run also wrote `name` with `content`.
+    pub fn writes(mut self, name: &str, content: &str) -> Run {
+        self.files.push((name.into(), content.into()));
+        self
+    }
+}
+
+/// One script the fake sandbox ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ran {
+    /// File names mounted under /data.
+    pub inputs: Vec<String>,
+    pub script: String,
+}
+
+#[derive(Default)]
+struct Played {
+    queue: VecDeque<Run>,
+    ran: Vec<Ran>,
+    prepared: usize,
+}
+
+/// A sandbox that plays back queued runs, in order.
+#[derive(Clone, Default)]
+pub struct FakeSandbox(Arc<Mutex<Played>>);
+
+impl FakeSandbox {
+    pub fn new(runs: impl IntoIterator<Item = Run>) -> Self {
+        let sandbox = FakeSandbox::default();
+        sandbox.0.lock().unwrap().queue.extend(runs);
+        sandbox
+    }
+
+    /// Every script run so far.
+    pub fn ran(&self) -> Vec<Ran> {
+        self.0.lock().unwrap().ran.clone()
+    }
+
+    /// Containers prepared (run or dropped unused).
+    pub fn prepared(&self) -> usize {
+        self.0.lock().unwrap().prepared
+    }
+
+    /// Runs still queued.
+    pub fn left(&self) -> usize {
+        self.0.lock().unwrap().queue.len()
+    }
+}
+
+pub struct FakeWarm {
+    played: Arc<Mutex<Played>>,
+    inputs: Vec<PathBuf>,
+    out_dir: PathBuf,
+}
+
+impl Sandbox for FakeSandbox {
+    type Warm = FakeWarm;
+
+    async fn prepare(&self, job: &Job) -> planbox::Result<FakeWarm> {
+        self.0.lock().unwrap().prepared += 1;
+        Ok(FakeWarm {
+            played: self.0.clone(),
+            inputs: job.inputs.clone(),
+            out_dir: job.out_dir.clone(),
+        })
+    }
+}
+
+impl Warm for FakeWarm {
+    async fn run(self, script: &str) -> planbox::Result<Output> {
+        let run = {
+            let mut played = self.played.lock().unwrap();
+            played.ran.push(Ran {
+                inputs: self
+                    .inputs
+                    .iter()
+                    .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                    .collect(),
+                script: script.into(),
+            });
+            played.queue.pop_front()
+        };
+        let run =
+            run.unwrap_or_else(|| panic!("the fake sandbox ran dry; it was given:\n{script}"));
+        std::fs::create_dir_all(&self.out_dir).unwrap();
+        let mut artifacts = Vec::new();
+        for (name, content) in &run.files {
+            std::fs::write(self.out_dir.join(name), content).unwrap();
+            artifacts.push(Artifact {
+                path: name.clone(),
+                size: content.len() as u64,
+            });
+        }
+        Ok(Output {
+            status: run.status,
+            stdout_bytes: run.stdout.len() as u64,
+            stderr_bytes: run.stderr.len() as u64,
+            stdout: run.stdout,
+            stderr: run.stderr,
+            artifacts,
+            start: Duration::ZERO,
+            run: Duration::ZERO,
+        })
+    }
+}
+
+/// A model that answers with queued replies, in order, and records every request.
+#[derive(Default)]
+pub struct ScriptedModel {
+    replies: Mutex<VecDeque<String>>,
+    requests: Mutex<Vec<Request>>,
+    usage: Mutex<Vec<u64>>,
+}
+
+impl ScriptedModel {
+    pub fn new<S: Into<String>>(replies: impl IntoIterator<Item = S>) -> Self {
+        ScriptedModel {
+            replies: Mutex::new(replies.into_iter().map(Into::into).collect()),
+            requests: Mutex::default(),
+            usage: Mutex::default(),
+        }
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// The last user message of request `n` (from 0).
+    pub fn asked(&self, n: usize) -> String {
+        let requests = self.requests.lock().unwrap();
+        requests[n].messages.last().unwrap().content.clone()
+    }
+
+    /// Tokens the first `calls` replies used in all, as a meter counts them.
+    pub fn tokens_after(&self, calls: usize) -> u64 {
+        let usage = self.usage.lock().unwrap();
+        assert!(usage.len() >= calls, "only {} calls were made", usage.len());
+        usage[..calls].iter().sum()
+    }
+
+    /// Replies still queued.
+    pub fn left(&self) -> usize {
+        self.replies.lock().unwrap().len()
+    }
+}
+
+impl Llm for ScriptedModel {
+    async fn complete(&self, request: &Request) -> planbox::Result<Reply> {
+        self.requests.lock().unwrap().push(request.clone());
+        let text = self.replies.lock().unwrap().pop_front().unwrap_or_else(|| {
+            let asked: Vec<&str> = request
+                .messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect();
+            panic!(
+                "the scripted model ran dry; it was asked:\n{}",
+                asked.join("\n---\n")
+            )
+        });
+        let usage = Usage::estimate(request, &text);
+        self.usage.lock().unwrap().push(usage.total());
+        Ok(Reply {
+            usage,
+            text,
+            model: "scripted".into(),
+            mode: None,
+            latency: Duration::ZERO,
+        })
+    }
+}
+
+/// A reply holding `script` as a fenced Python block.
+pub fn code(script: &str) -> String {
+    format!("```python\n{script}\n```")
+}
