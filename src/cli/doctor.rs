@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptionsBuilder, ListImagesOptionsBuilder};
 use planbox::llm::{Client, Llm, LlmConfig, Message, Provider, Request, Schema, StructuredMode};
+use planbox::sandbox::engine::UnreachableKind;
 use planbox::sandbox::{self, docker::OWNER_LABEL};
 use serde::Serialize;
 use serde_json::json;
@@ -203,10 +204,10 @@ async fn docker_checks(docker_host: Option<&str>, deadline: Duration) -> (Check,
     }
     let docker = match within(deadline, sandbox::docker::connect()).await {
         Some(Ok(docker)) => docker,
-        Some(Err(planbox::Error::DockerUnreachable { host, reason })) => {
+        Some(Err(planbox::Error::EngineUnreachable { host, kind, source })) => {
             let (image, containers) = skipped();
             return (
-                unreachable(&host, &reason, docker_host.is_some()),
+                unreachable(&host, kind, &root_cause(&source)),
                 image,
                 containers,
             );
@@ -262,24 +263,30 @@ async fn docker_checks(docker_host: Option<&str>, deadline: Duration) -> (Check,
 
 /// The engine could not be reached: a socket this user may not open and an engine that is
 /// not there are different problems with different fixes.
-fn unreachable(host: &str, reason: &str, docker_host_set: bool) -> Check {
-    if reason.to_lowercase().contains("permission denied") {
-        return Check::fail(
-            DOCKER,
-            format!("permission denied on {host}: this user may not use the Docker engine"),
-            "sudo usermod -aG docker \"$USER\" && newgrp docker   (or run planbox with sudo)",
-        );
-    }
-    // The library's message is the whole cause chain and ends with its own advice: the
-    // root cause is what a person needs, and the fix line gives the advice.
-    let chain = reason.split("; ").next().unwrap_or(reason);
-    let cause = chain.rsplit(": ").next().unwrap_or(chain);
-    let fix = if docker_host_set {
-        format!("start the engine at {host}, or unset DOCKER_HOST to use {DEFAULT_SOCKET}")
-    } else {
-        "sudo systemctl start docker".to_string()
+fn unreachable(host: &str, kind: UnreachableKind, cause: &str) -> Check {
+    let detail = match kind {
+        UnreachableKind::NoSocket => {
+            format!("no engine: nothing listens at {host} (the socket does not exist)")
+        }
+        UnreachableKind::PermissionDenied => {
+            format!("permission denied on {host}: this user may not use the Docker engine")
+        }
+        UnreachableKind::Refused
+        | UnreachableKind::ApiVersion
+        | UnreachableKind::Timeout
+        | UnreachableKind::BadAddress
+        | UnreachableKind::Other => format!("no engine answers at {host}: {cause}"),
     };
-    Check::fail(DOCKER, format!("no engine answers at {host}: {cause}"), fix)
+    Check::fail(DOCKER, detail, kind.fix(host))
+}
+
+/// The innermost cause of an error: what a person needs, where the outer layers name only
+/// the library that passed it on.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(err), |e| e.source())
+        .last()
+        .map(ToString::to_string)
+        .unwrap_or_default()
 }
 
 async fn engine_check(docker: &Docker, host: &str, deadline: Duration) -> Check {
@@ -791,8 +798,8 @@ mod tests {
     fn permission_denied_and_no_engine_are_different_findings() {
         let denied = unreachable(
             "unix:///var/run/docker.sock",
-            "permission denied on the socket: add your user to the docker group (then log in again) or run with sudo",
-            false,
+            UnreachableKind::PermissionDenied,
+            "Permission denied (os error 13)",
         );
         assert_eq!(denied.status, Status::Fail);
         assert!(denied.detail.starts_with("permission denied"), "{denied:?}");
@@ -807,8 +814,8 @@ mod tests {
 
         let absent = unreachable(
             "tcp://127.0.0.1:2375",
-            "error trying to connect: Connection refused (os error 111); start the engine (systemctl start docker) or point DOCKER_HOST at it",
-            true,
+            UnreachableKind::Refused,
+            "Connection refused (os error 111)",
         );
         assert_eq!(
             absent,
@@ -818,7 +825,11 @@ mod tests {
                 "start the engine at tcp://127.0.0.1:2375, or unset DOCKER_HOST to use /var/run/docker.sock",
             )
         );
-        let local = unreachable("unix:///var/run/docker.sock", "refused", false);
+        let local = unreachable(
+            "unix:///var/run/docker.sock",
+            UnreachableKind::Refused,
+            "refused",
+        );
         assert_eq!(local.fix.as_deref(), Some("sudo systemctl start docker"));
     }
 
