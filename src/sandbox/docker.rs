@@ -1,6 +1,6 @@
 //! The Docker sandbox: one fresh container per script, started before the script is known
 //! (it waits on stdin), every setting checked after creation before it starts. Running the
-//! warm container is in [`super::warm`], removal in `cleanup`, ownership and reaping in
+//! warm container is in `warm`, removal in `cleanup`, ownership and reaping in
 //! [`super::owner`].
 
 use std::collections::HashSet;

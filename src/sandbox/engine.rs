@@ -21,8 +21,15 @@ pub const MIN_API: (u64, u64) = (1, 41);
 /// Connect to the engine named by `DOCKER_HOST` (or the default socket) and agree on an API
 /// version it speaks: the engine may be older than bollard's default.
 pub async fn connect() -> Result<Docker> {
-    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_HOST.into());
-    connect_to(&host).await
+    connect_to(&host()).await
+}
+
+/// Where the engine is: `DOCKER_HOST` when set and not empty, else [`DEFAULT_HOST`].
+pub fn host() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| DEFAULT_HOST.into())
 }
 
 /// Connect to the engine at `host` (`unix://`, `tcp://`, `http://` or `https://`).
