@@ -10,13 +10,62 @@ pub enum Error {
     #[error("docker request failed")]
     Docker(#[from] bollard::errors::Error),
     /// The Docker engine could not be reached at all.
-    #[error("cannot reach the Docker engine at {host}: {reason}")]
-    DockerUnreachable {
+    #[error("cannot reach the Docker engine at {host}: {kind}")]
+    EngineUnreachable {
         /// Where we looked (DOCKER_HOST or the default socket).
         host: String,
-        /// What went wrong, with the fix.
-        reason: String,
+        /// What went wrong, which decides the fix.
+        kind: UnreachableKind,
+        /// The engine client's error.
+        #[source]
+        source: bollard::errors::Error,
     },
+    /// The engine reported something that cannot be true.
+    #[error("the engine contradicts itself: {0}")]
+    EngineContradiction(String),
+    /// The harvest target already holds files; a harvest never overwrites a user's files.
+    #[error("invalid setting: output folder {} is not empty: name a new or empty folder", .0.display())]
+    OutputFolderNotEmpty(PathBuf),
+    /// A setting is out of its range.
+    #[error("invalid setting: {name} {reason}, got {value}")]
+    InvalidSetting {
+        /// The setting, as a person names it.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// The range it must be in.
+        reason: &'static str,
+    },
+    /// A setting names none of the values it accepts.
+    #[error("invalid setting: {name}={value:?}: use {expected}")]
+    UnknownValue {
+        /// The setting (a variable name).
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// The values it accepts.
+        expected: &'static str,
+    },
+    /// The model's provider needs a key and its variable is not set.
+    #[error(
+        "invalid setting: {var} is not set: export it, point the base URL at a local server, or use the offline model (make local-llm, --provider local)"
+    )]
+    MissingKey {
+        /// The variable the key comes from.
+        var: &'static str,
+    },
+    /// The configuration file does not parse.
+    #[error("invalid setting: {}", path.display())]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// The HTTP client for the model server could not be built (TLS setup).
+    #[error("cannot build the HTTP client")]
+    HttpClient(#[source] reqwest::Error),
     /// The sandbox image is not present in the engine.
     #[error("sandbox image {0} is missing: run `make image` (or `planbox image build`)")]
     ImageMissing(String),
@@ -88,3 +137,37 @@ impl Error {
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why the Docker engine could not be reached; each kind has its own fix
+/// (`UnreachableKind::fix`, in [`crate::sandbox::engine`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnreachableKind {
+    /// Nothing exists at the socket's path.
+    NoSocket,
+    /// The socket exists but this user may not open it.
+    PermissionDenied,
+    /// Nothing listens at the address (a stale socket, a stopped engine, a closed port).
+    Refused,
+    /// The engine answered but does not accept the API version asked for.
+    ApiVersion,
+    /// The engine did not answer in time.
+    Timeout,
+    /// The address is not one the engine client can use (scheme, syntax).
+    BadAddress,
+    /// Anything else the client reported.
+    Other,
+}
+
+impl std::fmt::Display for UnreachableKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UnreachableKind::NoSocket => "no socket at that path",
+            UnreachableKind::PermissionDenied => "permission denied on the socket",
+            UnreachableKind::Refused => "connection refused",
+            UnreachableKind::ApiVersion => "the engine does not accept the API version asked for",
+            UnreachableKind::Timeout => "no answer in time",
+            UnreachableKind::BadAddress => "not a usable engine address",
+            UnreachableKind::Other => "the request failed",
+        })
+    }
+}

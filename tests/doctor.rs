@@ -209,9 +209,9 @@ async fn a_missing_engine_socket_fails_the_docker_check_with_a_fix() {
     );
     assert_eq!(run.status("docker"), "fail");
     let fix = if Path::new("/var/run/docker.sock").exists() {
-        "unset DOCKER_HOST   (the default socket /var/run/docker.sock exists)"
+        "unset DOCKER_HOST   (the default socket /var/run/docker.sock exists)".to_string()
     } else {
-        "sudo systemctl start docker"
+        format!("start the engine at {host}, or unset DOCKER_HOST to use /var/run/docker.sock")
     };
     assert_eq!(run.fix("docker"), fix);
     // What needs the engine is skipped, not failed a second time; the rest still runs.
@@ -219,6 +219,31 @@ async fn a_missing_engine_socket_fails_the_docker_check_with_a_fix() {
     assert_eq!(run.status("containers"), "skip");
     assert_eq!(run.status("model"), "ok");
     assert_eq!(run.status("structured-output"), "ok");
+}
+
+#[tokio::test]
+async fn an_engine_address_where_nothing_listens_names_the_cause_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = healthy_model().await;
+    let host = closed_port().await.replace("http://", "tcp://");
+    let host = host.trim_end_matches("/v1");
+    let run = doctor(
+        dir.path(),
+        &["--provider", "openai", "--base-url", &server.openai_url()],
+        &[("DOCKER_HOST", host)],
+    )
+    .await;
+
+    assert_eq!(run.status("docker"), "fail", "{:#}", run.report);
+    assert_eq!(
+        run.check("docker")["detail"],
+        format!("no engine answers at {host}: Connection refused (os error 111)")
+    );
+    assert_eq!(
+        run.fix("docker"),
+        format!("start the engine at {host}, or unset DOCKER_HOST to use /var/run/docker.sock")
+    );
+    assert_eq!(run.status("image"), "skip");
 }
 
 #[tokio::test]
@@ -268,13 +293,13 @@ async fn a_container_whose_owner_is_gone_is_reported_as_leftover() {
     use bollard::models::ContainerCreateBody;
     use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 
-    let docker = planbox::sandbox::docker::connect().await.unwrap();
+    let docker = planbox::sandbox::engine::connect().await.unwrap();
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let name = format!("planbox-doctor-test-{}", std::process::id());
     let labels = std::collections::HashMap::from([
         ("planbox".to_string(), "1".to_string()),
         (
-            planbox::sandbox::docker::OWNER_LABEL.to_string(),
+            planbox::sandbox::owner::OWNER_LABEL.to_string(),
             format!("{}:999999999:1", hostname.trim()),
         ),
         (

@@ -428,10 +428,24 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("planbox: {err:#}");
+            match fix(&err) {
+                Some(fix) => eprintln!("planbox: {err:#}; fix: {fix}"),
+                None => eprintln!("planbox: {err:#}"),
+            }
             ExitCode::from(2)
         }
     }
+}
+
+/// The fix to print after an error, chosen by which library error it is.
+fn fix(err: &anyhow::Error) -> Option<String> {
+    let planbox::Error::EngineUnreachable { host, kind, .. } = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<planbox::Error>())?
+    else {
+        return None;
+    };
+    Some(kind.fix(host))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

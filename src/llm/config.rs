@@ -99,8 +99,10 @@ impl FileConfig {
     /// Read `planbox.toml`; a missing file is an empty config.
     pub fn load(path: &Path) -> Result<Self> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text)
-                .map_err(|err| Error::Config(format!("{}: {err}", path.display()))),
+            Ok(text) => toml::from_str(&text).map_err(|source| Error::ConfigFile {
+                path: path.to_path_buf(),
+                source,
+            }),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
             Err(err) => Err(Error::Io {
                 context: format!("reading {}", path.display()),
@@ -160,15 +162,17 @@ impl LlmConfig {
         file: &FileConfig,
     ) -> Result<Self> {
         let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-        let parse_env = |name: &str| -> Result<Option<Provider>> {
+        let parse_env = |name: &'static str| -> Result<Option<Provider>> {
             match env(name).as_deref() {
                 None => Ok(None),
                 Some("openai") => Ok(Some(Provider::OpenAi)),
                 Some("anthropic") => Ok(Some(Provider::Anthropic)),
                 Some("local") => Ok(Some(Provider::Local)),
-                Some(other) => Err(Error::Config(format!(
-                    "{name}={other:?}: use openai, anthropic or local"
-                ))),
+                Some(other) => Err(Error::UnknownValue {
+                    name,
+                    value: other.to_string(),
+                    expected: "openai, anthropic or local",
+                }),
             }
         };
         let provider = match flags
@@ -219,24 +223,26 @@ impl LlmConfig {
         let needs_key = matches!(provider, Provider::Anthropic)
             || (provider == Provider::OpenAi && base_url.contains("api.openai.com"));
         if needs_key && api_key.is_none() {
-            return Err(Error::Config(format!(
-                "{key_var} is not set: export it, point the base URL at a local server, or use the offline model (make local-llm, --provider local)"
-            )));
+            return Err(Error::MissingKey { var: key_var });
         }
         let timeout_secs = flags
             .timeout_secs
             .or(file.llm.timeout_secs)
             .unwrap_or(300.0);
         if !(timeout_secs > 0.0 && timeout_secs <= 3600.0) {
-            return Err(Error::Config(format!(
-                "timeout must be in (0, 3600] seconds, got {timeout_secs}"
-            )));
+            return Err(Error::InvalidSetting {
+                name: "timeout",
+                value: timeout_secs.to_string(),
+                reason: "must be in (0, 3600] seconds",
+            });
         }
         let temperature = flags.temperature.or(file.llm.temperature).unwrap_or(0.2);
         if !(0.0..=2.0).contains(&temperature) {
-            return Err(Error::Config(format!(
-                "temperature must be in [0, 2], got {temperature}"
-            )));
+            return Err(Error::InvalidSetting {
+                name: "temperature",
+                value: temperature.to_string(),
+                reason: "must be in [0, 2]",
+            });
         }
         let retry = RetryPolicy {
             attempts: file.llm.retries.unwrap_or(5).max(1),
@@ -343,10 +349,54 @@ mod tests {
         };
         let err = LlmConfig::resolve(&flags, env_of(&[]), &FileConfig::default()).unwrap_err();
         assert!(
+            matches!(
+                err,
+                Error::MissingKey {
+                    var: "ANTHROPIC_API_KEY"
+                }
+            ),
+            "{err}"
+        );
+        assert!(
             err.to_string()
                 .starts_with("invalid setting: ANTHROPIC_API_KEY is not set"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn settings_out_of_range_say_which_and_what_was_given() {
+        let resolve = |flags: Overrides, env: &[(&str, &str)]| {
+            LlmConfig::resolve(&flags, env_of(env), &FileConfig::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let hot = Overrides {
+            temperature: Some(3.0),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            resolve(hot, &[]),
+            "invalid setting: temperature must be in [0, 2], got 3"
+        );
+        assert_eq!(
+            resolve(Overrides::default(), &[("PLANBOX_PROVIDER", "azure")]),
+            "invalid setting: PLANBOX_PROVIDER=\"azure\": use openai, anthropic or local"
+        );
+    }
+
+    #[test]
+    fn a_config_file_that_does_not_parse_names_the_file_and_keeps_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("planbox.toml");
+        std::fs::write(&path, "[llm]\nmodle = \"x\"\n").unwrap();
+        let err = FileConfig::load(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::ConfigFile { path: p, .. } if *p == path),
+            "{err}"
+        );
+        let source = std::error::Error::source(&err).expect("the parser's error is kept");
+        assert!(source.to_string().contains("modle"), "{source}");
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub(crate) fn client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .user_agent(concat!("planbox/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|err| Error::Config(format!("cannot build the HTTP client: {err}")))
+        .map_err(Error::HttpClient)
 }
 
 /// The server's error message out of an error body (OpenAI and Anthropic shapes), cut short.

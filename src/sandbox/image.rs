@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use bollard::Docker;
-use bollard::query_parameters::{BuildImageOptionsBuilder, CreateImageOptionsBuilder};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateImageOptionsBuilder, ListImagesOptionsBuilder,
+};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
@@ -99,6 +101,69 @@ pub async fn exists(docker: &Docker, name: &str) -> Result<bool> {
             status_code: 404, ..
         }) => Ok(false),
         Err(err) => Err(err.into()),
+    }
+}
+
+/// One `planbox-sandbox` image the engine holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// Its tags, `planbox-sandbox:<hash>` among them.
+    pub tags: Vec<String>,
+    /// Size in bytes.
+    pub size: u64,
+    /// Creation time, in seconds since the Unix epoch.
+    pub created: i64,
+}
+
+/// Every image of the sandbox image's repository (`planbox-sandbox`) the engine holds.
+pub async fn installed(docker: &Docker) -> Result<Vec<Installed>> {
+    let current = tag();
+    let repo = current.split(':').next().unwrap_or_default();
+    let filters = HashMap::from([("reference", vec![repo])]);
+    let options = ListImagesOptionsBuilder::new().filters(&filters).build();
+    Ok(docker
+        .list_images(Some(options))
+        .await?
+        .into_iter()
+        .map(|i| Installed {
+            tags: i.repo_tags,
+            size: i.size.max(0) as u64,
+            created: i.created,
+        })
+        .collect())
+}
+
+/// Whether the engine holds the image this planbox needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence<'a> {
+    /// The current tag is there.
+    Current(&'a Installed),
+    /// Only other tags of the repository are there (sorted): the build files changed since.
+    Stale(Vec<&'a str>),
+    /// No image of the repository at all.
+    Missing,
+}
+
+/// Find `current` (a tag such as [`tag`]) among `images`.
+pub fn presence<'a>(current: &str, images: &'a [Installed]) -> Presence<'a> {
+    if let Some(image) = images
+        .iter()
+        .find(|image| image.tags.iter().any(|t| t == current))
+    {
+        return Presence::Current(image);
+    }
+    let repo = current.split(':').next().unwrap_or_default();
+    let mut older: Vec<&str> = images
+        .iter()
+        .flat_map(|image| image.tags.iter())
+        .filter(|tag| tag.starts_with(&format!("{repo}:")))
+        .map(String::as_str)
+        .collect();
+    older.sort_unstable();
+    if older.is_empty() {
+        Presence::Missing
+    } else {
+        Presence::Stale(older)
     }
 }
 
@@ -243,5 +308,26 @@ mod tests {
         assert_eq!(hash.len(), 12);
         assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(tag(), base_tag().replace("planbox-base", "planbox-sandbox"));
+    }
+
+    #[test]
+    fn an_image_is_current_missing_or_stale() {
+        let current = "planbox-sandbox:0123456789ab";
+        let image = |tags: &[&str]| Installed {
+            tags: tags.iter().map(ToString::to_string).collect(),
+            size: 1,
+            created: 0,
+        };
+        let both = [image(&["planbox-sandbox:ba9876543210", current])];
+        assert_eq!(presence(current, &both), Presence::Current(&both[0]));
+        assert_eq!(presence(current, &[]), Presence::Missing);
+        let old = [
+            image(&["planbox-sandbox:ff"]),
+            image(&["planbox-sandbox:aa", "other:1"]),
+        ];
+        assert_eq!(
+            presence(current, &old),
+            Presence::Stale(vec!["planbox-sandbox:aa", "planbox-sandbox:ff"])
+        );
     }
 }

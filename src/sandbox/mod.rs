@@ -2,11 +2,15 @@
 //! what happened as a value, never as an error, unless the machinery itself broke.
 
 pub mod capture;
+mod cleanup;
 pub mod docker;
+pub mod engine;
 pub mod harvest;
 pub mod image;
+pub mod owner;
 pub mod policy;
 pub mod seccomp;
+mod warm;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -82,19 +82,36 @@ pub const ENV: &[&str] = &[
 impl Policy {
     /// Reject settings outside the ranges planbox supports.
     pub fn validate(&self) -> Result<()> {
+        let invalid = |name, value: String, reason| {
+            Err(Error::InvalidSetting {
+                name,
+                value,
+                reason,
+            })
+        };
         let secs = self.timeout.as_secs_f64();
         if !(0.0 < secs && secs <= 600.0) {
-            return Err(Error::Config(format!(
-                "timeout must be in (0, 600] seconds, got {secs}"
-            )));
+            return invalid("timeout", secs.to_string(), "must be in (0, 600] seconds");
         }
         if self.memory < 64 * MIB {
-            return Err(Error::Config("memory must be at least 64 MiB".into()));
+            return invalid(
+                "memory",
+                format!("{} bytes", self.memory),
+                "must be at least 64 MiB",
+            );
         }
-        if self.nano_cpus <= 0 || self.pids < 8 || self.nofile < 16 {
-            return Err(Error::Config(
-                "cpus, pids (>= 8) and nofile (>= 16) must be positive".into(),
-            ));
+        if self.nano_cpus <= 0 {
+            return invalid(
+                "cpus",
+                (self.nano_cpus as f64 / 1e9).to_string(),
+                "must be positive",
+            );
+        }
+        if self.pids < 8 {
+            return invalid("pids", self.pids.to_string(), "must be at least 8");
+        }
+        if self.nofile < 16 {
+            return invalid("nofile", self.nofile.to_string(), "must be at least 16");
         }
         Ok(())
     }

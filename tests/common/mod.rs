@@ -30,7 +30,7 @@ pub fn test_policy() -> Policy {
 }
 
 pub async fn docker() -> bollard::Docker {
-    sandbox::docker::connect()
+    sandbox::engine::connect()
         .await
         .expect("the Docker tests need a running engine (see README: requirements)")
 }

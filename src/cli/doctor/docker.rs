@@ -1,0 +1,355 @@
+//! The Docker checks: the engine answers (and how old it is), the sandbox image is current,
+//! and no container is left over from a planbox process that is gone. The findings come from
+//! `sandbox::engine`, `sandbox::image` and `sandbox::owner`; this module words them.
+
+use std::time::Duration;
+
+use bollard::Docker;
+use planbox::sandbox::engine::{self, MIN_API, UnreachableKind};
+use planbox::sandbox::image::{self, Installed, Presence};
+use planbox::sandbox::owner::{self, Kind, Leftover};
+
+use super::{CONTAINERS, Check, DOCKER, IMAGE, age, plural, size, within};
+
+/// The engine, image and containers checks; the last two are skipped without an engine.
+pub(super) async fn docker_checks(deadline: Duration) -> (Check, Check, Check) {
+    let host = engine::host();
+    let failed = |engine: Check| {
+        (
+            engine,
+            Check::skip(IMAGE, "needs the Docker engine"),
+            Check::skip(CONTAINERS, "needs the Docker engine"),
+        )
+    };
+    let docker = match within(deadline, engine::connect_to(&host)).await {
+        Some(Ok(docker)) => docker,
+        Some(Err(planbox::Error::EngineUnreachable { host, kind, source })) => {
+            return failed(unreachable(&host, kind, &root_cause(&source)));
+        }
+        Some(Err(err)) => {
+            return failed(Check::fail(
+                DOCKER,
+                format!("{err:#}"),
+                UnreachableKind::Other.fix(&host),
+            ));
+        }
+        None => {
+            return failed(Check::fail(
+                DOCKER,
+                format!("the engine at {host} did not answer within {deadline:?}"),
+                UnreachableKind::Timeout.fix(&host),
+            ));
+        }
+    };
+    let slow = |name, what| {
+        Check::fail(
+            name,
+            format!("{what} took longer than {deadline:?}"),
+            UnreachableKind::Timeout.fix(&host),
+        )
+    };
+    tokio::join!(
+        engine_check(&docker, &host, deadline),
+        async {
+            within(deadline, image_check(&docker, &host))
+                .await
+                .unwrap_or_else(|| slow(IMAGE, "listing images"))
+        },
+        async {
+            within(deadline, containers_check(&docker, &host))
+                .await
+                .unwrap_or_else(|| slow(CONTAINERS, "listing containers"))
+        },
+    )
+}
+
+/// The engine could not be reached: a socket this user may not open and an engine that is
+/// not there are different problems with different fixes.
+fn unreachable(host: &str, kind: UnreachableKind, cause: &str) -> Check {
+    let detail = match kind {
+        UnreachableKind::NoSocket => {
+            format!("no engine: nothing listens at {host} (the socket does not exist)")
+        }
+        UnreachableKind::PermissionDenied => {
+            format!("permission denied on {host}: this user may not use the Docker engine")
+        }
+        UnreachableKind::Refused
+        | UnreachableKind::ApiVersion
+        | UnreachableKind::Timeout
+        | UnreachableKind::BadAddress
+        | UnreachableKind::Other => format!("no engine answers at {host}: {cause}"),
+    };
+    Check::fail(DOCKER, detail, kind.fix(host))
+}
+
+/// The innermost cause of an error: what a person needs, where the outer layers name only
+/// the library that passed it on.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(err), |e| e.source())
+        .last()
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
+async fn engine_check(docker: &Docker, host: &str, deadline: Duration) -> Check {
+    let version = match within(deadline, engine::version(docker)).await {
+        Some(Ok(version)) => version,
+        Some(Err(err)) => {
+            return Check::fail(
+                DOCKER,
+                format!(
+                    "the engine at {host} answered but not its version: {}",
+                    root_cause(&err)
+                ),
+                UnreachableKind::Other.fix(host),
+            );
+        }
+        None => {
+            return Check::fail(
+                DOCKER,
+                format!("the engine at {host} did not tell its version within {deadline:?}"),
+                UnreachableKind::Timeout.fix(host),
+            );
+        }
+    };
+    let detail = format!(
+        "engine {} at {host}, API {}; planbox negotiated API {}",
+        version.engine, version.api, version.negotiated
+    );
+    if version.too_old() {
+        Check::warn(
+            DOCKER,
+            format!(
+                "{detail}: older than API {}.{}, so some sandbox settings may be refused",
+                MIN_API.0, MIN_API.1
+            ),
+            UnreachableKind::ApiVersion.fix(host),
+        )
+    } else {
+        Check::ok(DOCKER, detail)
+    }
+}
+
+async fn image_check(docker: &Docker, host: &str) -> Check {
+    match image::installed(docker).await {
+        Ok(images) => image_finding(&image::tag(), &images),
+        Err(err) => Check::fail(
+            IMAGE,
+            format!("cannot list images: {}", root_cause(&err)),
+            UnreachableKind::Other.fix(host),
+        ),
+    }
+}
+
+/// The image check's verdict from the engine's `planbox-sandbox` images: the current tag
+/// present, missing, or only older tags (stale).
+fn image_finding(current: &str, images: &[Installed]) -> Check {
+    let fix = "make image   (or: planbox image build)";
+    match image::presence(current, images) {
+        Presence::Current(found) => Check::ok(
+            IMAGE,
+            format!(
+                "{current} is present ({}, built {})",
+                size(found.size),
+                age(found.created)
+            ),
+        ),
+        Presence::Missing => Check::fail(IMAGE, format!("{current} is missing"), fix),
+        Presence::Stale(older) => Check::fail(
+            IMAGE,
+            format!(
+                "stale: {} present, but this planbox needs {current} (the image's build files changed)",
+                older.join(", ")
+            ),
+            fix,
+        ),
+    }
+}
+
+async fn containers_check(docker: &Docker, host: &str) -> Check {
+    match owner::leftovers(docker, false).await {
+        Ok(leftovers) => containers_finding(&leftovers),
+        Err(err) => Check::fail(
+            CONTAINERS,
+            format!("cannot list containers: {}", root_cause(&err)),
+            UnreachableKind::Other.fix(host),
+        ),
+    }
+}
+
+/// The containers check's verdict: containers of running planbox processes are fine, those
+/// of processes that are gone are leftovers (the next run removes them).
+fn containers_finding(leftovers: &[Leftover]) -> Check {
+    let mut live_owners = Vec::new();
+    let mut orphans = Vec::new();
+    for container in leftovers.iter().filter(|l| l.kind == Kind::Container) {
+        if container.alive {
+            live_owners.push(
+                container
+                    .pid()
+                    .map_or("?".to_string(), |pid| pid.to_string()),
+            );
+        } else {
+            orphans.push(container.id.chars().take(12).collect::<String>());
+        }
+    }
+    let live = live_owners.len();
+    live_owners.sort_unstable();
+    live_owners.dedup();
+    let in_use = if live == 0 {
+        String::new()
+    } else {
+        format!(
+            "{live} container{} in use by running planbox process{} (pid {})",
+            plural(live),
+            if live_owners.len() == 1 { "" } else { "es" },
+            live_owners.join(", ")
+        )
+    };
+    match (orphans.len(), live) {
+        (0, 0) => Check::ok(CONTAINERS, "no planbox containers"),
+        (0, _) => Check::ok(CONTAINERS, in_use),
+        (n, live) => {
+            let mut detail = format!(
+                "{n} leftover container{} whose planbox process is gone",
+                plural(n)
+            );
+            if live > 0 {
+                detail.push_str(&format!("; {in_use}"));
+            }
+            // `make clean-containers` removes every planbox container, so only when none
+            // belongs to a running process.
+            let fix = if live == 0 {
+                "make clean-containers   (or leave them: the next planbox run removes them)"
+                    .to_string()
+            } else {
+                format!(
+                    "docker rm -f {}   (or leave them: the next planbox run removes them)",
+                    orphans.join(" ")
+                )
+            };
+            Check::warn(CONTAINERS, detail, fix)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Status;
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn permission_denied_and_no_engine_are_different_findings() {
+        let denied = unreachable(
+            "unix:///var/run/docker.sock",
+            UnreachableKind::PermissionDenied,
+            "Permission denied (os error 13)",
+        );
+        assert_eq!(denied.status, Status::Fail);
+        assert!(denied.detail.starts_with("permission denied"), "{denied:?}");
+        assert!(
+            denied
+                .fix
+                .as_deref()
+                .unwrap()
+                .contains("usermod -aG docker"),
+            "{denied:?}"
+        );
+
+        let absent = unreachable(
+            "tcp://127.0.0.1:2375",
+            UnreachableKind::Refused,
+            "Connection refused (os error 111)",
+        );
+        assert_eq!(
+            absent,
+            Check::fail(
+                DOCKER,
+                "no engine answers at tcp://127.0.0.1:2375: Connection refused (os error 111)",
+                "start the engine at tcp://127.0.0.1:2375, or unset DOCKER_HOST to use /var/run/docker.sock",
+            )
+        );
+        let local = unreachable(
+            "unix:///var/run/docker.sock",
+            UnreachableKind::Refused,
+            "refused",
+        );
+        assert_eq!(local.fix.as_deref(), Some("sudo systemctl start docker"));
+    }
+
+    #[test]
+    fn an_image_is_current_missing_or_stale() {
+        let current = "planbox-sandbox:0123456789ab";
+        let image = |tags: &[&str], size| Installed {
+            tags: tags.iter().map(ToString::to_string).collect(),
+            size,
+            created: 0,
+        };
+        let old = "planbox-sandbox:ba9876543210";
+        let present = image_finding(current, &[image(&[old, current], 600 * 1024 * 1024)]);
+        assert_eq!(present.status, Status::Ok);
+        assert!(
+            present
+                .detail
+                .starts_with(&format!("{current} is present (600 MiB, built ")),
+            "{present:?}"
+        );
+        let fix = "make image   (or: planbox image build)";
+        assert_eq!(
+            image_finding(current, &[]),
+            Check::fail(IMAGE, format!("{current} is missing"), fix)
+        );
+        assert_eq!(
+            image_finding(current, &[image(&[old], 1)]),
+            Check::fail(
+                IMAGE,
+                format!(
+                    "stale: {old} present, but this planbox needs {current} (the image's build files changed)"
+                ),
+                fix
+            )
+        );
+    }
+
+    #[test]
+    fn only_containers_of_gone_processes_are_leftovers() {
+        let container = |id: &str, owner: &str, alive| Leftover {
+            kind: Kind::Container,
+            id: id.into(),
+            owner: owner.into(),
+            alive,
+            age: None,
+            size: None,
+        };
+        let volume = Leftover {
+            kind: Kind::Volume,
+            ..container("planbox-out-1", "h:9:1", false)
+        };
+        assert_eq!(
+            containers_finding(std::slice::from_ref(&volume)),
+            Check::ok(CONTAINERS, "no planbox containers")
+        );
+        let running = container("aaaa", "h:42:7", true);
+        let gone = container("0123456789abcdef", "h:9:1", false);
+        assert_eq!(
+            containers_finding(&[running.clone(), running.clone()]),
+            Check::ok(
+                CONTAINERS,
+                "2 containers in use by running planbox process (pid 42)"
+            )
+        );
+        assert_eq!(
+            containers_finding(&[gone.clone(), volume]),
+            Check::warn(
+                CONTAINERS,
+                "1 leftover container whose planbox process is gone",
+                "make clean-containers   (or leave them: the next planbox run removes them)"
+            )
+        );
+        assert_eq!(
+            containers_finding(&[gone, running]).fix.as_deref(),
+            Some("docker rm -f 0123456789ab   (or leave them: the next planbox run removes them)")
+        );
+    }
+}
