@@ -300,3 +300,15 @@ fn the_man_page_lists_the_subcommands_and_one_page_each_is_written() {
     );
     assert!(doctor.contains("\\-\\-runs\\-dir"), "{doctor}");
 }
+
+#[test]
+fn every_help_text_is_as_recorded() {
+    for words in [&[][..]].into_iter().chain(SUBCOMMANDS.iter().copied()) {
+        let mut args = words.to_vec();
+        args.push("--help");
+        let output = planbox(&args);
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        let name = ["help"].iter().chain(words).copied().collect::<Vec<_>>();
+        insta::assert_snapshot!(name.join("_"), stdout(&output));
+    }
+}
