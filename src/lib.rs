@@ -9,6 +9,9 @@
 //! - [`agent`]: the loop: plan, write, run, check, repair, replan, answer.
 //! - [`event`]: the [`RunEvent`](event::RunEvent) stream and its sinks.
 //! - [`run`]: the run folder (plans, attempts, events, state); resume and verify read it.
+//! - [`verify`]: a finished run's scripts re-run and their outputs compared with the run's.
+//! - [`batch`]: suites of goals with expected answers, judged, and JUnit reports.
+//! - [`expect`]: whether an answer gives the values expected of it.
 //! - [`report`]: the report of a run, as Markdown and as one self-contained HTML page.
 //! - [`sandbox`]: run one untrusted script in a disposable container (policy, capture,
 //!   harvest, image build, warm start, leftover reaping).
@@ -116,6 +119,7 @@
 
 pub mod agent;
 pub mod answer;
+pub mod batch;
 pub mod error;
 pub mod event;
 pub mod fsutil;
@@ -131,5 +135,6 @@ pub mod run;
 pub mod sandbox;
 pub mod schedule;
 pub mod text;
+pub mod verify;
 
 pub use error::{Error, Result};

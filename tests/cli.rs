@@ -300,3 +300,97 @@ fn the_man_page_lists_the_subcommands_and_one_page_each_is_written() {
     );
     assert!(doctor.contains("\\-\\-runs\\-dir"), "{doctor}");
 }
+
+#[test]
+fn every_help_text_is_as_recorded() {
+    for words in [&[][..]].into_iter().chain(SUBCOMMANDS.iter().copied()) {
+        let mut args = words.to_vec();
+        args.push("--help");
+        let output = planbox(&args);
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        let name = ["help"].iter().chain(words).copied().collect::<Vec<_>>();
+        insta::assert_snapshot!(name.join("_"), stdout(&output));
+    }
+}
+
+/// `planbox ARGS` in `dir` with no engine to reach and the offline model (no configuration
+/// file), so whatever it reports came before any container started.
+fn planbox_without_engine(args: &[&str], dir: &Path) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_planbox"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("DOCKER_HOST", format!("unix://{}/no.sock", dir.display()));
+    // `exec` talks to no model.
+    if args[0] != "exec" {
+        command.args([
+            "--provider",
+            "local",
+            "--config",
+            "/nonexistent/planbox.toml",
+        ]);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn options_out_of_range_are_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = script(dir.path(), "ok.py", b"print(1)\n");
+    let suite = dir.path().join("suite.jsonl");
+    std::fs::write(&suite, "{\"id\": \"a\", \"goal\": \"count the rows\"}\n").unwrap();
+    let suite = suite.to_str().unwrap();
+    let timeout = "planbox: --timeout must be in (0, 600] seconds\n";
+    let steps = "planbox: --max-steps must be between 1 and 50\n";
+    for (args, said) in [
+        (&["run", "count the rows", "--timeout", "0"][..], timeout),
+        (&["run", "count the rows", "--max-steps", "51"], steps),
+        (&["batch", suite, "--timeout", "601"], timeout),
+        (&["batch", suite, "--max-steps", "0"], steps),
+        (&["plan", "count the rows", "--max-steps", "0"], steps),
+        (&["exec", &script, "--timeout=-1"], timeout),
+    ] {
+        let output = planbox_without_engine(args, dir.path());
+        assert_eq!(
+            (output.status.code(), stderr(&output).as_str()),
+            (Some(2), said),
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "no run folder was made beside the script and the suite"
+    );
+}
+
+#[test]
+fn an_empty_goal_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = planbox_without_engine(&["run", "  "], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        "planbox: the goal is empty: say what to find out\n"
+    );
+}
+
+#[test]
+fn a_suite_line_that_is_not_a_goal_is_named_by_its_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite.jsonl");
+    std::fs::write(
+        &suite,
+        "{\"id\": \"a\", \"goal\": \"count the rows\"}\n\n{\"id\": \"b\"}\n",
+    )
+    .unwrap();
+    let output = planbox_without_engine(&["batch", suite.to_str().unwrap()], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "planbox: {} line 3: not a goal object: missing field `goal` at line 1 column 11\n",
+            suite.display()
+        )
+    );
+}

@@ -3,6 +3,7 @@
 //! answer with an expectation. [`compose`] builds a run's final answer from these.
 
 pub mod compose;
+pub mod expect;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;

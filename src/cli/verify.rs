@@ -1,0 +1,66 @@
+//! `planbox verify`: a finished run's checks printed one per line, optionally as JUnit XML;
+//! exit 0 when everything reproduced.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use planbox::batch::Case;
+use planbox::run::RunFolder;
+use planbox::sandbox::{self, DockerSandbox, Policy};
+use planbox::verify::Check;
+
+use super::args::VerifyArgs;
+use super::{exit_code_for, print_stdout};
+
+/// Verify the run in the image it ran in, and report each check.
+pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let dir = RunFolder::locate(&args.run_ref, &args.runs_dir)?;
+    let folder = RunFolder::open_dir(&dir)?;
+    let info = folder.info()?;
+    let planned = folder
+        .plan()?
+        .context("the run has no plan yet: nothing to verify")?;
+    let docker = sandbox::docker::connect().await?;
+    let sandbox = DockerSandbox::new(docker, Policy::default(), info.image.clone()).await?;
+    let checks = planbox::verify::verify(&folder, &planned.plan, &sandbox, args.tolerance).await?;
+    sandbox.settle().await;
+    let mut text = String::new();
+    for check in &checks {
+        let verdict = match failure(check) {
+            None => "ok".to_string(),
+            Some(problems) => format!("FAILED: {problems}"),
+        };
+        text.push_str(&format!("{:<24} {verdict}\n", check.subject));
+    }
+    let failed = checks.iter().filter(|c| !c.passed()).count();
+    text.push_str(&format!(
+        "{} passed, {failed} failed\n",
+        checks.len() - failed
+    ));
+    print_stdout(&text);
+    if let Some(path) = &args.junit {
+        let cases: Vec<Case> = checks
+            .iter()
+            .map(|check| Case {
+                name: check.subject.to_string(),
+                failure: failure(check),
+                time: check.took,
+            })
+            .collect();
+        let xml = planbox::batch::junit(&format!("verify {}", info.id), &cases);
+        std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(exit_code_for(failed == 0))
+}
+
+/// A failed check's problems on one line; `None` when it passed.
+fn failure(check: &Check) -> Option<String> {
+    (!check.passed()).then(|| {
+        check
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
