@@ -15,11 +15,10 @@ use super::retry::RetryPolicy;
 use crate::error::{Error, Result};
 
 /// The model provider's wire format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     /// Any OpenAI-compatible server.
-    #[value(name = "openai")]
     #[serde(rename = "openai")]
     OpenAi,
     /// Anthropic's Messages API.

@@ -1,0 +1,313 @@
+//! The planner: a goal and input profiles in, a validated plan out. Invalid plans go back to
+//! the model with the exact errors a bounded number of times; planning modes range from no
+//! plan (one script) to hierarchical decomposition; an optional reflection round critiques and
+//! improves the plan.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::llm::{Llm, Message, Request, Schema, complete_json};
+use crate::plan::{self, Limits, Plan, Step, StepKind};
+use crate::profile::Profile;
+use crate::prompt::{self, Shape};
+
+mod revise;
+mod subgoals;
+
+use revise::{chain, mend};
+
+/// Longest goal accepted, in characters.
+pub const MAX_GOAL: usize = 4000;
+
+/// How to plan (`--plan`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One script for the whole goal: the baseline, and right for trivial goals.
+    None,
+    /// A chain of steps.
+    Linear,
+    /// A dependency graph; independent steps run in parallel.
+    Dag,
+    /// Sub-goals, each decomposed into steps unless it is one step already.
+    Hierarchical,
+    /// The model decides whether a plan is needed (then `dag`) or not (then `none`).
+    Auto,
+}
+
+/// A validated plan and how it came about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Planned {
+    /// The plan.
+    pub plan: Plan,
+    /// The mode that produced it (`auto` resolves to `none` or `dag`).
+    pub mode: Mode,
+    /// Degradations and decisions worth showing the user.
+    pub notes: Vec<String>,
+}
+
+/// Plans goals with a model.
+pub struct Planner<'a, L> {
+    llm: &'a L,
+    /// Plan limits.
+    pub limits: Limits,
+    /// Times an invalid plan is sent back with its errors.
+    pub reasks: usize,
+    /// Deepest level of sub-goals in hierarchical mode.
+    pub max_depth: usize,
+}
+
+#[derive(Deserialize)]
+struct Triage {
+    plan: bool,
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Deserialize)]
+struct Critique {
+    problems: Vec<String>,
+}
+
+impl<'a, L: Llm> Planner<'a, L> {
+    /// A planner with default limits (12 steps, 3 re-asks, depth 2).
+    pub fn new(llm: &'a L) -> Self {
+        Planner {
+            llm,
+            limits: Limits::default(),
+            reasks: 3,
+            max_depth: 2,
+        }
+    }
+
+    /// Plan `goal` over the profiled inputs; `reflect` critique rounds follow when above zero.
+    pub async fn plan(
+        &self,
+        goal: &str,
+        profiles: &[Profile],
+        mode: Mode,
+        reflect: usize,
+    ) -> Result<Planned> {
+        let goal = goal.trim();
+        if goal.is_empty() {
+            return Err(Error::Config(
+                "the goal is empty: say what to find out".into(),
+            ));
+        }
+        let length = goal.chars().count();
+        if length > MAX_GOAL {
+            return Err(Error::Config(format!(
+                "the goal is {length} characters; at most {MAX_GOAL}: put data in an input file and describe the question"
+            )));
+        }
+        let mut notes = Vec::new();
+        let (mut planned, used) = match mode {
+            Mode::None => (single_step(goal, profiles), Mode::None),
+            Mode::Linear => (
+                self.graph(goal, profiles, Shape::Linear, self.limits.max_steps)
+                    .await?,
+                Mode::Linear,
+            ),
+            Mode::Dag => (
+                self.graph(goal, profiles, Shape::Dag, self.limits.max_steps)
+                    .await?,
+                Mode::Dag,
+            ),
+            Mode::Hierarchical => match self.hierarchical(goal, profiles).await {
+                Ok(plan) => (plan, Mode::Hierarchical),
+                Err(err) => {
+                    notes.push(format!(
+                        "hierarchical planning failed ({err}); planned as a graph instead"
+                    ));
+                    (
+                        self.graph(goal, profiles, Shape::Dag, self.limits.max_steps)
+                            .await?,
+                        Mode::Dag,
+                    )
+                }
+            },
+            Mode::Auto => {
+                let request = Request {
+                    schema: Some(Schema {
+                        name: "triage".into(),
+                        schema: json!({
+                            "type": "object", "required": ["plan", "reason"], "additionalProperties": false,
+                            "properties": {"plan": {"type": "boolean"}, "reason": {"type": "string"}}
+                        }),
+                    }),
+                    temperature: Some(0.0),
+                    ..Request::new(prompt::triage_messages(goal, profiles))
+                };
+                let (value, _) = complete_json(self.llm, &request, self.reasks).await?;
+                let triage: Triage =
+                    serde_json::from_value(value).map_err(|e| Error::LlmReply(e.to_string()))?;
+                notes.push(format!(
+                    "auto: {} ({})",
+                    if triage.plan {
+                        "planned as a graph"
+                    } else {
+                        "one script, no plan"
+                    },
+                    triage.reason.trim()
+                ));
+                if triage.plan {
+                    (
+                        self.graph(goal, profiles, Shape::Dag, self.limits.max_steps)
+                            .await?,
+                        Mode::Dag,
+                    )
+                } else {
+                    (single_step(goal, profiles), Mode::None)
+                }
+            }
+        };
+        if used != Mode::None {
+            for _ in 0..reflect {
+                match self.reflect(goal, profiles, &planned).await? {
+                    Some((better, problems)) => {
+                        notes.push(format!("reflection fixed: {}", problems.join("; ")));
+                        planned = better;
+                    }
+                    None => {
+                        notes.push("reflection found no problems".into());
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(Planned {
+            plan: planned,
+            mode: used,
+            notes,
+        })
+    }
+
+    fn plan_request(&self, messages: Vec<Message>, max_steps: usize) -> Request {
+        let limits = Limits {
+            max_steps,
+            ..self.limits
+        };
+        Request {
+            schema: Some(Schema {
+                name: "plan".into(),
+                schema: plan::schema(&limits),
+            }),
+            ..Request::new(messages)
+        }
+    }
+
+    /// Ask for a plan, validate it, and send the errors back until it is valid or the re-asks
+    /// run out.
+    async fn ask_valid(
+        &self,
+        goal: &str,
+        inputs: &[String],
+        request: Request,
+        shape: Shape,
+        limits: &Limits,
+    ) -> Result<Plan> {
+        self.ask_until_valid(goal, inputs, request, limits, |mut plan| {
+            if shape == Shape::Linear {
+                chain(&mut plan);
+            }
+            plan
+        })
+        .await
+    }
+
+    /// The re-ask loop: `complete` turns the model's plan into the plan to check (a chain, a
+    /// merge with kept steps); its errors go back to the model until it is valid.
+    async fn ask_until_valid(
+        &self,
+        goal: &str,
+        inputs: &[String],
+        mut request: Request,
+        limits: &Limits,
+        complete: impl Fn(Plan) -> Plan,
+    ) -> Result<Plan> {
+        let mut last = Vec::new();
+        for _ in 0..=self.reasks {
+            let (value, reply) = complete_json(self.llm, &request, self.reasks).await?;
+            let mut plan = complete(Plan::from_model(goal, &value).map_err(Error::LlmReply)?);
+            mend(&mut plan, inputs);
+            for step in &mut plan.steps {
+                // Inputs are read-only: a step "writing" one means it loads it.
+                step.writes.retain(|w| !inputs.contains(w));
+                // A check produces nothing and follows what it checks: a "verify" step that
+                // writes files or depends on nothing is an action under the wrong name (small
+                // models label every step so), and would be prompted as a bare assertion.
+                if step.kind == StepKind::Verify
+                    && (!step.writes.is_empty() || step.depends_on.is_empty())
+                {
+                    step.kind = StepKind::Action;
+                }
+            }
+            let errors = plan.validate(inputs, limits);
+            if errors.is_empty() {
+                return Ok(plan);
+            }
+            let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            request
+                .messages
+                .push(Message::assistant(crate::text::truncate_middle(
+                    &reply.text,
+                    6000,
+                )));
+            request.messages.push(Message::user(format!(
+                "The plan is invalid:\n- {}\nReply with the corrected plan as JSON only.",
+                listed.join("\n- ")
+            )));
+            last = listed;
+        }
+        Err(Error::LlmReply(format!(
+            "no valid plan after {} re-asks; last problems: {}",
+            self.reasks,
+            last.join("; ")
+        )))
+    }
+
+    async fn graph(
+        &self,
+        goal: &str,
+        profiles: &[Profile],
+        shape: Shape,
+        max_steps: usize,
+    ) -> Result<Plan> {
+        let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
+        let request = self.plan_request(
+            prompt::plan_messages(goal, profiles, shape, max_steps),
+            max_steps,
+        );
+        let limits = Limits {
+            max_steps,
+            ..self.limits
+        };
+        self.ask_valid(goal, &inputs, request, shape, &limits).await
+    }
+}
+
+/// The `none` mode's plan: one step that does the whole goal.
+pub fn single_step(goal: &str, profiles: &[Profile]) -> Plan {
+    Plan {
+        goal: goal.to_string(),
+        steps: vec![Step {
+            id: "solve".into(),
+            title: "Solve the whole goal in one script".into(),
+            instruction: goal.to_string(),
+            kind: StepKind::Action,
+            depends_on: vec![],
+            reads: profiles.iter().map(|p| p.name.clone()).collect(),
+            writes: vec![],
+            fallback: None,
+        }],
+    }
+}
+
+/// JSON of a planned result for `--json` and the run folder.
+pub fn to_json(planned: &Planned) -> Value {
+    json!({"goal": planned.plan.goal, "mode": planned.mode, "notes": planned.notes, "steps": planned.plan.steps})
+}
+
