@@ -718,3 +718,29 @@ async fn printed_answers_are_taken_as_printed_rounded_as_the_goal_asks() {
     assert!(finished.achieved);
     assert_eq!(model.left(), 0, "no summary was asked for");
 }
+
+#[tokio::test]
+async fn rescoring_run_folders_shows_what_each_answer_rule_is_worth() {
+    let goal = "What is the mean amount, rounded to two decimal places? Answer as @mean[value].";
+    let world = World::new();
+    let folder = world.create(goal);
+    let model = ScriptedModel::new([one_step(), code("print('@mean[21.0049]')")]);
+    let sandbox = FakeSandbox::new([Run::prints("@mean[21.0049]\n")]);
+    run(&folder, &model, &sandbox, options(), meter()).await;
+    let suite = [planbox::batch::Goal {
+        id: "q1".into(),
+        goal: goal.into(),
+        inputs: vec![],
+        expect: [("mean".to_string(), json!(21.0))].into(),
+    }];
+
+    let scores = planbox::batch::rescore(folder.dir().parent().unwrap(), &suite).unwrap();
+    let score = |setting: &str| {
+        let found = scores.iter().find(|s| s.setting == setting).unwrap();
+        (found.right, found.total)
+    };
+    assert_eq!(score("all rules on"), (1, 1));
+    assert_eq!(score("rounding off"), (0, 1), "21.0049 is not 21.0");
+    assert_eq!(score("placeholder_word off"), (1, 1));
+    assert_eq!(scores.len(), 1 + planbox::answer::RULES.len());
+}

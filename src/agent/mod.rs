@@ -356,6 +356,10 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                     Ok(reply) => reply.text.trim().to_string(),
                     Err(_spent) => compose::unsummarized(&printed),
                 };
+                // Kept as the model wrote it, so the answer can be composed again (with other
+                // answer rules) without asking the model again.
+                ctx.folder
+                    .write_text("summary.md", &format!("{summary}\n"))?;
                 compose::ground(goal, &summary, &printed, rules)
             }
         };

@@ -100,6 +100,21 @@ pub fn finish(goal: &str, answer: &str, rules: &Rules) -> (String, bool) {
     (answer, complete)
 }
 
+/// The answer the run folder's steps give under `rules`, the model's summary (when one was
+/// asked for and stored) standing in for a new model call: how a run's answer would read with
+/// some answer rules switched off, without running anything again.
+pub fn recompose(goal: &str, printed: &Printed, summary: Option<&str>, rules: &Rules) -> String {
+    let answer = match draft(goal, printed, rules) {
+        Draft::Nothing => "Could not answer: no step produced any result.".to_string(),
+        Draft::Printed(answer) => answer,
+        Draft::Summarize => {
+            let summary = summary.map_or_else(|| unsummarized(printed), str::to_string);
+            ground(goal, &summary, printed, rules)
+        }
+    };
+    finish(goal, &answer, rules).0
+}
+
 fn computed_values(goal: &str, text: &str, rules: &Rules) -> Vec<(String, String)> {
     answer_values_where(text, |name, value| is_computed(goal, name, value, rules))
 }

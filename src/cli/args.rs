@@ -216,6 +216,16 @@ pub(super) struct BatchArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub(super) struct RescoreArgs {
+    /// The suite the runs answered.
+    #[arg(value_name = "SUITE.jsonl")]
+    pub(super) suite: PathBuf,
+    /// Folder holding the run folders.
+    #[arg(value_name = "RUNS")]
+    pub(super) runs: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 pub(super) struct PlanArgs {
     /// What to find out, in plain words.
     pub(super) goal: String,

@@ -12,7 +12,7 @@ use planbox::batch::{Case, Goal, Outcome};
 use planbox::event::Silent;
 use planbox::run::RunFolder;
 
-use super::args::BatchArgs;
+use super::args::{BatchArgs, RescoreArgs};
 use super::run::Setup;
 use super::{exit_code_for, print_stdout, shutdown_signal};
 
@@ -159,4 +159,20 @@ pub(super) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(exit_code_for(failed == 0))
+}
+
+/// `planbox rescore`: the suite's score from existing run folders, with every answer rule on
+/// and with each one off.
+pub(super) fn rescore(args: &RescoreArgs) -> anyhow::Result<ExitCode> {
+    let goals = planbox::batch::read(&args.suite)?;
+    let scores = planbox::batch::rescore(&args.runs, &goals)?;
+    let mut text = String::new();
+    for score in scores {
+        text.push_str(&format!(
+            "{:<24} {} of {} right\n",
+            score.setting, score.right, score.total
+        ));
+    }
+    print_stdout(&text);
+    Ok(ExitCode::SUCCESS)
 }

@@ -8,8 +8,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use planbox::sandbox;
 
 use args::{
-    BatchArgs, CompletionsArgs, ExecArgs, ImageCommand, LlmCommand, ManArgs, PlanArgs, ResumeArgs,
-    RunArgs, VerifyArgs,
+    BatchArgs, CompletionsArgs, ExecArgs, ImageCommand, LlmCommand, ManArgs, PlanArgs, RescoreArgs,
+    ResumeArgs, RunArgs, VerifyArgs,
 };
 // `doctor` takes the model flags from here.
 use args::ModelArgs;
@@ -67,6 +67,10 @@ enum Command {
     Completions(CompletionsArgs),
     /// Write manual pages: the top page to stdout, or every page to a folder.
     Man(ManArgs),
+    /// Score finished run folders against a suite again with each answer rule switched off:
+    /// what each rule is worth, without running anything.
+    #[command(hide = true)]
+    Rescore(RescoreArgs),
 }
 
 mod args;
@@ -133,6 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Man(args) => man(args.out.as_deref()),
+        Command::Rescore(args) => batch::rescore(&args),
         Command::Image(ImageCommand::Tag) => {
             println!("{}", sandbox::image::tag());
             Ok(ExitCode::SUCCESS)

@@ -310,4 +310,3 @@ pub fn single_step(goal: &str, profiles: &[Profile]) -> Plan {
 pub fn to_json(planned: &Planned) -> Value {
     json!({"goal": planned.plan.goal, "mode": planned.mode, "notes": planned.notes, "steps": planned.plan.steps})
 }
-

@@ -101,7 +101,6 @@ impl<L: Llm> Planner<'_, L> {
     }
 }
 
-
 /// Mend the slips small models make in a plan's files, where the intent is clear, instead of
 /// sending the plan back (a re-ask costs a model call and often brings new slips):
 /// a written name without an extension gets `.png` when it names a chart, else `.csv`, in every
@@ -184,4 +183,3 @@ pub(super) fn chain(plan: &mut Plan) {
         };
     }
 }
-

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# What each failure hint and answer rule is worth, measured on the shared dev questions
+# (InfiAgent-DABench dev subset, read from $DABENCH, never copied here) against the offline
+# model: the suite runs with every rule on and with the exception hints off, ROUNDS times
+# each; then every baseline run folder is scored again with each answer rule off
+# (`planbox rescore`, no model calls). Needs `make local-llm` and the sandbox image; run it on
+# a quiet machine (the model slows to a crawl beside a build).
+#   tests/bench/rules.sh            quick set (12 questions), 1 round
+#   ROUNDS=2 SETS="questions more-questions" tests/bench/rules.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+dabench=${DABENCH:-../shared/dabench-dev}
+rounds=${ROUNDS:-1}
+sets=${SETS:-questions}
+plan=${PLAN:-none}
+out=${OUT:-target/bench-rules}
+planbox=target/debug/planbox
+# The hints read from the exception a script raised; the status hints (time limit, memory,
+# output ceiling, refused files, missing outputs) name sandbox limits and stay on.
+exception_hints=(missing_package file_not_found dt_on_text date_as_text single_value_to_file
+  nan_in_text single_value undefined_name row_as_column missing_column key_error)
+
+[ -d "$dabench" ] || { echo "no dev questions at $dabench (set DABENCH)" >&2; exit 2; }
+mkdir -p "$out"
+suite=$out/suite.jsonl
+python3 - "$dabench" "$suite" $sets <<'PY'
+import json, os, sys
+root, suite, sets = sys.argv[1], sys.argv[2], sys.argv[3:]
+with open(suite, "w") as out:
+    for name in sets:
+        labels_name = name.replace("questions", "labels")
+        labels = {}
+        for line in open(os.path.join(root, labels_name + ".jsonl")):
+            label = json.loads(line)
+            labels[label["id"]] = dict(label["common_answers"])
+        for line in open(os.path.join(root, name + ".jsonl")):
+            q = json.loads(line)
+            goal = f'{q["question"]} Constraints: {q["constraints"]} Answer format: {q["format"]}'
+            table = os.path.abspath(os.path.join(root, "tables", q["file_name"]))
+            out.write(json.dumps({"id": f'q{q["id"]}', "goal": goal, "inputs": [table],
+                                  "expect": labels[q["id"]]}) + "\n")
+PY
+questions=$(wc -l < "$suite")
+
+score() { # label, extra flags...
+  local label=$1; shift
+  local runs=$out/$label
+  rm -rf "$runs"
+  local started=$SECONDS
+  "$planbox" batch "$suite" --json --provider local --plan "$plan" --runs-dir "$runs" \
+    --goals-parallel 1 --parallel 1 "$@" > "$runs.jsonl" 2> "$runs.log" || true
+  local right
+  right=$(python3 -c 'import json,sys; print(sum(1 for l in open(sys.argv[1]) if l.strip() and json.loads(l).get("expect_ok")))' "$runs.jsonl")
+  printf '%-28s %2d of %d right  (%d s)\n' "$label" "$right" "$questions" $((SECONDS - started))
+}
+
+off=()
+for id in "${exception_hints[@]}"; do off+=(--rule-off "$id"); done
+for round in $(seq 1 "$rounds"); do
+  score "all-on-$round"
+  score "exception-hints-off-$round" "${off[@]}"
+done
+for round in $(seq 1 "$rounds"); do
+  echo "answer rules, from the run folders of all-on-$round:"
+  "$planbox" rescore "$suite" "$out/all-on-$round"
+done
