@@ -4,21 +4,28 @@
 //! # Layout
 //! - [`profile`]: what the inputs look like, found without a model.
 //! - [`plan`]: plans, steps, their validation and the ready-set.
-//! - [`planner`]: a goal and profiles in, a validated plan out (modes, re-asks, reflection).
+//! - [`planner`]: a goal and profiles in, a validated plan out (modes, re-asks, reflection,
+//!   replans).
 //! - [`schedule`]: runs every ready step concurrently, up to a cap.
-//! - [`agent`]: the loop: plan, write, run, check, repair, replan, answer.
+//! - [`agent`]: the loop: plan (or resume), schedule ready steps, replan a failed branch,
+//!   finish; a step is draft, check, run, judge; one guard for every budget.
+//! - [`prompt`]: pure message builders: what planbox asks a model.
+//! - [`hint`]: failure hints as a table (what each recognises, says, and why it exists) and
+//!   the error digest a model sees.
+//! - [`answer`]: the `@name[value]` format: names, values, grounding, rounding, expectations,
+//!   and composing a run's final answer.
+//! - [`rules`]: which hints and answer rules a run switches off, for measuring them.
+//! - [`text`]: JSON and code extraction, truncation, escape stripping.
 //! - [`event`]: the [`RunEvent`](event::RunEvent) stream and its sinks.
-//! - [`run`]: the run folder (plans, attempts, events, state); resume and verify read it.
+//! - [`run`]: the run folder (plans, attempts and their records, events, state, what steps
+//!   printed); resume and verify read it.
 //! - [`verify`]: a finished run's scripts re-run and their outputs compared with the run's.
-//! - [`batch`]: suites of goals with expected answers, judged, and JUnit reports.
-//! - [`expect`]: whether an answer gives the values expected of it.
+//! - [`batch`]: suites of goals with expected answers, judged, JUnit reports, rescoring.
 //! - [`report`]: the report of a run, as Markdown and as one self-contained HTML page.
-//! - [`sandbox`]: run one untrusted script in a disposable container (policy, capture,
-//!   harvest, image build, warm start, leftover reaping).
-//! - [`text`]: escape-sequence stripping for output shown to people and models.
+//! - [`sandbox`]: run one untrusted script in a disposable container (policy, running,
+//!   capture, harvest, cleanup, owners and leftovers, engine, image).
 //! - [`llm`]: the `Llm` trait, OpenAI-compatible and Anthropic clients, structured output,
 //!   retries, usage and budget, record/replay, configuration.
-//! - [`prompt`]: pure text functions: JSON and code extraction, truncation.
 //! - [`fsutil`]: crash-safe writes.
 //! - [`error`]: the library's one error enum.
 //!

@@ -1,5 +1,5 @@
 //! The agent: plan (or resume), run every ready step (each written, run, checked and repaired
-//! in [`step`]), replan around a failed branch, and finish with an answer grounded in what the
+//! in its `step` module), replan around a failed branch, and finish with an answer grounded in what the
 //! steps printed. Bounded everywhere: repairs, replans, wall time, tokens, containers.
 
 mod budget;

@@ -174,8 +174,8 @@ fn decimal_places(text: &str, rules: &Rules) -> BTreeSet<usize> {
 
 /// The answer with its `@name[number]` values rounded as the goal asks ("rounded to two
 /// decimal places"), only values with more decimals than asked. A value's precision is the one
-/// the text after its `@name[...]` names, up to the next `@name[...]` ("@mean[m] rounded to 2
-/// decimal places, @r[r] rounded to 3"); failing that, the goal's, when it names only one.
+/// the text after its `@name[...]` names, up to the next `@name[...]` (`@mean[m] rounded to 2
+/// decimal places, @r[r] rounded to 3`); failing that, the goal's, when it names only one.
 /// Anything else is left as printed.
 pub fn round_as_asked(goal: &str, answer: &str, rules: &Rules) -> String {
     static DECIMAL_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
