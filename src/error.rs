@@ -97,9 +97,53 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A setting is out of range.
-    #[error("invalid setting: {0}")]
-    Config(String),
+    /// A file of a run folder does not parse: it was edited by hand or cut off mid-write.
+    #[error("{} is damaged", path.display())]
+    RunFolderDamaged {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// No run folder answers to the name given.
+    #[error(
+        "no run {run:?}: give a run folder (with run.json) or a run id under {}",
+        runs_dir.display()
+    )]
+    NoSuchRun {
+        /// The folder or id as given.
+        run: String,
+        /// Where run ids are looked up.
+        runs_dir: PathBuf,
+    },
+    /// A step's dependency has not finished, so there are no outputs to mount.
+    #[error("{dependency} is not done, yet {step} depends on it")]
+    DependencyNotDone {
+        /// The step about to run.
+        step: String,
+        /// The step it depends on.
+        dependency: String,
+    },
+    /// A step named by the caller is not in the plan.
+    #[error("no step {0} in the plan")]
+    NoSuchStep(String),
+    /// The goal says nothing.
+    #[error("invalid setting: the goal is empty: say what to find out")]
+    GoalEmpty,
+    /// The goal is longer than a planning prompt may quote.
+    #[error(
+        "invalid setting: the goal is {length} characters; at most {max}: put data in an input file and describe the question"
+    )]
+    GoalTooLong {
+        /// Characters in the goal.
+        length: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// A structured request came without a schema: the caller's mistake, not the model's.
+    #[error("complete_json needs a request with a schema")]
+    SchemaMissing,
     /// The model server could not be reached, even after retries.
     #[error("cannot reach the model server at {url}: {reason}")]
     LlmUnreachable {
@@ -169,5 +213,54 @@ impl std::fmt::Display for UnreachableKind {
             UnreachableKind::BadAddress => "not a usable engine address",
             UnreachableKind::Other => "the request failed",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn messages_name_what_to_give_and_leave_the_cause_to_the_chain() {
+        let damaged = Error::RunFolderDamaged {
+            path: "runs/r1/state.json".into(),
+            source: serde_json::from_str::<u32>("x").unwrap_err(),
+        };
+        let cause = std::error::Error::source(&damaged).map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("expected value at line 1 column 1"));
+        let messages: Vec<String> = [
+            damaged,
+            Error::NoSuchRun {
+                run: "r9".into(),
+                runs_dir: "runs".into(),
+            },
+            Error::DependencyNotDone {
+                step: "chart".into(),
+                dependency: "load".into(),
+            },
+            Error::NoSuchStep("chart".into()),
+            Error::GoalEmpty,
+            Error::GoalTooLong {
+                length: 5000,
+                max: 4000,
+            },
+            Error::SchemaMissing,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            messages,
+            [
+                "runs/r1/state.json is damaged",
+                "no run \"r9\": give a run folder (with run.json) or a run id under runs",
+                "load is not done, yet chart depends on it",
+                "no step chart in the plan",
+                "invalid setting: the goal is empty: say what to find out",
+                "invalid setting: the goal is 5000 characters; at most 4000: put data in an input file and describe the question",
+                "complete_json needs a request with a schema",
+            ]
+        );
     }
 }
