@@ -2,6 +2,7 @@
 //! A script that fails is not an error; it is an [`crate::sandbox::Output`].
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Everything that can go wrong outside the script itself.
 #[derive(Debug, thiserror::Error)]
@@ -97,20 +98,118 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A setting is out of range.
-    #[error("invalid setting: {0}")]
-    Config(String),
+    /// A file of a run folder does not parse: it was edited by hand or cut off mid-write.
+    #[error("{} is damaged", path.display())]
+    RunFolderDamaged {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// No run folder answers to the name given.
+    #[error(
+        "no run {run:?}: give a run folder (with run.json) or a run id under {}",
+        runs_dir.display()
+    )]
+    NoSuchRun {
+        /// The folder or id as given.
+        run: String,
+        /// Where run ids are looked up.
+        runs_dir: PathBuf,
+    },
+    /// A step's dependency has not finished, so there are no outputs to mount.
+    #[error("{dependency} is not done, yet {step} depends on it")]
+    DependencyNotDone {
+        /// The step about to run.
+        step: String,
+        /// The step it depends on.
+        dependency: String,
+    },
+    /// A step named by the caller is not in the plan.
+    #[error("no step {0} in the plan")]
+    NoSuchStep(String),
+    /// The goal says nothing.
+    #[error("invalid setting: the goal is empty: say what to find out")]
+    GoalEmpty,
+    /// The goal is longer than a planning prompt may quote.
+    #[error(
+        "invalid setting: the goal is {length} characters; at most {max}: put data in an input file and describe the question"
+    )]
+    GoalTooLong {
+        /// Characters in the goal.
+        length: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// A structured request came without a schema: the caller's mistake, not the model's.
+    #[error("complete_json needs a request with a schema")]
+    SchemaMissing,
     /// The model server could not be reached, even after retries.
-    #[error("cannot reach the model server at {url}: {reason}")]
+    #[error("cannot reach the model server at {url}: {kind}")]
     LlmUnreachable {
         /// The endpoint.
         url: String,
-        /// What went wrong, with the fix.
-        reason: String,
+        /// What went wrong, which decides the fix.
+        kind: LlmUnreachableKind,
+        /// The HTTP client's error.
+        #[source]
+        source: reqwest::Error,
     },
-    /// The model server answered with an error that retrying will not fix.
-    #[error("{0}")]
-    LlmRefused(String),
+    /// The model server refused the API key, or wants one and none is set.
+    #[error("the server at {url} {}", key_refusal(.has_key, .key_var, .status))]
+    LlmKeyRefused {
+        /// The endpoint.
+        url: String,
+        /// 401 or 403.
+        status: reqwest::StatusCode,
+        /// The variable the key comes from.
+        key_var: &'static str,
+        /// Whether a key was sent.
+        has_key: bool,
+    },
+    /// The server has no such model, or no such endpoint (404).
+    #[error("model {model:?} or the endpoint was not found at {url} (404: {message})")]
+    LlmNotFound {
+        /// The endpoint.
+        url: String,
+        /// The model asked for.
+        model: String,
+        /// The server's message.
+        message: String,
+    },
+    /// The server kept answering with a transient error (rate limit, overload) through
+    /// every retry.
+    #[error("the server at {url} kept failing ({status}): {message}")]
+    LlmFailing {
+        /// The endpoint.
+        url: String,
+        /// The last status.
+        status: reqwest::StatusCode,
+        /// The server's last message.
+        message: String,
+    },
+    /// A success whose body is not JSON: the URL names something other than a model API.
+    #[error("the server at {url} answered {status} with a body that is not JSON ({body:?})")]
+    LlmNotJson {
+        /// The endpoint.
+        url: String,
+        /// The status.
+        status: reqwest::StatusCode,
+        /// The start and end of the body.
+        body: String,
+    },
+    /// The model server answered with an error that retrying will not fix and that has no
+    /// better name.
+    #[error("the server at {url} refused the request ({status}): {message}")]
+    LlmRefused {
+        /// The endpoint.
+        url: String,
+        /// The status.
+        status: reqwest::StatusCode,
+        /// The server's message.
+        message: String,
+    },
     /// The model's replies stayed unusable after the allowed re-asks.
     #[error("unusable model reply: {0}")]
     LlmReply(String),
@@ -132,6 +231,15 @@ impl Error {
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
         move |source| Error::Io { context, source }
+    }
+}
+
+/// The end of [`Error::LlmKeyRefused`]'s message: a key was refused, or none was sent.
+fn key_refusal(has_key: &bool, key_var: &str, status: &reqwest::StatusCode) -> String {
+    if *has_key {
+        format!("refused the API key in {key_var} ({status})")
+    } else {
+        format!("wants an API key ({status}) and {key_var} is not set")
     }
 }
 
@@ -169,5 +277,85 @@ impl std::fmt::Display for UnreachableKind {
             UnreachableKind::BadAddress => "not a usable engine address",
             UnreachableKind::Other => "the request failed",
         })
+    }
+}
+
+/// Why the model server could not be reached; each kind has its own fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlmUnreachableKind {
+    /// Nothing listens at the address.
+    Refused,
+    /// No reply within the request timeout.
+    TimedOut(Duration),
+    /// The host name does not resolve.
+    Dns,
+    /// The TLS handshake failed (an https:// URL for a plain-HTTP server, an untrusted
+    /// certificate).
+    Tls,
+    /// The reply stopped before its end.
+    CutOff,
+    /// Anything else the HTTP client reported.
+    Other,
+}
+
+impl std::fmt::Display for LlmUnreachableKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LlmUnreachableKind::Refused => f.write_str("connection refused"),
+            LlmUnreachableKind::TimedOut(after) => write!(f, "no reply within {after:?}"),
+            LlmUnreachableKind::Dns => f.write_str("the host name does not resolve"),
+            LlmUnreachableKind::Tls => f.write_str("the TLS handshake failed"),
+            LlmUnreachableKind::CutOff => f.write_str("the reply was cut off"),
+            LlmUnreachableKind::Other => f.write_str("the request failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn messages_name_what_to_give_and_leave_the_cause_to_the_chain() {
+        let damaged = Error::RunFolderDamaged {
+            path: "runs/r1/state.json".into(),
+            source: serde_json::from_str::<u32>("x").unwrap_err(),
+        };
+        let cause = std::error::Error::source(&damaged).map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("expected value at line 1 column 1"));
+        let messages: Vec<String> = [
+            damaged,
+            Error::NoSuchRun {
+                run: "r9".into(),
+                runs_dir: "runs".into(),
+            },
+            Error::DependencyNotDone {
+                step: "chart".into(),
+                dependency: "load".into(),
+            },
+            Error::NoSuchStep("chart".into()),
+            Error::GoalEmpty,
+            Error::GoalTooLong {
+                length: 5000,
+                max: 4000,
+            },
+            Error::SchemaMissing,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            messages,
+            [
+                "runs/r1/state.json is damaged",
+                "no run \"r9\": give a run folder (with run.json) or a run id under runs",
+                "load is not done, yet chart depends on it",
+                "no step chart in the plan",
+                "invalid setting: the goal is empty: say what to find out",
+                "invalid setting: the goal is 5000 characters; at most 4000: put data in an input file and describe the question",
+                "complete_json needs a request with a schema",
+            ]
+        );
     }
 }

@@ -1,8 +1,12 @@
 //! The command line, run as a user would: bad input gets one line that says what to do and
 //! exit code 2; a script's own failure is exit code 1; success is 0.
 
+mod fake_llm;
+
 use std::path::Path;
 use std::process::{Command, Output};
+
+use fake_llm::{Answer, FakeServer};
 
 fn planbox(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_planbox"))
@@ -391,6 +395,84 @@ fn a_suite_line_that_is_not_a_goal_is_named_by_its_number() {
         format!(
             "planbox: {} line 3: not a goal object: missing field `goal` at line 1 column 11\n",
             suite.display()
+        )
+    );
+}
+
+/// `planbox plan` against the OpenAI-compatible server at `base_url`, one try per request,
+/// with no key or model variables from the caller but those in `env`.
+async fn plan_against(base_url: &str, env: &[(&str, &str)], dir: &Path) -> Output {
+    let config = dir.join("planbox.toml");
+    std::fs::write(&config, "[llm]\nretries = 1\n").unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_planbox"));
+    command
+        .args(["plan", "count the rows", "--provider", "openai"])
+        .args(["--base-url", base_url, "--model", "fake-model", "--config"])
+        .arg(&config);
+    for var in ["OPENAI_API_KEY", "OPENAI_BASE_URL", "PLANBOX_MODEL"] {
+        command.env_remove(var);
+    }
+    command.envs(env.iter().copied()).output().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_model_server_that_is_not_there_is_named_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    drop(listener);
+    let output = plan_against(&url, &[], dir.path()).await;
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "planbox: cannot reach the model server at {url}/chat/completions: connection refused: "
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(
+            "; fix: start the model server (make local-llm for the offline model), or point planbox at a running one: --base-url URL\n"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_key_is_named_by_its_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FakeServer::start(vec![Answer::status(
+        401,
+        r#"{"error": {"message": "bad key"}}"#,
+    )])
+    .await;
+    let url = server.openai_url();
+    let output = plan_against(&url, &[("OPENAI_API_KEY", "sk-wrong")], dir.path()).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "planbox: the server at {url}/chat/completions refused the API key in OPENAI_API_KEY (401 Unauthorized); fix: export OPENAI_API_KEY=<your key>\n"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_missing_model_names_the_flag_and_the_variable_that_choose_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FakeServer::start(vec![Answer::status(
+        404,
+        r#"{"error": {"message": "model not found"}}"#,
+    )])
+    .await;
+    let url = server.openai_url();
+    let output = plan_against(&url, &[], dir.path()).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "planbox: model \"fake-model\" or the endpoint was not found at {url}/chat/completions (404: model not found); fix: name a model the server has: --model NAME (or export PLANBOX_MODEL=NAME), or correct the base URL: --base-url URL\n"
         )
     );
 }

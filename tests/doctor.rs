@@ -190,6 +190,49 @@ async fn a_model_server_that_is_not_there_fails_with_its_remedy() {
 }
 
 #[tokio::test]
+async fn a_refused_key_and_a_missing_model_fail_with_their_own_fixes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = FakeServer::start(vec![Answer::status(
+        401,
+        r#"{"error": {"message": "bad key"}}"#,
+    )])
+    .await;
+    let url = server.openai_url();
+    let refused = doctor(
+        dir.path(),
+        &["--provider", "openai", "--base-url", &url],
+        &[("OPENAI_API_KEY", "sk-wrong")],
+    )
+    .await;
+    assert_eq!(refused.status("model"), "fail", "{:#}", refused.report);
+    let detail = refused.check("model")["detail"].as_str().unwrap();
+    assert!(
+        detail.ends_with(&format!(
+            "{url}/chat/completions refused the API key in OPENAI_API_KEY (401 Unauthorized)"
+        )),
+        "{detail}"
+    );
+    assert_eq!(refused.fix("model"), "export OPENAI_API_KEY=<your key>");
+
+    let server = FakeServer::start(vec![Answer::status(
+        404,
+        r#"{"error": {"message": "model not found"}}"#,
+    )])
+    .await;
+    let missing = doctor(
+        dir.path(),
+        &["--provider", "openai", "--base-url", &server.openai_url()],
+        &[],
+    )
+    .await;
+    assert_eq!(missing.status("model"), "fail", "{:#}", missing.report);
+    assert_eq!(
+        missing.fix("model"),
+        "name a model the server has: --model NAME (or export PLANBOX_MODEL=NAME), or correct the base URL: --base-url URL"
+    );
+}
+
+#[tokio::test]
 async fn a_missing_engine_socket_fails_the_docker_check_with_a_fix() {
     let dir = tempfile::tempdir().unwrap();
     let server = healthy_model().await;

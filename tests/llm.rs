@@ -7,11 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fake_llm::{Answer, FakeServer, chat, message};
+use planbox::Error;
 use planbox::llm::anthropic::Anthropic;
 use planbox::llm::openai::{ClientSettings, OpenAi};
 use planbox::llm::record::{Recorder, Replay};
 use planbox::llm::retry::RetryPolicy;
-use planbox::llm::{Llm, Message, Meter, Metered, Request, Schema, StructuredMode, complete_json};
+use planbox::llm::{
+    Llm, LlmUnreachableKind, Message, Meter, Metered, Request, Schema, StructuredMode,
+    complete_json,
+};
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
@@ -214,6 +218,10 @@ async fn server_errors_are_retried_a_bounded_number_of_times() {
     let client = OpenAi::new(settings(&server.openai_url(), None)).unwrap();
     let err = client.complete(&ask()).await.unwrap_err();
     assert!(
+        matches!(err, Error::LlmFailing { status, .. } if status == 500),
+        "{err:?}"
+    );
+    assert!(
         err.to_string()
             .contains("kept failing (500 Internal Server Error)"),
         "{err}"
@@ -230,7 +238,20 @@ async fn a_slow_reply_past_the_timeout_is_an_error_naming_it() {
     })
     .unwrap();
     let err = client.complete(&ask()).await.unwrap_err();
-    assert!(err.to_string().contains("no reply within 200ms"), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::LlmUnreachable {
+                kind: LlmUnreachableKind::TimedOut(after),
+                ..
+            } if after == Duration::from_millis(200)
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().ends_with(": no reply within 200ms"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -238,6 +259,7 @@ async fn a_body_that_is_not_json_is_not_retried() {
     let server = FakeServer::start(vec![Answer::status(200, "<html>proxy login</html>")]).await;
     let client = OpenAi::new(settings(&server.openai_url(), None)).unwrap();
     let err = client.complete(&ask()).await.unwrap_err();
+    assert!(matches!(err, Error::LlmNotJson { .. }), "{err:?}");
     assert!(err.to_string().contains("body that is not JSON"), "{err}");
     assert_eq!(server.seen().len(), 1);
 }
@@ -250,9 +272,21 @@ async fn unauthorized_names_the_key_variable_and_is_not_retried() {
     )])
     .await;
     let client = OpenAi::new(settings(&server.openai_url(), Some("sk-wrong"))).unwrap();
-    let err = client.complete(&ask()).await.unwrap_err().to_string();
+    let err = client.complete(&ask()).await.unwrap_err();
     assert!(
-        err.ends_with("refused the API key (401 Unauthorized): check OPENAI_API_KEY"),
+        matches!(
+            err,
+            Error::LlmKeyRefused {
+                key_var: "OPENAI_API_KEY",
+                has_key: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = err.to_string();
+    assert!(
+        err.ends_with("refused the API key in OPENAI_API_KEY (401 Unauthorized)"),
         "{err}"
     );
     assert!(!err.contains("sk-wrong"));
@@ -260,29 +294,55 @@ async fn unauthorized_names_the_key_variable_and_is_not_retried() {
 }
 
 #[tokio::test]
-async fn an_unknown_model_says_which_setting_to_check() {
+async fn an_unknown_model_is_named_with_the_url_and_not_retried() {
     let server = FakeServer::start(vec![Answer::status(
         404,
         r#"{"error": {"message": "model not found"}}"#,
     )])
     .await;
     let client = OpenAi::new(settings(&server.openai_url(), None)).unwrap();
-    let err = client.complete(&ask()).await.unwrap_err().to_string();
+    let err = client.complete(&ask()).await.unwrap_err();
     assert!(
-        err.contains("\"fake-model\"") && err.contains("PLANBOX_MODEL"),
-        "{err}"
+        matches!(&err, Error::LlmNotFound { model, .. } if model == "fake-model"),
+        "{err:?}"
     );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "model \"fake-model\" or the endpoint was not found at {}/chat/completions (404: model not found)",
+            server.openai_url()
+        )
+    );
+    assert_eq!(server.seen().len(), 1, "a missing model is not retried");
 }
 
 #[tokio::test]
-async fn an_unreachable_server_is_reported_with_the_fix() {
+async fn an_unreachable_server_is_a_refused_connection_at_its_url() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     drop(listener);
     let client = OpenAi::new(settings(&url, None)).unwrap();
-    let err = client.complete(&ask()).await.unwrap_err().to_string();
-    assert!(err.starts_with("cannot reach the model server at"), "{err}");
-    assert!(err.contains("make local-llm"), "{err}");
+    let err = client.complete(&ask()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LlmUnreachable {
+                kind: LlmUnreachableKind::Refused,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("cannot reach the model server at {url}/chat/completions: connection refused")
+    );
+    // The HTTP client's own words stay in the chain, for `{err:#}` and RUST_LOG.
+    let source = std::error::Error::source(&err).expect("a source");
+    assert!(
+        source.to_string().contains("error sending request"),
+        "{source}"
+    );
 }
 
 fn anthropic_settings(server: &FakeServer) -> ClientSettings {

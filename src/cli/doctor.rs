@@ -162,6 +162,15 @@ async fn within<T>(deadline: Duration, work: impl Future<Output = T>) -> Option<
     tokio::time::timeout(deadline, work).await.ok()
 }
 
+/// The innermost cause of an error: what a person needs, where the outer layers name only
+/// the library that passed it on.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(err), |e| e.source())
+        .last()
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
 fn size(bytes: u64) -> String {
     const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
     let bytes = bytes as f64;

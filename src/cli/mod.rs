@@ -111,13 +111,70 @@ pub fn main() -> ExitCode {
 
 /// The fix to print after an error, chosen by which library error it is.
 fn fix(err: &anyhow::Error) -> Option<String> {
-    let planbox::Error::EngineUnreachable { host, kind, .. } = err
-        .chain()
-        .find_map(|cause| cause.downcast_ref::<planbox::Error>())?
-    else {
-        return None;
-    };
-    Some(kind.fix(host))
+    err.chain()
+        .find_map(|cause| cause.downcast_ref::<planbox::Error>())
+        .and_then(error_fix)
+}
+
+/// The command or setting that fixes `err`, for the error line and `planbox doctor` alike;
+/// `None` when the message already says what to do, or nothing says more than it.
+pub(crate) fn error_fix(err: &planbox::Error) -> Option<String> {
+    use planbox::Error;
+    match err {
+        Error::EngineUnreachable { host, kind, .. } => Some(kind.fix(host)),
+        Error::LlmUnreachable { kind, .. } => Some(model_unreachable_fix(*kind).to_string()),
+        Error::LlmKeyRefused { key_var, .. } => Some(format!("export {key_var}=<your key>")),
+        Error::LlmNotFound { .. } => Some(
+            "name a model the server has: --model NAME (or export PLANBOX_MODEL=NAME), or correct the base URL: --base-url URL"
+                .to_string(),
+        ),
+        Error::LlmNotJson { .. } => Some(
+            "point --base-url at the model API itself (an OpenAI-compatible one ends in /v1)"
+                .to_string(),
+        ),
+        Error::Docker(_)
+        | Error::EngineContradiction(_)
+        | Error::OutputFolderNotEmpty(_)
+        | Error::InvalidSetting { .. }
+        | Error::UnknownValue { .. }
+        | Error::MissingKey { .. }
+        | Error::ConfigFile { .. }
+        | Error::HttpClient(_)
+        | Error::ImageMissing(_)
+        | Error::ImageBuild(_)
+        | Error::Input { .. }
+        | Error::Script { .. }
+        | Error::Io { .. }
+        | Error::RunFolderDamaged { .. }
+        | Error::NoSuchRun { .. }
+        | Error::DependencyNotDone { .. }
+        | Error::NoSuchStep(_)
+        | Error::GoalEmpty
+        | Error::GoalTooLong { .. }
+        | Error::SchemaMissing
+        | Error::LlmFailing { .. }
+        | Error::LlmRefused { .. }
+        | Error::LlmReply(_)
+        | Error::BudgetExhausted { .. }
+        | Error::Replay(_) => None,
+    }
+}
+
+/// The fix for a model server that does not answer, by what went wrong.
+fn model_unreachable_fix(kind: planbox::llm::LlmUnreachableKind) -> &'static str {
+    use planbox::llm::LlmUnreachableKind;
+    match kind {
+        LlmUnreachableKind::Refused | LlmUnreachableKind::CutOff | LlmUnreachableKind::Other => {
+            "start the model server (make local-llm for the offline model), or point planbox at a running one: --base-url URL"
+        }
+        LlmUnreachableKind::TimedOut(_) => {
+            "give the model longer: --llm-timeout SECS (or timeout_secs in planbox.toml's [llm])"
+        }
+        LlmUnreachableKind::Dns => "check the host name in the base URL: --base-url URL",
+        LlmUnreachableKind::Tls => {
+            "check the base URL's scheme (http:// for a plain-HTTP server) and that the server's certificate is trusted"
+        }
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -217,5 +274,110 @@ pub(crate) async fn shutdown_signal() -> &'static str {
     tokio::select! {
         _ = int.recv() => "SIGINT",
         _ = term.recv() => "SIGTERM",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use planbox::llm::LlmUnreachableKind;
+    use pretty_assertions::assert_eq;
+    use std::time::Duration;
+
+    /// An HTTP client error, as an unreachable server's source.
+    fn client_error() -> reqwest::Error {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new().get("no url").build().unwrap_err()
+    }
+
+    fn unreachable(kind: LlmUnreachableKind) -> planbox::Error {
+        planbox::Error::LlmUnreachable {
+            url: "http://127.0.0.1:8080/v1/chat/completions".into(),
+            kind,
+            source: client_error(),
+        }
+    }
+
+    #[test]
+    fn an_unreachable_model_server_gets_the_fix_for_what_failed() {
+        let fixes: Vec<Option<String>> = [
+            LlmUnreachableKind::Refused,
+            LlmUnreachableKind::TimedOut(Duration::from_secs(300)),
+            LlmUnreachableKind::Dns,
+            LlmUnreachableKind::Tls,
+            LlmUnreachableKind::CutOff,
+            LlmUnreachableKind::Other,
+        ]
+        .into_iter()
+        .map(|kind| error_fix(&unreachable(kind)))
+        .collect();
+        let start = "start the model server (make local-llm for the offline model), or point planbox at a running one: --base-url URL";
+        assert_eq!(
+            fixes,
+            [
+                start,
+                "give the model longer: --llm-timeout SECS (or timeout_secs in planbox.toml's [llm])",
+                "check the host name in the base URL: --base-url URL",
+                "check the base URL's scheme (http:// for a plain-HTTP server) and that the server's certificate is trusted",
+                start,
+                start,
+            ]
+            .map(|fix| Some(fix.to_string()))
+        );
+    }
+
+    #[test]
+    fn a_refused_or_missing_key_names_its_variable() {
+        for has_key in [true, false] {
+            let refused = planbox::Error::LlmKeyRefused {
+                url: "https://api.anthropic.com/v1/messages".into(),
+                status: reqwest::StatusCode::UNAUTHORIZED,
+                key_var: "ANTHROPIC_API_KEY",
+                has_key,
+            };
+            assert_eq!(
+                error_fix(&refused).as_deref(),
+                Some("export ANTHROPIC_API_KEY=<your key>")
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_model_names_the_flag_and_the_variable() {
+        let missing = planbox::Error::LlmNotFound {
+            url: "http://127.0.0.1:8080/v1/chat/completions".into(),
+            model: "qwen".into(),
+            message: "model not found".into(),
+        };
+        assert_eq!(
+            error_fix(&missing).as_deref(),
+            Some(
+                "name a model the server has: --model NAME (or export PLANBOX_MODEL=NAME), or correct the base URL: --base-url URL"
+            )
+        );
+    }
+
+    #[test]
+    fn a_reply_that_is_not_json_points_at_the_base_url() {
+        let html = planbox::Error::LlmNotJson {
+            url: "http://proxy/chat/completions".into(),
+            status: reqwest::StatusCode::OK,
+            body: "<html>".into(),
+        };
+        assert_eq!(
+            error_fix(&html).as_deref(),
+            Some("point --base-url at the model API itself (an OpenAI-compatible one ends in /v1)")
+        );
+    }
+
+    #[test]
+    fn the_fix_is_found_under_the_context_a_command_adds() {
+        let err = anyhow::Error::new(unreachable(LlmUnreachableKind::Dns)).context("planning");
+        assert_eq!(
+            fix(&err).as_deref(),
+            Some("check the host name in the base URL: --base-url URL")
+        );
+        let goal = anyhow::Error::new(planbox::Error::GoalEmpty);
+        assert_eq!(fix(&goal), None, "the message already says what to do");
     }
 }

@@ -84,10 +84,11 @@ impl Llm for Anthropic {
         let value = match self.conn.post(self.headers(), &self.body(request)).await? {
             Answer::Json(value) => value,
             Answer::BadRequest(message) => {
-                return Err(Error::LlmRefused(format!(
-                    "the server at {} rejected the request (400): {message}",
-                    self.conn.endpoint.url
-                )));
+                return Err(Error::LlmRefused {
+                    url: self.conn.endpoint.url.clone(),
+                    status: reqwest::StatusCode::BAD_REQUEST,
+                    message,
+                });
             }
         };
         let blocks = value

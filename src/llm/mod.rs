@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::error::LlmUnreachableKind;
 pub use client::Client;
 pub use config::{LlmConfig, Provider};
 pub use meter::{Meter, Metered, Totals};

@@ -177,10 +177,11 @@ impl Llm for OpenAi {
                             self.mode.store(next, Ordering::Relaxed);
                         }
                         _ => {
-                            return Err(Error::LlmRefused(format!(
-                                "the server at {} rejected the request (400): {message}",
-                                self.conn.endpoint.url
-                            )));
+                            return Err(Error::LlmRefused {
+                                url: self.conn.endpoint.url.clone(),
+                                status: reqwest::StatusCode::BAD_REQUEST,
+                                message,
+                            });
                         }
                     }
                 }

@@ -96,7 +96,11 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn transient() -> Error {
-        Error::LlmRefused("busy".into())
+        Error::LlmFailing {
+            url: "http://model/v1".into(),
+            status: reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            message: "busy".into(),
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -145,7 +149,10 @@ mod tests {
                 }
             })
             .await;
-        assert_eq!(result.unwrap_err().to_string(), "busy");
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "the server at http://model/v1 kept failing (503 Service Unavailable): busy"
+        );
         assert_eq!(start.elapsed(), Duration::from_secs(10));
     }
 
@@ -156,7 +163,12 @@ mod tests {
         let result: Result<(), Error> = policy
             .run(|| async {
                 tries.fetch_add(1, Ordering::SeqCst);
-                Attempt::Done(Err(Error::LlmRefused("401".into())))
+                Attempt::Done(Err(Error::LlmKeyRefused {
+                    url: "http://model/v1".into(),
+                    status: reqwest::StatusCode::UNAUTHORIZED,
+                    key_var: "OPENAI_API_KEY",
+                    has_key: true,
+                }))
             })
             .await;
         assert!(result.is_err());

@@ -14,10 +14,7 @@ pub async fn complete_json<L: Llm>(
     request: &Request,
     reasks: usize,
 ) -> Result<(Value, Reply)> {
-    let schema = request
-        .schema
-        .as_ref()
-        .ok_or_else(|| Error::Config("complete_json needs a request with a schema".into()))?;
+    let schema = request.schema.as_ref().ok_or(Error::SchemaMissing)?;
     let mut request = request.clone();
     let mut last_problem = String::new();
     for _ in 0..=reasks {

@@ -93,15 +93,14 @@ impl<'a, L: Llm> Planner<'a, L> {
     ) -> Result<Planned> {
         let goal = goal.trim();
         if goal.is_empty() {
-            return Err(Error::Config(
-                "the goal is empty: say what to find out".into(),
-            ));
+            return Err(Error::GoalEmpty);
         }
         let length = goal.chars().count();
         if length > MAX_GOAL {
-            return Err(Error::Config(format!(
-                "the goal is {length} characters; at most {MAX_GOAL}: put data in an input file and describe the question"
-            )));
+            return Err(Error::GoalTooLong {
+                length,
+                max: MAX_GOAL,
+            });
         }
         let mut notes = Vec::new();
         let (mut planned, used) = match mode {

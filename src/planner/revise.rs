@@ -77,7 +77,7 @@ impl<L: Llm> Planner<'_, L> {
             .steps
             .iter()
             .find(|s| s.id == failed)
-            .ok_or_else(|| Error::Config(format!("no step {failed}")))?;
+            .ok_or_else(|| Error::NoSuchStep(failed.to_string()))?;
         let room = self.limits.max_steps.saturating_sub(kept.len()).max(1);
         let request = self.plan_request(
             prompt::replan_messages(&plan.goal, profiles, &kept, failed_step, problem, room),

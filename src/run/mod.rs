@@ -134,8 +134,10 @@ fn civil(days: i64) -> (i64, u32, u32) {
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text =
         std::fs::read_to_string(path).map_err(Error::io(format!("reading {}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|err| Error::Config(format!("{} is damaged: {err}", path.display())))
+    serde_json::from_str(&text).map_err(|source| Error::RunFolderDamaged {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
@@ -215,10 +217,10 @@ impl RunFolder {
                 return Ok(candidate);
             }
         }
-        Err(Error::Config(format!(
-            "no run {run:?}: give a run folder (with run.json) or a run id under {}",
-            runs_dir.display()
-        )))
+        Err(Error::NoSuchRun {
+            run: run.to_string(),
+            runs_dir: runs_dir.to_path_buf(),
+        })
     }
 
     /// Open an existing run folder.
@@ -279,7 +281,7 @@ impl RunFolder {
         let plan = crate::plan::Plan {
             goal: value["goal"].as_str().unwrap_or_default().to_string(),
             steps: serde_json::from_value(value["steps"].clone())
-                .map_err(|e| Error::Config(format!("plan.json: {e}")))?,
+                .map_err(|source| Error::RunFolderDamaged { path, source })?,
         };
         let mode =
             serde_json::from_value(value["mode"].clone()).unwrap_or(crate::planner::Mode::Dag);
@@ -329,12 +331,13 @@ impl RunFolder {
         // Ancestors in plan order, so a clash resolves the same way every time.
         let ancestors = plan.ancestors(&step.id);
         for writer in plan.steps.iter().filter(|s| ancestors.contains(&s.id)) {
-            let done = state.done.get(&writer.id).ok_or_else(|| {
-                Error::Config(format!(
-                    "{} is not done, yet {} depends on it",
-                    writer.id, step.id
-                ))
-            })?;
+            let done = state
+                .done
+                .get(&writer.id)
+                .ok_or_else(|| Error::DependencyNotDone {
+                    step: step.id.clone(),
+                    dependency: writer.id.clone(),
+                })?;
             for (file, hash) in &done.outputs {
                 if !file.contains('/') && names.insert(file.clone()) {
                     mounts.push((

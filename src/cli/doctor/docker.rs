@@ -9,7 +9,7 @@ use planbox::sandbox::engine::{self, MIN_API, UnreachableKind};
 use planbox::sandbox::image::{self, Installed, Presence};
 use planbox::sandbox::owner::{self, Kind, Leftover};
 
-use super::{CONTAINERS, Check, DOCKER, IMAGE, age, plural, size, within};
+use super::{CONTAINERS, Check, DOCKER, IMAGE, age, plural, root_cause, size, within};
 
 /// The engine, image and containers checks; the last two are skipped without an engine.
 pub(super) async fn docker_checks(deadline: Duration) -> (Check, Check, Check) {
@@ -80,15 +80,6 @@ fn unreachable(host: &str, kind: UnreachableKind, cause: &str) -> Check {
         | UnreachableKind::Other => format!("no engine answers at {host}: {cause}"),
     };
     Check::fail(DOCKER, detail, kind.fix(host))
-}
-
-/// The innermost cause of an error: what a person needs, where the outer layers name only
-/// the library that passed it on.
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    std::iter::successors(Some(err), |e| e.source())
-        .last()
-        .map(ToString::to_string)
-        .unwrap_or_default()
 }
 
 async fn engine_check(docker: &Docker, host: &str, deadline: Duration) -> Check {

@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
-use planbox::llm::{Client, Llm, LlmConfig, Message, Provider, Request, Schema, StructuredMode};
+use planbox::llm::{
+    Client, Llm, LlmConfig, LlmUnreachableKind, Message, Provider, Request, Schema, StructuredMode,
+};
 use serde_json::json;
 
-use super::{Check, MODEL, STRUCTURED, Status, within};
+use super::{Check, MODEL, STRUCTURED, Status, root_cause, within};
 use crate::cli::ModelArgs;
 
 pub(super) async fn model_checks(args: &ModelArgs, deadline: Duration) -> (Check, Check) {
@@ -56,19 +58,26 @@ fn config_fix(err: &planbox::Error) -> String {
     "correct the setting named above (a flag, a PLANBOX_* variable or planbox.toml)".to_string()
 }
 
-/// The fix for a model request that failed.
+/// Advice when a model server answered too slowly for doctor's deadline.
+const LONGER: &str = "planbox doctor --timeout 60   (a slow server may need longer)";
+
+/// The fix for a model request that failed, chosen by variant: doctor knows the provider, so
+/// a server that does not answer gets that provider's fix; the rest is the error line's.
 fn request_fix(config: &LlmConfig, err: &planbox::Error) -> String {
-    if let planbox::Error::LlmUnreachable { .. } = err {
-        return unreachable_fix(config);
+    if let planbox::Error::LlmUnreachable { kind, .. } = err {
+        match kind {
+            LlmUnreachableKind::Refused
+            | LlmUnreachableKind::CutOff
+            | LlmUnreachableKind::Other => {
+                return unreachable_fix(config);
+            }
+            LlmUnreachableKind::TimedOut(_) => return LONGER.to_string(),
+            LlmUnreachableKind::Dns | LlmUnreachableKind::Tls => {}
+        }
     }
-    let message = err.to_string();
-    if message.contains("API key") {
-        format!("export {}=<your key>", config.key_var)
-    } else if message.contains("not found") {
-        "name a model the server has: --model NAME (or export PLANBOX_MODEL=NAME)".to_string()
-    } else {
+    crate::cli::error_fix(err).unwrap_or_else(|| {
         "RUST_LOG=debug planbox llm ping   (shows the exchange with the server)".to_string()
-    }
+    })
 }
 
 /// The fix for a server that does not answer, by provider.
@@ -103,29 +112,30 @@ async fn ping(client: &Client, config: &LlmConfig, deadline: Duration) -> Check 
                 reply.model
             ),
         ),
-        Some(Err(planbox::Error::LlmUnreachable { reason, .. })) => {
-            // The reason ends with the library's advice and holds the whole cause chain;
-            // the root cause is what a person needs, the fix line gives the advice.
-            let cause = reason.split("; ").next().unwrap_or(&reason);
-            let root = cause.rsplit(": ").next().unwrap_or(cause);
-            Check::fail(
-                MODEL,
-                format!("{whom} is unreachable: {root}"),
-                unreachable_fix(config),
-            )
-        }
         Some(Err(err)) => {
-            let fix = request_fix(config, &err);
-            Check::fail(MODEL, format!("{whom}: {err:#}"), fix)
+            let detail = if let planbox::Error::LlmUnreachable { kind, source, .. } = &err {
+                // The fix gives the advice; the detail names what failed, down to the cause
+                // the operating system reported (refused, no such host).
+                let why = match kind {
+                    LlmUnreachableKind::TimedOut(_) => kind.to_string(),
+                    LlmUnreachableKind::Refused
+                    | LlmUnreachableKind::Dns
+                    | LlmUnreachableKind::Tls
+                    | LlmUnreachableKind::CutOff
+                    | LlmUnreachableKind::Other => root_cause(source),
+                };
+                format!("{whom} is unreachable: {why}")
+            } else {
+                format!("{whom}: {err:#}")
+            };
+            Check::fail(MODEL, detail, request_fix(config, &err))
         }
         None => Check::fail(
             MODEL,
             format!("{whom} did not answer within {deadline:?}"),
             match config.provider {
                 Provider::Local => "make local-llm-stop && make local-llm   (restart it)",
-                Provider::OpenAi | Provider::Anthropic => {
-                    "planbox doctor --timeout 60   (a slow server may need longer)"
-                }
+                Provider::OpenAi | Provider::Anthropic => LONGER,
             },
         ),
     }
@@ -166,7 +176,7 @@ async fn structured_check(client: &Client, config: &LlmConfig, deadline: Duratio
             return Check::fail(
                 STRUCTURED,
                 format!("no answer to a json_schema request within {deadline:?}"),
-                "planbox doctor --timeout 60   (a slow server may need longer)",
+                LONGER,
             );
         }
     };
@@ -212,7 +222,85 @@ async fn structured_check(client: &Client, config: &LlmConfig, deadline: Duratio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use planbox::llm::config::{FileConfig, Overrides};
     use pretty_assertions::assert_eq;
+
+    fn config(provider: Provider) -> LlmConfig {
+        let overrides = Overrides {
+            provider: Some(provider),
+            base_url: Some("http://127.0.0.1:8080/v1".into()),
+            ..Overrides::default()
+        };
+        let key = |name: &str| (name == "ANTHROPIC_API_KEY").then(|| "ak".to_string());
+        LlmConfig::resolve(&overrides, key, &FileConfig::default()).unwrap()
+    }
+
+    fn unreachable(kind: LlmUnreachableKind) -> planbox::Error {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        planbox::Error::LlmUnreachable {
+            url: "http://127.0.0.1:8080/v1/chat/completions".into(),
+            kind,
+            source: reqwest::Client::new().get("no url").build().unwrap_err(),
+        }
+    }
+
+    #[test]
+    fn a_server_that_does_not_answer_gets_its_providers_fix() {
+        let refused = unreachable(LlmUnreachableKind::Refused);
+        assert_eq!(
+            request_fix(&config(Provider::Local), &refused),
+            "make local-llm"
+        );
+        assert_eq!(
+            request_fix(&config(Provider::OpenAi), &refused),
+            "start the server at http://127.0.0.1:8080/v1, or point planbox at one: --base-url URL (or export OPENAI_BASE_URL=URL)"
+        );
+        assert_eq!(
+            request_fix(&config(Provider::Anthropic), &refused),
+            "check the network path to http://127.0.0.1:8080/v1 (or export ANTHROPIC_BASE_URL=URL)"
+        );
+    }
+
+    #[test]
+    fn a_slow_server_gets_a_longer_deadline_and_a_bad_address_the_error_lines_fix() {
+        let local = config(Provider::Local);
+        let slow = unreachable(LlmUnreachableKind::TimedOut(Duration::from_secs(10)));
+        assert_eq!(request_fix(&local, &slow), LONGER);
+        assert_eq!(
+            request_fix(&local, &unreachable(LlmUnreachableKind::Dns)),
+            "check the host name in the base URL: --base-url URL"
+        );
+    }
+
+    #[test]
+    fn a_refused_key_and_a_missing_model_are_told_apart() {
+        let local = config(Provider::Local);
+        let key = planbox::Error::LlmKeyRefused {
+            url: "http://127.0.0.1:8080/v1/chat/completions".into(),
+            status: reqwest::StatusCode::FORBIDDEN,
+            key_var: "PLANBOX_LOCAL_API_KEY",
+            has_key: true,
+        };
+        assert_eq!(
+            request_fix(&local, &key),
+            "export PLANBOX_LOCAL_API_KEY=<your key>"
+        );
+        let model = planbox::Error::LlmNotFound {
+            url: "http://127.0.0.1:8080/v1/chat/completions".into(),
+            model: "qwen".into(),
+            message: "not found".into(),
+        };
+        assert!(request_fix(&local, &model).contains("PLANBOX_MODEL"));
+        let teapot = planbox::Error::LlmRefused {
+            url: "http://127.0.0.1:8080/v1/chat/completions".into(),
+            status: reqwest::StatusCode::IM_A_TEAPOT,
+            message: "no".into(),
+        };
+        assert_eq!(
+            request_fix(&local, &teapot),
+            "RUST_LOG=debug planbox llm ping   (shows the exchange with the server)"
+        );
+    }
 
     #[test]
     fn a_missing_key_names_its_variable() {
