@@ -52,8 +52,10 @@ pub(super) async fn ping(args: LlmArgs) -> anyhow::Result<ExitCode> {
     {
         Ok(reply) => reply,
         Err(err) => {
+            let fix =
+                super::error_fix(&err).map_or_else(String::new, |fix| format!("; fix: {fix}"));
             eprintln!(
-                "planbox: {:?} at {} did not answer: {err:#}",
+                "planbox: {:?} at {} did not answer: {err:#}{fix}",
                 config.model, config.base_url
             );
             return Ok(ExitCode::from(2));
