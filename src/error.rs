@@ -130,11 +130,11 @@ pub enum Error {
     #[error("no step {0} in the plan")]
     NoSuchStep(String),
     /// The goal says nothing.
-    #[error("invalid setting: the goal is empty: say what to find out")]
+    #[error("the goal is empty: say what to find out")]
     GoalEmpty,
     /// The goal is longer than a planning prompt may quote.
     #[error(
-        "invalid setting: the goal is {length} characters; at most {max}: put data in an input file and describe the question"
+        "the goal is {length} characters; at most {max}: put data in an input file and describe the question"
     )]
     GoalTooLong {
         /// Characters in the goal.
@@ -352,8 +352,8 @@ mod tests {
                 "no run \"r9\": give a run folder (with run.json) or a run id under runs",
                 "load is not done, yet chart depends on it",
                 "no step chart in the plan",
-                "invalid setting: the goal is empty: say what to find out",
-                "invalid setting: the goal is 5000 characters; at most 4000: put data in an input file and describe the question",
+                "the goal is empty: say what to find out",
+                "the goal is 5000 characters; at most 4000: put data in an input file and describe the question",
                 "complete_json needs a request with a schema",
             ]
         );

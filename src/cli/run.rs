@@ -113,9 +113,7 @@ async fn drive_with_signals(
 
 /// `planbox run`: a new run folder for the goal, driven to its answer.
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    if args.goal.trim().is_empty() {
-        anyhow::bail!("the goal is empty: say what to find out");
-    }
+    planbox::planner::check_goal(&args.goal)?;
     // Inputs, the model settings and the options are checked before any container or model
     // call.
     for path in &args.inputs {

@@ -91,17 +91,7 @@ impl<'a, L: Llm> Planner<'a, L> {
         mode: Mode,
         reflect: usize,
     ) -> Result<Planned> {
-        let goal = goal.trim();
-        if goal.is_empty() {
-            return Err(Error::GoalEmpty);
-        }
-        let length = goal.chars().count();
-        if length > MAX_GOAL {
-            return Err(Error::GoalTooLong {
-                length,
-                max: MAX_GOAL,
-            });
-        }
+        let goal = check_goal(goal)?;
         let mut notes = Vec::new();
         let (mut planned, used) = match mode {
             Mode::None => (single_step(goal, profiles), Mode::None),
@@ -286,6 +276,22 @@ impl<'a, L: Llm> Planner<'a, L> {
         };
         self.ask_valid(goal, &inputs, request, shape, &limits).await
     }
+}
+
+/// The goal, trimmed, when it can be planned: not empty, and short enough to quote.
+pub fn check_goal(goal: &str) -> Result<&str> {
+    let goal = goal.trim();
+    if goal.is_empty() {
+        return Err(Error::GoalEmpty);
+    }
+    let length = goal.chars().count();
+    if length > MAX_GOAL {
+        return Err(Error::GoalTooLong {
+            length,
+            max: MAX_GOAL,
+        });
+    }
+    Ok(goal)
 }
 
 /// The `none` mode's plan: one step that does the whole goal.
