@@ -175,6 +175,19 @@ fn ended(answer: &str, achieved: bool, tokens: u64) -> [RunEvent; 2] {
     ]
 }
 
+/// A step stopped because `budget` ran out.
+fn stopped_by(budget: &str, step: &str) -> [RunEvent; 2] {
+    [
+        RunEvent::BudgetSpent {
+            budget: budget.into(),
+        },
+        RunEvent::StepFailed {
+            step: step.into(),
+            problem: format!("the {budget} budget ran out"),
+        },
+    ]
+}
+
 /// A request as a model reads it, for snapshots.
 fn transcript(request: &Request) -> String {
     let mut text = String::new();
@@ -544,14 +557,8 @@ async fn a_spent_container_budget_ends_the_run_with_an_honest_answer_and_no_repl
         writing("only", 1),
         running("only", 1),
         attempted("only", 1, model.tokens_after(2), Some(problem)),
-        RunEvent::BudgetSpent {
-            budget: "containers".into(),
-        },
-        RunEvent::StepFailed {
-            step: "only".into(),
-            problem: "the containers budget ran out".into(),
-        },
     ]);
+    want.extend(stopped_by("containers", "only"));
     let answer = "Could not answer: no step produced any result. The containers budget ran out.";
     want.extend(ended(answer, false, model.tokens_after(2)));
     assert_eq!(events, want);
@@ -572,16 +579,8 @@ async fn a_spent_wall_time_stops_before_any_script_is_written() {
     let (finished, events) = run(&folder, &model, &sandbox, options, meter()).await;
 
     let mut want = started(GOAL).to_vec();
-    want.extend([
-        planned(1, &[("only", &[])], &[]),
-        RunEvent::BudgetSpent {
-            budget: "wall time".into(),
-        },
-        RunEvent::StepFailed {
-            step: "only".into(),
-            problem: "the wall time budget ran out".into(),
-        },
-    ]);
+    want.push(planned(1, &[("only", &[])], &[]));
+    want.extend(stopped_by("wall time", "only"));
     let answer = "Could not answer: no step produced any result. The wall time budget ran out.";
     want.extend(ended(answer, false, model.tokens_after(1)));
     assert_eq!(events, want);
@@ -599,16 +598,8 @@ async fn a_token_budget_spent_by_planning_stops_the_steps_before_they_are_writte
     let (finished, events) = run(&folder, &model, &sandbox, options(), meter).await;
 
     let mut want = started(GOAL).to_vec();
-    want.extend([
-        planned(1, &[("only", &[])], &[]),
-        RunEvent::BudgetSpent {
-            budget: "tokens".into(),
-        },
-        RunEvent::StepFailed {
-            step: "only".into(),
-            problem: "the tokens budget ran out".into(),
-        },
-    ]);
+    want.push(planned(1, &[("only", &[])], &[]));
+    want.extend(stopped_by("tokens", "only"));
     let answer = "Could not answer: no step produced any result. The tokens budget ran out.";
     want.extend(ended(answer, false, model.tokens_after(1)));
     assert_eq!(events, want);
@@ -743,4 +734,23 @@ async fn rescoring_run_folders_shows_what_each_answer_rule_is_worth() {
     assert_eq!(score("rounding off"), (0, 1), "21.0049 is not 21.0");
     assert_eq!(score("placeholder_word off"), (1, 1));
     assert_eq!(scores.len(), 1 + planbox::answer::RULES.len());
+}
+
+#[tokio::test]
+async fn hint_uses_count_the_hint_each_failed_attempt_got_and_whether_the_next_passed() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let broken = "import pandas as pd\nprint(pd.read_csv('/data/sales.csv')['Amount'].sum())";
+    let model = ScriptedModel::new([one_step(), code(broken), code("print('@total[42]')")]);
+    let sandbox = FakeSandbox::new([Run::raises(KEY_ERROR), Run::prints("@total[42]\n")]);
+    run(&folder, &model, &sandbox, options(), meter()).await;
+
+    let uses = planbox::batch::hint_uses(folder.dir().parent().unwrap()).unwrap();
+    let given: Vec<(&str, usize, usize)> = uses
+        .iter()
+        .filter(|u| u.fired > 0)
+        .map(|u| (u.id, u.fired, u.next_passed))
+        .collect();
+    assert_eq!(given, vec![("missing_column", 1, 1)]);
+    assert_eq!(uses.len(), planbox::hint::HINTS.len());
 }

@@ -173,6 +173,13 @@ pub(super) fn rescore(args: &RescoreArgs) -> anyhow::Result<ExitCode> {
             score.setting, score.right, score.total
         ));
     }
+    text.push_str("\nfailure hints: times given, and times the step's next attempt passed\n");
+    for hint in planbox::batch::hint_uses(&args.runs)? {
+        text.push_str(&format!(
+            "{:<24} {:>3} given, {:>3} then passed\n",
+            hint.id, hint.fired, hint.next_passed
+        ));
+    }
     print_stdout(&text);
     Ok(ExitCode::SUCCESS)
 }

@@ -228,11 +228,7 @@ pub static HINTS: &[Hint] = &[
 /// The hint for a failed attempt: the first row of [`HINTS`] that recognises it and is not
 /// switched off, else what its status says.
 pub fn failure_hint(failure: &Failure<'_>, rules: &Rules) -> String {
-    if let Some(text) = HINTS
-        .iter()
-        .filter(|hint| rules.on(hint.id))
-        .find_map(|hint| (hint.text)(failure))
-    {
+    if let Some((_, text)) = matching(failure, rules) {
         return text;
     }
     match failure.status {
@@ -244,6 +240,14 @@ pub fn failure_hint(failure: &Failure<'_>, rules: &Rules) -> String {
         | Status::OutputLimit
         | Status::ArtifactRejected(_) => "Fix the error shown; keep the rest of the script.".into(),
     }
+}
+
+/// The first hint switched on that recognises `failure`, with its text.
+pub fn matching(failure: &Failure<'_>, rules: &Rules) -> Option<(&'static Hint, String)> {
+    HINTS
+        .iter()
+        .filter(|hint| rules.on(hint.id))
+        .find_map(|hint| (hint.text)(failure).map(|text| (hint, text)))
 }
 
 /// The error output of a script that raised (exited non-zero); exception hints read only it.

@@ -11,6 +11,10 @@ use crate::agent::Finished;
 use crate::answer::expect::mismatches;
 use crate::error::{Error, Result};
 
+mod rescore;
+
+pub use rescore::{HintUse, Rescored, hint_uses, rescore};
+
 /// One goal of a suite: `{"id", "goal", "inputs": [...], "expect": {"name": "value"}}`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Goal {
@@ -200,64 +204,6 @@ pub fn junit(suite: &str, cases: &[Case]) -> String {
     }
     xml.push_str("</testsuite>\n");
     xml
-}
-
-/// How many goals of a suite one answer-rule setting gets right from existing run folders.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rescored {
-    /// The setting: `all rules on`, or `<id> off`.
-    pub setting: String,
-    /// Goals answered right.
-    pub right: usize,
-    /// Goals scored (run folders whose goal is in the suite).
-    pub total: usize,
-}
-
-/// Score the run folders under `runs` against `goals` again, composing each answer from what
-/// its steps printed (and the model summary it stored) with every answer rule on, then with
-/// each rule off in turn: what each rule is worth, without running anything again.
-pub fn rescore(runs: &Path, goals: &[Goal]) -> Result<Vec<Rescored>> {
-    let ids: Vec<&str> = crate::answer::rule_ids().collect();
-    let mut settings = vec![("all rules on".to_string(), crate::rules::Rules::default())];
-    for id in &ids {
-        let off = crate::rules::Rules::without([*id], &ids).expect("a known rule");
-        settings.push((format!("{id} off"), off));
-    }
-    let mut scores: Vec<Rescored> = settings
-        .iter()
-        .map(|(setting, _)| Rescored {
-            setting: setting.clone(),
-            right: 0,
-            total: 0,
-        })
-        .collect();
-    let entries =
-        std::fs::read_dir(runs).map_err(Error::io(format!("reading {}", runs.display())))?;
-    for entry in entries {
-        let dir = entry
-            .map_err(Error::io(format!("reading {}", runs.display())))?
-            .path();
-        if !dir.join("run.json").is_file() {
-            continue;
-        }
-        let folder = crate::run::RunFolder::open_dir(&dir)?;
-        let info = folder.info()?;
-        let Some(goal) = goals.iter().find(|g| g.goal == info.goal) else {
-            continue;
-        };
-        let plan = folder.plan()?.map(|planned| planned.plan);
-        let printed = folder.printed(plan.as_ref());
-        let summary = std::fs::read_to_string(dir.join("summary.md")).ok();
-        for ((_, rules), score) in settings.iter().zip(&mut scores) {
-            let answer =
-                crate::answer::compose::recompose(&info.goal, &printed, summary.as_deref(), rules);
-            score.total += 1;
-            if mismatches(&goal.expected(), &answer).is_empty() {
-                score.right += 1;
-            }
-        }
-    }
-    Ok(scores)
 }
 
 #[cfg(test)]
