@@ -227,6 +227,44 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the error ends a run at once: the setup is wrong (a refused key, a missing
+    /// model, an unreachable engine or model server, a replay that does not match), so no
+    /// repair or replan can help and each would only fail the same way.
+    pub fn ends_run(&self) -> bool {
+        match self {
+            Error::EngineUnreachable { .. }
+            | Error::ImageMissing(_)
+            | Error::LlmUnreachable { .. }
+            | Error::LlmKeyRefused { .. }
+            | Error::LlmNotFound { .. }
+            | Error::LlmNotJson { .. }
+            | Error::Replay(_) => true,
+            Error::Docker(_)
+            | Error::EngineContradiction(_)
+            | Error::OutputFolderNotEmpty(_)
+            | Error::InvalidSetting { .. }
+            | Error::UnknownValue { .. }
+            | Error::MissingKey { .. }
+            | Error::ConfigFile { .. }
+            | Error::HttpClient(_)
+            | Error::ImageBuild(_)
+            | Error::Input { .. }
+            | Error::Script { .. }
+            | Error::Io { .. }
+            | Error::RunFolderDamaged { .. }
+            | Error::NoSuchRun { .. }
+            | Error::DependencyNotDone { .. }
+            | Error::NoSuchStep(_)
+            | Error::GoalEmpty
+            | Error::GoalTooLong { .. }
+            | Error::SchemaMissing
+            | Error::LlmFailing { .. }
+            | Error::LlmRefused { .. }
+            | Error::LlmReply(_)
+            | Error::BudgetExhausted { .. } => false,
+        }
+    }
+
     /// Wrap an IO error with what was being done.
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();

@@ -8,7 +8,7 @@ mod fakes;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fakes::{FakeSandbox, Ran, Run, ScriptedModel, code};
+use fakes::{FakeSandbox, Ran, Run, Scripted, ScriptedModel, code};
 use planbox::agent::{Agent, Budget, Finished, Options};
 use planbox::event::{Collect, PlannedStep, RunEvent};
 use planbox::llm::{Meter, Request};
@@ -728,11 +728,11 @@ async fn rescoring_run_folders_shows_what_each_answer_rule_is_worth() {
     let scores = planbox::batch::rescore(folder.dir().parent().unwrap(), &suite).unwrap();
     let score = |setting: &str| {
         let found = scores.iter().find(|s| s.setting == setting).unwrap();
-        (found.right, found.total)
+        (found.right, found.total, found.changed)
     };
-    assert_eq!(score("all rules on"), (1, 1));
-    assert_eq!(score("rounding off"), (0, 1), "21.0049 is not 21.0");
-    assert_eq!(score("placeholder_word off"), (1, 1));
+    assert_eq!(score("all rules on"), (1, 1, 0));
+    assert_eq!(score("rounding off"), (0, 1, 1), "21.0049 is not 21.0");
+    assert_eq!(score("placeholder_word off"), (1, 1, 0));
     assert_eq!(scores.len(), 1 + planbox::answer::RULES.len());
 }
 
@@ -753,4 +753,43 @@ async fn hint_uses_count_the_hint_each_failed_attempt_got_and_whether_the_next_p
         .collect();
     assert_eq!(given, vec![("missing_column", 1, 1)]);
     assert_eq!(uses.len(), planbox::hint::HINTS.len());
+}
+
+#[tokio::test]
+async fn a_key_refused_mid_run_ends_the_run_with_the_error_and_no_replan() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let model = ScriptedModel::answering([
+        Scripted::Reply(one_step()),
+        Scripted::Fail(|| planbox::Error::LlmKeyRefused {
+            url: "http://127.0.0.1:9/v1/chat/completions".into(),
+            status: reqwest::StatusCode::UNAUTHORIZED,
+            key_var: "OPENAI_API_KEY",
+            has_key: true,
+        }),
+    ]);
+    let sandbox = FakeSandbox::new([]);
+    let events = Collect::default();
+    let ended = Agent::new(&model, &sandbox, options(), meter())
+        .run(&folder, &events)
+        .await;
+
+    assert!(
+        matches!(ended, Err(planbox::Error::LlmKeyRefused { .. })),
+        "{ended:?}"
+    );
+    let events: Vec<RunEvent> = events
+        .0
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(stable)
+        .collect();
+    let mut want = started(GOAL).to_vec();
+    want.extend([planned(1, &[("only", &[])], &[]), writing("only", 1)]);
+    assert_eq!(
+        events, want,
+        "no replan, no answer: the run stops where it broke"
+    );
+    assert_eq!(model.left(), 0);
 }

@@ -476,3 +476,68 @@ async fn a_missing_model_names_the_flag_and_the_variable_that_choose_it() {
         )
     );
 }
+
+#[tokio::test]
+async fn a_key_refused_mid_run_ends_the_run_with_the_fix_and_no_replan() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("sales.csv");
+    std::fs::write(&input, "region,amount\nnorth,10\n").unwrap();
+    let plan = serde_json::json!({"steps": [{"id": "only", "title": "sum", "instruction": "Sum amount.",
+        "kind": "action", "depends_on": [], "reads": ["sales.csv"], "writes": []}]});
+    let server = FakeServer::start(vec![
+        fake_llm::chat(&plan.to_string()),
+        Answer::status(401, r#"{"error": {"message": "key revoked"}}"#),
+    ])
+    .await;
+    let url = server.openai_url();
+    let config = dir.path().join("planbox.toml");
+    std::fs::write(&config, "[llm]\nretries = 1\n").unwrap();
+    let runs = dir.path().join("runs");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_planbox"))
+        .args([
+            "run",
+            "What is the total? Answer as @total[value].",
+            "--input",
+        ])
+        .arg(&input)
+        .args([
+            "--provider",
+            "openai",
+            "--base-url",
+            &url,
+            "--model",
+            "fake-model",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .env("OPENAI_API_KEY", "sk-revoked")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("PLANBOX_MODEL")
+        .output()
+        .await
+        .unwrap();
+
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.ends_with(&format!(
+            "planbox: the server at {url}/chat/completions refused the API key in OPENAI_API_KEY (401 Unauthorized); fix: export OPENAI_API_KEY=<your key>\n"
+        )),
+        "{text}"
+    );
+    let run = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    assert!(!events.contains("\"replanning\""), "{events}");
+    assert_eq!(
+        server.seen().len(),
+        2,
+        "the plan, then the refused script request"
+    );
+}

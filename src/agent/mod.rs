@@ -134,7 +134,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             return self.finish(&ctx, None, false).await;
         };
         loop {
-            let failures = self.run_plan(&ctx, &planned.plan).await;
+            let failures = self.run_plan(&ctx, &planned.plan).await?;
             if failures.is_empty() {
                 return self.finish(&ctx, Some(&planned.plan), true).await;
             }
@@ -231,19 +231,27 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         Ok(())
     }
 
-    /// Run every step of `plan` that can run, as many at once as allowed.
-    async fn run_plan(&self, ctx: &Ctx<'_>, plan: &Plan) -> Failures {
+    /// Run every step of `plan` that can run, as many at once as allowed; an error that ends
+    /// the run ([`Error::ends_run`]) is returned once the steps under way have stopped.
+    async fn run_plan(&self, ctx: &Ctx<'_>, plan: &Plan) -> Result<Failures> {
         let problems: Mutex<BTreeMap<String, String>> = Mutex::default();
+        let fatal: Mutex<Option<Error>> = Mutex::default();
         let summary = schedule::run(
             plan,
             self.options.parallel,
             |step| {
-                let problems = &problems;
+                let (problems, fatal) = (&problems, &fatal);
                 async move {
-                    let outcome = self
-                        .step_or_fallback(ctx, plan, &step)
-                        .await
-                        .unwrap_or_else(|err| Outcome::Failed(format!("{err:#}")));
+                    let outcome = match self.step_or_fallback(ctx, plan, &step).await {
+                        Ok(outcome) => outcome,
+                        Err(err) => {
+                            let problem = format!("{err:#}");
+                            if err.ends_run() {
+                                fatal.lock().expect("fatal poisoned").get_or_insert(err);
+                            }
+                            Outcome::Failed(problem)
+                        }
+                    };
                     if let Outcome::Failed(problem) = &outcome {
                         let mut problems = problems.lock().expect("problems poisoned");
                         problems.insert(step.id.clone(), problem.clone());
@@ -259,15 +267,18 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             },
         )
         .await;
+        if let Some(err) = fatal.into_inner().expect("fatal poisoned") {
+            return Err(err);
+        }
         let mut problems = problems.into_inner().expect("problems poisoned");
-        summary
+        Ok(summary
             .failed
             .into_iter()
             .map(|id| {
                 let problem = problems.remove(&id).unwrap_or_default();
                 (id, problem)
             })
-            .collect()
+            .collect())
     }
 
     /// A new plan replacing the first failed step and its descendants; `None` when the run
@@ -294,6 +305,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         let plan = match ctx.budgets.within(made, ctx.sink) {
             Ok(Ok(plan)) => plan,
             Ok(Err(_spent)) => return Ok(None),
+            Err(err) if err.ends_run() => return Err(err),
             // No new plan (an unusable reply, or the model failing mid-run): the run ends
             // here, cleanly, with what the finished steps established.
             Err(err) => {

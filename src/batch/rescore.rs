@@ -20,6 +20,8 @@ pub struct Rescored {
     pub right: usize,
     /// Goals scored (run folders whose goal is in the suite).
     pub total: usize,
+    /// Answers that read otherwise than with every rule on.
+    pub changed: usize,
 }
 
 /// Score the run folders under `runs` against `goals` again, composing each answer from what
@@ -38,6 +40,7 @@ pub fn rescore(runs: &Path, goals: &[Goal]) -> Result<Vec<Rescored>> {
             setting: setting.clone(),
             right: 0,
             total: 0,
+            changed: 0,
         })
         .collect();
     for dir in run_folders(runs)? {
@@ -49,9 +52,11 @@ pub fn rescore(runs: &Path, goals: &[Goal]) -> Result<Vec<Rescored>> {
         let plan = folder.plan()?.map(|planned| planned.plan);
         let printed = folder.printed(plan.as_ref());
         let summary = std::fs::read_to_string(dir.join("summary.md")).ok();
+        let all_on = recompose(&info.goal, &printed, summary.as_deref(), &settings[0].1);
         for ((_, rules), score) in settings.iter().zip(&mut scores) {
             let answer = recompose(&info.goal, &printed, summary.as_deref(), rules);
             score.total += 1;
+            score.changed += usize::from(answer != all_on);
             if mismatches(&goal.expected(), &answer).is_empty() {
                 score.right += 1;
             }
@@ -65,7 +70,7 @@ pub fn rescore(runs: &Path, goals: &[Goal]) -> Result<Vec<Rescored>> {
 pub struct HintUse {
     /// The hint.
     pub id: &'static str,
-    /// Failed attempts it was the hint for.
+    /// Failed attempts it recognises: the hint they got, unless it was switched off.
     pub fired: usize,
     /// Of those, the ones whose step passed on its next attempt.
     pub next_passed: usize,

@@ -169,14 +169,17 @@ pub(super) fn rescore(args: &RescoreArgs) -> anyhow::Result<ExitCode> {
     let mut text = String::new();
     for score in scores {
         text.push_str(&format!(
-            "{:<24} {} of {} right\n",
-            score.setting, score.right, score.total
+            "{:<24} {} of {} right, {} answers changed\n",
+            score.setting, score.right, score.total, score.changed
         ));
     }
-    text.push_str("\nfailure hints: times given, and times the step's next attempt passed\n");
+    text.push_str(
+        "\nfailure hints: failed attempts each recognises (the hint they got, unless it was \
+         switched off), and how many of those the step's next attempt passed\n",
+    );
     for hint in planbox::batch::hint_uses(&args.runs)? {
         text.push_str(&format!(
-            "{:<24} {:>3} given, {:>3} then passed\n",
+            "{:<24} {:>3} recognised, {:>3} then passed\n",
             hint.id, hint.fired, hint.next_passed
         ));
     }

@@ -149,18 +149,31 @@ impl Warm for FakeWarm {
     }
 }
 
+/// One queued answer of the scripted model.
+pub enum Scripted {
+    /// A reply with this text.
+    Reply(String),
+    /// The call fails with this error.
+    Fail(fn() -> planbox::Error),
+}
+
 /// A model that answers with queued replies, in order, and records every request.
 #[derive(Default)]
 pub struct ScriptedModel {
-    replies: Mutex<VecDeque<String>>,
+    replies: Mutex<VecDeque<Scripted>>,
     requests: Mutex<Vec<Request>>,
     usage: Mutex<Vec<u64>>,
 }
 
 impl ScriptedModel {
     pub fn new<S: Into<String>>(replies: impl IntoIterator<Item = S>) -> Self {
+        Self::answering(replies.into_iter().map(|r| Scripted::Reply(r.into())))
+    }
+
+    /// A model that gives these answers, errors included.
+    pub fn answering(answers: impl IntoIterator<Item = Scripted>) -> Self {
         ScriptedModel {
-            replies: Mutex::new(replies.into_iter().map(Into::into).collect()),
+            replies: Mutex::new(answers.into_iter().collect()),
             requests: Mutex::default(),
             usage: Mutex::default(),
         }
@@ -193,7 +206,7 @@ impl ScriptedModel {
 impl Llm for ScriptedModel {
     async fn complete(&self, request: &Request) -> planbox::Result<Reply> {
         self.requests.lock().unwrap().push(request.clone());
-        let text = self.replies.lock().unwrap().pop_front().unwrap_or_else(|| {
+        let answer = self.replies.lock().unwrap().pop_front().unwrap_or_else(|| {
             let asked: Vec<&str> = request
                 .messages
                 .iter()
@@ -204,6 +217,10 @@ impl Llm for ScriptedModel {
                 asked.join("\n---\n")
             )
         });
+        let text = match answer {
+            Scripted::Reply(text) => text,
+            Scripted::Fail(error) => return Err(error()),
+        };
         let usage = Usage::estimate(request, &text);
         self.usage.lock().unwrap().push(usage.total());
         Ok(Reply {
