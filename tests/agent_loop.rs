@@ -793,3 +793,40 @@ async fn a_key_refused_mid_run_ends_the_run_with_the_error_and_no_replan() {
     );
     assert_eq!(model.left(), 0);
 }
+
+#[tokio::test]
+async fn terminal_escapes_a_step_printed_never_reach_the_model() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let model = ScriptedModel::new([
+        plan(&[
+            step("north", &[], &["sales.csv"], &[]),
+            step("total", &["north"], &[], &[]),
+        ]),
+        code("print('north 10')"),
+        code("print('@total[10]')"),
+        "The total is 10. @total[10]".to_string(),
+    ]);
+    let sandbox = FakeSandbox::new([
+        Run::prints("\u{1b}[31mnorth\u{1b}[0m 10\u{1b}]0;title\u{7}\n"),
+        Run::prints("total \u{1b}[1m10\u{1b}[0m\n"),
+    ]);
+    let (finished, _) = run(&folder, &model, &sandbox, options(), meter()).await;
+
+    assert!(
+        model.asked(2).contains("it printed:\n    north 10"),
+        "{}",
+        model.asked(2)
+    );
+    assert!(
+        model.asked(3).contains("[total]\ntotal 10"),
+        "{}",
+        model.asked(3)
+    );
+    for request in model.requests() {
+        for message in &request.messages {
+            assert!(!message.content.contains('\u{1b}'), "{}", message.content);
+        }
+    }
+    assert_eq!(finished.answer, "The total is 10.\n\n@total[10]");
+}

@@ -124,11 +124,14 @@ impl RunFolder {
     }
 
     /// What a finished step printed (empty when it printed nothing or is not done).
+    /// Terminal escapes are removed: this text reaches a model and the reports.
     fn stdout_of(&self, step: &str, done: &DoneStep) -> String {
         let path = self.output_path(step, done.attempt, "");
-        path.parent()
+        let stdout = path
+            .parent()
             .and_then(|dir| std::fs::read_to_string(dir.join("stdout")).ok())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        crate::text::strip_escapes(&stdout)
     }
 
     /// What `step`'s direct dependencies left it: the tail of what each printed and the files
