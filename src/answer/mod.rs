@@ -15,29 +15,9 @@ use crate::rules::Rules;
 /// The answer rules a run can switch off: id, what it does, the case that motivated it.
 pub static RULES: &[(&str, &str, &str)] = &[
     (
-        "placeholder_word",
-        "a value holding the word `value` (`@x[value]`, `@x[<value>]`) is not a result",
-        "a final step that printed the goal's format without filling it in",
-    ),
-    (
-        "goal_placeholder",
-        "a value equal to the goal's own placeholder (`country_name` in `@country[country_name]`) is not a result",
-        "a script that printed the placeholder it was shown",
-    ),
-    (
         "no_result",
         "NaN, None, inf and the like are not results",
         "a mean over an empty selection printed as @mean[nan]",
-    ),
-    (
-        "zero_grounding",
-        "a zero is grounded only by a printed zero or a number in scientific notation",
-        "a synthesis that rounded a small kurtosis to 0.00 and claimed it was printed",
-    ),
-    (
-        "decimal_words",
-        "\"to two decimal places\" counts like \"to 2 decimal places\"",
-        "goals that spell the precision out",
     ),
     (
         "rounding",
@@ -91,13 +71,9 @@ pub fn answer_values_where(text: &str, keep: impl Fn(&str, &str) -> bool) -> Vec
     values
 }
 
-/// Whether a printed value for `name` is a computed result under `rules`: not a placeholder
-/// word, not the goal's own placeholder, not NaN.
-pub fn is_computed(goal: &str, name: &str, value: &str, rules: &Rules) -> bool {
-    let placeholder_word = value.contains("value") && value.len() < 8;
-    !(rules.on("placeholder_word") && placeholder_word
-        || rules.on("goal_placeholder") && is_placeholder(goal, name, value)
-        || rules.on("no_result") && is_no_result(value))
+/// Whether a printed value is a computed result under `rules`: not NaN or the like.
+pub fn is_computed(value: &str, rules: &Rules) -> bool {
+    !(rules.on("no_result") && is_no_result(value))
 }
 
 /// Whether a printed value is no result at all: not a number, infinite, or empty ("nan",
@@ -113,22 +89,9 @@ pub fn is_no_result(value: &str) -> bool {
     .contains(&value.as_str())
 }
 
-/// Whether `value` is only the placeholder the goal wrote for `name` (`country_name` in
-/// `@country[country_name]`), compared ignoring case and surrounding space.
-pub fn is_placeholder(goal: &str, name: &str, value: &str) -> bool {
-    // A goal that writes the name more than once lists choices (`@normal[yes]` or
-    // `@normal[no]`): any of them may be the answer.
-    let written: Vec<String> = ANSWER_TOKEN
-        .captures_iter(goal)
-        .filter(|c| &c[1] == name)
-        .map(|c| c[2].trim().to_string())
-        .collect();
-    matches!(written.as_slice(), [only] if !only.is_empty() && only.eq_ignore_ascii_case(value.trim()))
-}
-
 /// Whether an answer value comes from `text`: it appears there, or it is a number that one of
 /// the numbers printed there rounds to (15.2 from 15.191933, 3 from 2.96 but not from 2.4).
-pub fn grounded_in(value: &str, text: &str, rules: &Rules) -> bool {
+pub fn grounded_in(value: &str, text: &str) -> bool {
     static NUMBER: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?").expect("valid regex"));
     let Ok(wanted) = value.trim().parse::<f64>() else {
@@ -140,39 +103,29 @@ pub fn grounded_in(value: &str, text: &str, rules: &Rules) -> bool {
         .map_or(0, |(_, frac)| frac.len())
         .min(12);
     let scale = 10f64.powi(decimals as i32);
-    let zero_rule = rules.on("zero_grounding");
     NUMBER.find_iter(text).any(|found| {
         let token = found.as_str();
         token.parse::<f64>().is_ok_and(|printed| {
             let printed_decimals = token.split_once('.').map_or(0, |(_, f)| f.len());
-            // A zero is grounded by a printed zero or a number in scientific notation (a
-            // p-value), not by any small number that happens to round to it.
             let rounds = printed_decimals >= decimals
-                && ((printed * scale).round() - wanted * scale).abs() < 0.5
-                && (!zero_rule || wanted != 0.0 || printed == 0.0 || token.contains(['e', 'E']));
+                && ((printed * scale).round() - wanted * scale).abs() < 0.5;
             token == value.trim() || rounds
         })
     })
 }
 
-/// The decimal places a piece of a goal asks for: every "to N decimal(s)" it names.
-fn decimal_places(text: &str, rules: &Rules) -> BTreeSet<usize> {
+/// The decimal places a piece of a goal asks for: every "to N decimal(s)" it names, N in
+/// digits.
+fn decimal_places(text: &str) -> BTreeSet<usize> {
     static ASKED: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"(?i)\bto\s+(\w+)\s+decimal").expect("valid regex"));
-    let words = ["zero", "one", "two", "three", "four", "five", "six"];
-    let spelled = rules.on("decimal_words");
     ASKED
         .captures_iter(text)
-        .filter_map(|c| {
-            let n = c[1].to_lowercase();
-            n.parse::<usize>()
-                .ok()
-                .or_else(|| spelled.then(|| words.iter().position(|w| *w == n))?)
-        })
+        .filter_map(|c| c[1].parse::<usize>().ok())
         .collect()
 }
 
-/// The answer with its `@name[number]` values rounded as the goal asks ("rounded to two
+/// The answer with its `@name[number]` values rounded as the goal asks ("rounded to 2
 /// decimal places"), only values with more decimals than asked. A value's precision is the one
 /// the text after its `@name[...]` names, up to the next `@name[...]` (`@mean[m] rounded to 2
 /// decimal places, @r[r] rounded to 3`); failing that, the goal's, when it names only one.
@@ -190,7 +143,7 @@ pub fn round_as_asked(goal: &str, answer: &str, rules: &Rules) -> String {
         [places] => Some(places),
         _ => None,
     };
-    let overall = one(decimal_places(goal, rules));
+    let overall = one(decimal_places(goal));
     let marks: Vec<(usize, String)> = ANSWER_NAME
         .captures_iter(goal)
         .map(|c| (c.get(0).map_or(0, |m| m.start()), c[1].to_string()))
@@ -200,7 +153,7 @@ pub fn round_as_asked(goal: &str, answer: &str, rules: &Rules) -> String {
         let end = marks.get(i + 1).map_or(goal.len(), |(next, _)| *next);
         own.entry(name.clone())
             .or_default()
-            .extend(decimal_places(&goal[*start..end], rules));
+            .extend(decimal_places(&goal[*start..end]));
     }
     DECIMAL_TOKEN
         .replace_all(answer, |c: &regex::Captures| {
@@ -234,7 +187,7 @@ mod tests {
         let answer = "Skew is small. @skew[0.1405] @n[4440] @kurt[-0.25] @name[x1.234]";
         assert_eq!(
             round(
-                "All values should be rounded to two decimal places.",
+                "All values should be rounded to 2 decimal places.",
                 answer
             ),
             "Skew is small. @skew[0.14] @n[4440] @kurt[-0.25] @name[x1.234]"
@@ -245,7 +198,7 @@ mod tests {
         );
         assert_eq!(
             round(
-                "The mean should be calculated rounding up to two decimal places.",
+                "The mean should be calculated rounding up to 2 decimal places.",
                 "@m[0.8796]"
             ),
             "@m[0.88]"
@@ -254,7 +207,7 @@ mod tests {
         assert_eq!(round("What is the mean?", "@m[0.25789]"), "@m[0.25789]");
         assert_eq!(
             round(
-                "r rounded to two decimal places, p rounded to four decimal places.",
+                "r rounded to 2 decimal places, p rounded to 4 decimal places.",
                 "@r[0.12345]"
             ),
             "@r[0.12345]"
@@ -274,7 +227,7 @@ mod tests {
         );
         assert_eq!(
             round(
-                "Answer @a[x] and @b[y], all rounded to two decimal places.",
+                "Answer @a[x] and @b[y], all rounded to 2 decimal places.",
                 "@a[1.2345] @b[2.3456]"
             ),
             "@a[1.23] @b[2.35]",
@@ -284,50 +237,40 @@ mod tests {
             round("Give it to 2 decimals.", "@m[0.25789]"),
             "@m[0.25789]"
         );
+        // A precision spelled out is left to the script: it made no difference on the dev
+        // questions, whose final steps round as the goal says.
+        assert_eq!(
+            round("Round it to two decimal places.", "@m[0.25789]"),
+            "@m[0.25789]"
+        );
     }
 
     #[test]
     fn a_rounded_printed_number_grounds_an_answer_value() {
         let printed = "growth_pct: 15.191933\ncount 2.96\nregion south";
-        let on = Rules::default();
-        assert!(grounded_in("south", printed, &on));
-        assert!(grounded_in("15.2", printed, &on));
-        assert!(grounded_in("15.19", printed, &on));
-        assert!(grounded_in("3", printed, &on));
-        assert!(!grounded_in("15.3", printed, &on));
-        assert!(!grounded_in("2.4", printed, &on));
-        assert!(!grounded_in("north", printed, &on));
+        assert!(grounded_in("south", printed));
+        assert!(grounded_in("15.2", printed));
+        assert!(grounded_in("15.19", printed));
+        assert!(grounded_in("3", printed));
+        assert!(!grounded_in("15.3", printed));
+        assert!(!grounded_in("2.4", printed));
+        assert!(!grounded_in("north", printed));
         // A value more precise than anything printed was not read from the output.
-        assert!(!grounded_in("15.1919331", printed, &on));
-        assert!(!grounded_in("2.960", printed, &on));
+        assert!(!grounded_in("15.1919331", printed));
+        assert!(!grounded_in("2.960", printed));
         // Numbers match whole printed numbers, not parts of them.
-        assert!(!grounded_in("5.19", printed, &on));
-        assert!(!grounded_in("91", printed, &on));
-        // A zero needs a printed zero or a number in scientific notation.
-        let small = "kurtosis 0.0023\np 3.2e-05\nmin 0.000";
-        assert!(!grounded_in("0.00", "kurtosis 0.0023", &on));
-        assert!(grounded_in("0.0", small, &on));
-        assert!(grounded_in("0.00", small, &on));
-        assert!(grounded_in("0.000", small, &on));
+        assert!(!grounded_in("5.19", printed));
+        assert!(!grounded_in("91", printed));
     }
 
     #[test]
-    fn a_value_that_is_the_goal_s_placeholder_was_not_computed() {
-        let goal = "Which country? Answer as @country[country_name] @score[score value].";
-        assert!(is_placeholder(goal, "country", "country_name"));
-        assert!(is_placeholder(goal, "country", " Country_Name "));
-        assert!(is_placeholder(goal, "score", "score value"));
-        assert!(!is_placeholder(goal, "country", "Switzerland"));
-        assert!(!is_placeholder(goal, "score", "country_name"));
-        assert!(!is_placeholder(goal, "other", "country_name"));
+    fn nan_and_the_like_are_no_result() {
         for none in ["nan", "NaN", " -inf ", "None", "null", "NaT"] {
             assert!(is_no_result(none), "{none}");
         }
         for value in ["0", "nanometre", "Nancy", "0.14"] {
             assert!(!is_no_result(value), "{value}");
         }
-        let choices = "Is it normal? Answer @normal[yes] or @normal[no].";
-        assert!(!is_placeholder(choices, "normal", "yes"));
     }
 
     #[test]

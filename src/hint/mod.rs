@@ -76,39 +76,6 @@ pub static HINTS: &[Hint] = &[
         },
     },
     Hint {
-        id: "date_as_text",
-        recognises: "'str' object has no attribute 'year' (or another date part)",
-        motivated_by: "a date taken from an unparsed column, then asked for its year",
-        text: |f| {
-            let (kind, attribute) = attribute_error(raised(f)?)?;
-            (kind == "str" && DATE_PARTS.contains(&attribute.as_str())).then(|| {
-                "A date is still text (str): parse its column with pd.to_datetime(df[col]), or parse_dates=[col] in pd.read_csv, before using its date parts.".into()
-            })
-        },
-    },
-    Hint {
-        id: "single_value_to_file",
-        recognises: "a number or other single value has no attribute 'to_csv' (any to_*)",
-        motivated_by: "a step that computed one value and wrote it with .to_csv",
-        text: |f| {
-            let (kind, attribute) = single_value_error(raised(f)?)?;
-            attribute.starts_with("to_").then(|| format!(
-                "A single value ({kind}) has no .{attribute}: write it as a one-row table, pd.DataFrame({{'value': [x]}}).to_csv('name.csv', index=False), or as text, open('name.txt', 'w').write(str(x))."
-            ))
-        },
-    },
-    Hint {
-        id: "nan_in_text",
-        recognises: "'float' object has no attribute 'split' (or another text method)",
-        motivated_by: "a text column with missing values, split row by row",
-        text: |f| {
-            let (kind, attribute) = single_value_error(raised(f)?)?;
-            (kind == "float" && TEXT_METHODS.contains(&attribute.as_str())).then(|| {
-                "A text column holds missing values (NaN, a float): drop or fill them first (df[col].dropna() or df[col].fillna('')), or use the .str accessor (df[col].str.lower()), which skips them.".into()
-            })
-        },
-    },
-    Hint {
         id: "single_value",
         recognises: "a number or other single value has no attribute X",
         motivated_by: "`top['revenue'].values[0]` on a value that was already a numpy float",
@@ -140,40 +107,6 @@ pub static HINTS: &[Hint] = &[
             Some(format!(
                 "{name} is not defined in this script: each script runs on its own, so import, define or compute it here; earlier steps share only the files they wrote."
             ))
-        },
-    },
-    Hint {
-        id: "row_as_column",
-        recognises: "KeyError on a number",
-        motivated_by: "df[idx] with a row index from idxmax()",
-        text: |f| {
-            let row = raised(f)?.lines().rev().take(3).any(|line| {
-                line.trim()
-                    .strip_prefix("KeyError: ")
-                    .is_some_and(|key| key.parse::<f64>().is_ok())
-            });
-            row.then(|| "df[x] selects a column, and there is no column x: select a row by its label with df.loc[x] (for example df.loc[df[col].idxmax()]) or by position with df.iloc[x].".into())
-        },
-    },
-    Hint {
-        id: "missing_column",
-        recognises: "KeyError on a column name",
-        motivated_by: "a column an earlier step derived but never wrote, or a name in the wrong case",
-        text: |f| {
-            let key = missing_key(raised(f)?)?;
-            Some(format!(
-                "'{key}' is not a column of the data this script read (names are case-sensitive; the file descriptions list the real ones). If it is a column to derive, as the step or the goal describes, compute it in this script first: a column an earlier step added exists only in a file that step wrote."
-            ))
-        },
-    },
-    Hint {
-        id: "key_error",
-        recognises: "any other KeyError",
-        motivated_by: "column names guessed instead of read from the file descriptions",
-        text: |f| {
-            raised(f)?.contains("KeyError").then(|| {
-                "A column or key does not exist: use exactly the column names shown in the file descriptions (they are case-sensitive).".into()
-            })
         },
     },
     Hint {
@@ -266,39 +199,6 @@ fn dt_column(stderr: &str) -> Option<String> {
     (column != "index").then(|| column.to_string())
 }
 
-/// Attributes of a date that text lacks: a date column never parsed.
-const DATE_PARTS: &[&str] = &[
-    "year",
-    "month",
-    "day",
-    "hour",
-    "minute",
-    "second",
-    "weekday",
-    "dayofweek",
-    "strftime",
-    "date",
-    "dt",
-    "days",
-    "quarter",
-];
-
-/// Methods of text that a missing value (a float NaN) lacks.
-const TEXT_METHODS: &[&str] = &[
-    "split",
-    "lower",
-    "upper",
-    "strip",
-    "replace",
-    "startswith",
-    "endswith",
-    "str",
-    "find",
-    "isdigit",
-    "title",
-    "contains",
-];
-
 /// The `(type, attribute)` of the last `AttributeError` on a plain value.
 fn attribute_error(stderr: &str) -> Option<(String, String)> {
     static ERROR: LazyLock<Regex> = LazyLock::new(|| {
@@ -314,18 +214,6 @@ fn attribute_error(stderr: &str) -> Option<(String, String)> {
 /// [`attribute_error`] on a value that is not text: a number, a flag, a timestamp.
 fn single_value_error(stderr: &str) -> Option<(String, String)> {
     attribute_error(stderr).filter(|(kind, _)| kind != "str")
-}
-
-/// The column name a `KeyError` reports: `KeyError: 'Size'` or `KeyError: "['Size'] not in
-/// index"` give `Size`; a number is a row label, not a column.
-fn missing_key(stderr: &str) -> Option<String> {
-    static QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#"'([^']+)'"#).expect("valid"));
-    let line = stderr
-        .lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix("KeyError: "))?;
-    let key = QUOTED.captures(line)?[1].to_string();
-    (key.parse::<f64>().is_err()).then_some(key)
 }
 
 #[cfg(test)]
@@ -416,38 +304,19 @@ mod tests {
             unnamed.starts_with("That value is already a single value (float)"),
             "{unnamed}"
         );
-        // An array is not a single value; text with date parts is an unparsed date; a float
-        // with text methods is a missing value in a text column.
+        // An array is not a single value, and neither is text.
         let array = hint_for(
             &exited,
             "AttributeError: 'numpy.ndarray' object has no attribute 'iloc'\n",
             &[],
         );
         assert!(!array.contains("single value"), "{array}");
-        let date = hint_for(
+        let text = hint_for(
             &exited,
             "AttributeError: 'str' object has no attribute 'year'\n",
             &[],
         );
-        assert!(date.starts_with("A date is still text"), "{date}");
-        let write = hint_for(
-            &exited,
-            "AttributeError: 'numpy.float64' object has no attribute 'to_csv'\n",
-            &[],
-        );
-        assert!(
-            write.contains("pd.DataFrame({'value': [x]}).to_csv"),
-            "{write}"
-        );
-        let missing = hint_for(
-            &exited,
-            "AttributeError: 'float' object has no attribute 'split'\n",
-            &[],
-        );
-        assert!(
-            missing.starts_with("A text column holds missing values"),
-            "{missing}"
-        );
+        assert!(!text.contains("single value"), "{text}");
     }
 
     #[test]
@@ -465,27 +334,4 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_number_used_as_a_column_gets_the_row_selection_hint() {
-        let exited = crate::sandbox::Status::Exited(1);
-        let row = hint_for(
-            &exited,
-            "  File \"/x.py\", line 3\n    raise KeyError(key) from err\nKeyError: 0\n",
-            &[],
-        );
-        assert!(row.contains("df.loc[df[col].idxmax()]"), "{row}");
-        for stderr in [
-            "KeyError: 'Happiness'\n",
-            "KeyError: \"['Happiness'] not in index\"\n",
-        ] {
-            let column = hint_for(&exited, stderr, &[]);
-            assert!(
-                column.starts_with("'Happiness' is not a column of the data this script read")
-                    && column.contains("compute it in this script first"),
-                "{column}"
-            );
-        }
-        let key = hint_for(&exited, "KeyError: (1, 2)\n", &[]);
-        assert!(key.starts_with("A column or key does not exist"), "{key}");
-    }
 }

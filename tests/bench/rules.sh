@@ -18,8 +18,7 @@ out=${OUT:-target/bench-rules}
 planbox=target/debug/planbox
 # The hints read from the exception a script raised; the status hints (time limit, memory,
 # output ceiling, refused files, missing outputs) name sandbox limits and stay on.
-exception_hints=(missing_package file_not_found dt_on_text date_as_text single_value_to_file
-  nan_in_text single_value undefined_name row_as_column missing_column key_error)
+exception_hints=(missing_package file_not_found dt_on_text single_value undefined_name)
 
 [ -d "$dabench" ] || { echo "no dev questions at $dabench (set DABENCH)" >&2; exit 2; }
 mkdir -p "$out"
