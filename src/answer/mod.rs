@@ -186,10 +186,7 @@ mod tests {
     fn answers_are_rounded_as_the_goal_asks() {
         let answer = "Skew is small. @skew[0.1405] @n[4440] @kurt[-0.25] @name[x1.234]";
         assert_eq!(
-            round(
-                "All values should be rounded to 2 decimal places.",
-                answer
-            ),
+            round("All values should be rounded to 2 decimal places.", answer),
             "Skew is small. @skew[0.14] @n[4440] @kurt[-0.25] @name[x1.234]"
         );
         assert_eq!(

@@ -333,5 +333,4 @@ mod tests {
             "{hint}"
         );
     }
-
 }
