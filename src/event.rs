@@ -59,6 +59,19 @@ pub enum RunEvent {
         /// What went wrong, when it did.
         problem: Option<String>,
     },
+    /// An attempt's script left variables for the steps after it.
+    StateSaved {
+        /// Step id.
+        step: String,
+        /// Attempt number.
+        attempt: usize,
+        /// The variables kept.
+        variables: Vec<String>,
+        /// The names not kept, each with why (`name: why`).
+        skipped: Vec<String>,
+        /// Pickled bytes kept.
+        bytes: u64,
+    },
     /// A step is done.
     StepDone {
         /// Step id.
@@ -232,6 +245,31 @@ pub fn describe(event: &RunEvent) -> String {
                 "  {step}: attempt {attempt} failed: {}",
                 problem.as_deref().unwrap_or("unknown")
             )
+        }
+        RunEvent::StateSaved {
+            step,
+            variables,
+            skipped,
+            bytes,
+            ..
+        } => {
+            let mut line = format!(
+                "  {step}: kept {} variable(s) ({} KiB): {}",
+                variables.len(),
+                bytes.div_ceil(1024),
+                variables.join(", ")
+            );
+            // Names not kept are said, so no later NameError comes as a surprise; imports
+            // are left out of the line, as every script has them.
+            let notable: Vec<&str> = skipped
+                .iter()
+                .filter(|s| !s.contains("a module"))
+                .map(String::as_str)
+                .collect();
+            if !notable.is_empty() {
+                line.push_str(&format!("; not kept: {}", notable.join("; ")));
+            }
+            line
         }
         RunEvent::StepDone { step, reused: true } => format!("  {step}: done (kept from before)"),
         RunEvent::StepDone {

@@ -134,6 +134,8 @@ mod tests {
             reads: vec![],
             writes: vec![],
             fallback: None,
+            produces: Vec::new(),
+            uses: Vec::new(),
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::plan::{Plan, Step};
 use crate::run::{DoneStep, RunFolder, sha256_file};
+use crate::sandbox::state::{Save, StateIo};
 use crate::sandbox::{Job, Sandbox, Status};
 
 /// Outputs that may differ byte for byte from run to run and still be the same: renderers
@@ -65,6 +66,8 @@ pub enum Problem {
         /// The file, as the step wrote it.
         file: String,
     },
+    /// The step left variables in the run, and none this time.
+    NoState,
 }
 
 impl std::fmt::Display for Problem {
@@ -78,6 +81,7 @@ impl std::fmt::Display for Problem {
             Problem::Status { now, then } => write!(f, "{now} (the run had exit code {then})"),
             Problem::NotWritten { file } => write!(f, "{file} was not written again"),
             Problem::Differs { file } => write!(f, "{file} differs"),
+            Problem::NoState => f.write_str("it left no variables this time"),
         }
     }
 }
@@ -101,7 +105,8 @@ impl Check {
 }
 
 /// Check `folder`'s inputs, then re-run the final script of every done step of `plan` in
-/// `sandbox`, in dependency order, each seeing the files it saw in the run. Outputs must hash
+/// `sandbox`, in dependency order, each seeing the files it saw in the run and loading the
+/// variables its re-run dependencies left. Outputs must hash
 /// as recorded, except CSV files whose numbers agree within the relative `tolerance` and
 /// pictures. A script that fails is a problem of its check; `Err` means the folder or the
 /// machinery broke.
@@ -132,21 +137,48 @@ pub async fn verify<S: Sandbox>(
         problems,
         took: Duration::ZERO,
     }];
+    let max_state = info.options["max_state"]
+        .as_u64()
+        .unwrap_or(crate::agent::DEFAULT_MAX_STATE);
+    // The states the re-runs left, by step: a dependent loads these, never the run's own.
+    let mut rerun_states: std::collections::HashMap<String, PathBuf> = Default::default();
     for step in plan.topological_order() {
         let Some(done) = state.done.get(&step.id) else {
             continue;
         };
         let started = Instant::now();
+        let state_dir = scratch.path().join("state").join(&step.id);
+        let load = plan
+            .steps
+            .iter()
+            .filter(|s| step.depends_on.contains(&s.id))
+            .filter_map(|dep| Some((rerun_states.get(&dep.id)?.clone(), dep.id.clone())))
+            .collect();
         let job = Job {
             inputs: folder
                 .step_mounts(plan, step)?
                 .into_iter()
                 .map(|(path, _)| path)
                 .collect(),
-            out_dir: scratch.path().join(&step.id),
+            out_dir: scratch.path().join("files").join(&step.id),
             run_id: format!("verify-{}", info.id),
+            state: StateIo {
+                load,
+                save: Some(Save {
+                    step: step.id.clone(),
+                    dir: state_dir.clone(),
+                    cap: max_state,
+                    required: false,
+                }),
+            },
         };
-        let problems = rerun(folder, step, done, sandbox, &job, tolerance).await?;
+        let mut problems = rerun(folder, step, done, sandbox, &job, tolerance).await?;
+        let pickle = state_dir.join(crate::sandbox::state::STATE_FILE);
+        if pickle.is_file() {
+            rerun_states.insert(step.id.clone(), pickle);
+        } else if done.state.is_some() && problems.is_empty() {
+            problems.push(Problem::NoState);
+        }
         checks.push(Check {
             subject: Subject::Step(step.id.clone()),
             problems,

@@ -657,6 +657,7 @@ async fn a_resumed_run_keeps_finished_steps_and_continues_the_attempt_count() {
         sandbox.ran(),
         vec![Ran {
             inputs: vec!["sales.csv".into(), "north.txt".into()],
+            states: vec![],
             script: "print('@total[10]')".into(),
         }]
     );

@@ -46,9 +46,19 @@ pub struct Options {
     pub wall: Option<Duration>,
     /// Most containers (script runs) for the whole run.
     pub max_containers: Option<usize>,
+    /// Most bytes of pickled variables one step may leave for the steps after it.
+    #[serde(default = "default_max_state")]
+    pub max_state: u64,
     /// Failure hints and answer rules switched off.
     #[serde(default)]
     pub rules: Rules,
+}
+
+/// The default per-step state cap: 256 MiB.
+pub const DEFAULT_MAX_STATE: u64 = 256 * 1024 * 1024;
+
+fn default_max_state() -> u64 {
+    DEFAULT_MAX_STATE
 }
 
 impl Default for Options {
@@ -62,6 +72,7 @@ impl Default for Options {
             max_steps: 12,
             wall: None,
             max_containers: None,
+            max_state: DEFAULT_MAX_STATE,
             rules: Rules::default(),
         }
     }

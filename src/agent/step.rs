@@ -13,6 +13,7 @@ use crate::plan::{Plan, Step, StepKind};
 use crate::prompt;
 use crate::rules::Rules;
 use crate::run::AttemptRecord;
+use crate::sandbox::state::{Save, StateIo};
 use crate::sandbox::{Job, Output, Sandbox, Status, Warm};
 use crate::schedule::Outcome;
 
@@ -189,7 +190,13 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
     /// Draft, check, run and judge one step's script, repairing up to the limit.
     async fn step(&self, ctx: &Ctx<'_>, plan: &Plan, step: &Step) -> Result<Outcome> {
         let inputs = ctx.folder.step_mounts(plan, step)?;
-        let hashes: Vec<&str> = inputs.iter().map(|(_, h)| h.as_str()).collect();
+        let states = ctx.folder.step_states(plan, step);
+        // The variables loaded decide the result as much as the files read.
+        let hashes: Vec<&str> = inputs
+            .iter()
+            .map(|(_, h)| h.as_str())
+            .chain(states.iter().map(|(_, _, h)| h.as_str()))
+            .collect();
         // Resume: a step done before, with the same script, inputs and image, is kept.
         if ctx
             .folder
@@ -224,6 +231,19 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
                 inputs: inputs.iter().map(|(p, _)| p.clone()).collect(),
                 out_dir: dir.join("files"),
                 run_id: ctx.info.id.clone(),
+                state: StateIo {
+                    load: states
+                        .iter()
+                        .map(|(path, dep, _)| (path.clone(), dep.clone()))
+                        .collect(),
+                    save: Some(Save {
+                        step: step.id.clone(),
+                        dir: dir.join("state"),
+                        cap: self.options.max_state,
+                        // Past the cap, only a step whose variables others wait for fails.
+                        required: plan.steps.iter().any(|s| s.depends_on.contains(&step.id)),
+                    }),
+                },
             };
             // Draft: the container starts while the model writes.
             ctx.budgets.container();
@@ -270,6 +290,19 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
                 artifacts: output.artifacts.clone(),
             };
             ctx.folder.write_attempt(&dir, &output, &record)?;
+            if let Some(state) = &output.state {
+                ctx.emit(RunEvent::StateSaved {
+                    step: step.id.clone(),
+                    attempt,
+                    variables: state.variables.iter().map(|v| v.name.clone()).collect(),
+                    skipped: state
+                        .skipped
+                        .iter()
+                        .map(|s| format!("{}: {}", s.name, s.why))
+                        .collect(),
+                    bytes: state.bytes,
+                });
+            }
             self.attempted(ctx, step, attempt, problem.as_deref());
             let Some(problem) = problem else {
                 let image = &ctx.info.image;
@@ -298,7 +331,8 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
 }
 
 /// What is wrong with an attempt, for the model and the report; `None` when it passed: the
-/// script exited 0 and wrote every file the step declares, none empty.
+/// script exited 0, wrote every file the step declares, none empty, and left every variable
+/// it produces.
 fn judge(step: &Step, job: &Job, output: &Output, script: &str, rules: &Rules) -> Option<String> {
     let missing: Vec<String> = step
         .writes
@@ -306,7 +340,14 @@ fn judge(step: &Step, job: &Job, output: &Output, script: &str, rules: &Rules) -
         .filter(|w| std::fs::metadata(job.out_dir.join(w)).map_or(true, |m| m.len() == 0))
         .cloned()
         .collect();
-    if output.status.success() && missing.is_empty() {
+    let left = |name: &String| {
+        output
+            .state
+            .as_ref()
+            .is_some_and(|s| s.variables.iter().any(|v| &v.name == name))
+    };
+    let undefined: Vec<String> = step.produces.iter().filter(|n| !left(n)).cloned().collect();
+    if output.status.success() && missing.is_empty() && undefined.is_empty() {
         return None;
     }
     let stderr = hint::digest::with_source_lines(&output.stderr, script);
@@ -315,8 +356,13 @@ fn judge(step: &Step, job: &Job, output: &Output, script: &str, rules: &Rules) -
         status: &output.status,
         stderr: &stderr,
         missing: &missing,
+        undefined: &undefined,
     };
     let mut text = match (&output.status, step.kind) {
+        (Status::Exited(0), _) if missing.is_empty() => format!(
+            "The script exited 0 but did not leave the variables {}.",
+            undefined.join(", ")
+        ),
         (Status::Exited(0), _) => format!(
             "The script exited 0 but did not write {}.",
             missing.join(", ")
@@ -358,6 +404,8 @@ mod tests {
             reads: Vec::new(),
             writes: writes.iter().map(|w| (*w).to_string()).collect(),
             fallback: None,
+            produces: Vec::new(),
+            uses: Vec::new(),
         }
     }
 

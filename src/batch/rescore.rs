@@ -119,6 +119,7 @@ pub fn hint_uses(runs: &Path) -> Result<Vec<HintUse>> {
                     } else {
                         &[]
                     },
+                    undefined: &[],
                 };
                 let Some((hint, _)) = matching(&failure, &rules) else {
                     continue;

@@ -62,6 +62,9 @@ pub(super) struct RunOptions {
     /// Memory limit per script, e.g. 512m or 2g.
     #[arg(long, value_name = "SIZE", default_value = "2g", value_parser = parse_bytes)]
     pub(super) memory: i64,
+    /// Most variables one step may leave for the steps after it (pickled size), e.g. 64m.
+    #[arg(long, value_name = "SIZE", default_value = "256m", value_parser = parse_bytes)]
+    pub(super) max_state: i64,
     /// Print the event stream as JSONL on stdout instead of progress lines.
     #[arg(long)]
     pub(super) json: bool,
@@ -99,6 +102,7 @@ impl RunOptions {
             max_steps: max_steps(self.max_steps)?,
             wall: self.wall_time.map(wall_time).transpose()?,
             max_containers: self.max_containers,
+            max_state: self.max_state.max(0) as u64,
             rules: rules(&self.rule_off)?,
         };
         Ok(Settings { agent, policy })

@@ -41,6 +41,7 @@ pub(super) async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         inputs: args.inputs,
         out_dir: args.out.clone(),
         run_id: format!("exec-{}", std::process::id()),
+        state: planbox::sandbox::state::StateIo::default(),
     };
     let work = sandbox.exec(&job, &script);
     let output = tokio::select! {
@@ -98,6 +99,7 @@ fn exit_code(status: &Status) -> Option<i64> {
         | Status::OutOfMemory
         | Status::OutputLimit
         | Status::ArtifactRejected(_)
-        | Status::PolicyRejected(_) => None,
+        | Status::PolicyRejected(_)
+        | Status::StateTooLarge { .. } => None,
     }
 }

@@ -216,7 +216,7 @@ impl Sink for Live {
                     bar.finish();
                 }
             }
-            RunEvent::Profiled { .. } | RunEvent::Answered { .. } => {}
+            RunEvent::Profiled { .. } | RunEvent::Answered { .. } | RunEvent::StateSaved { .. } => {}
         }
     }
 }

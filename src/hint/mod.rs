@@ -22,6 +22,8 @@ pub struct Failure<'a> {
     pub stderr: &'a str,
     /// Declared files it did not write.
     pub missing: &'a [String],
+    /// Variables the step produces that its script did not leave.
+    pub undefined: &'a [String],
 }
 
 /// One failure hint.
@@ -145,7 +147,24 @@ pub static HINTS: &[Hint] = &[
             | Status::TimedOut
             | Status::OutOfMemory
             | Status::OutputLimit
-            | Status::PolicyRejected(_) => None,
+            | Status::PolicyRejected(_)
+            | Status::StateTooLarge { .. } => None,
+        },
+    },
+    Hint {
+        id: "state_too_large",
+        recognises: "the variables a step left were over the state cap",
+        motivated_by: "the sandbox's per-step state cap",
+        text: |f| {
+            matches!(f.status, Status::StateTooLarge { .. }).then(|| "The variables this script leaves are too large to keep for the next steps: write the large table to a file (df.to_parquet('name.parquet') or to_csv) that later steps read, and `del` the large variables before the script ends.".into())
+        },
+    },
+    Hint {
+        id: "undefined_variable",
+        recognises: "exit 0 without a variable the step produces",
+        motivated_by: "values computed inside a function or under another name, so later steps could not use them",
+        text: |f| {
+            (f.status.success() && !f.undefined.is_empty()).then(|| format!("The script did not leave {} as top-level variables: assign them at the top level of the script (not inside a function), with exactly these names; later steps use them.", f.undefined.join(", ")))
         },
     },
     Hint {
@@ -171,7 +190,8 @@ pub fn failure_hint(failure: &Failure<'_>, rules: &Rules) -> String {
         | Status::TimedOut
         | Status::OutOfMemory
         | Status::OutputLimit
-        | Status::ArtifactRejected(_) => "Fix the error shown; keep the rest of the script.".into(),
+        | Status::ArtifactRejected(_)
+        | Status::StateTooLarge { .. } => "Fix the error shown; keep the rest of the script.".into(),
     }
 }
 
@@ -228,6 +248,7 @@ mod tests {
                 status,
                 stderr,
                 missing,
+                undefined: &[],
             },
             &Rules::default(),
         )

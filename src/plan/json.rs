@@ -58,7 +58,7 @@ pub fn schema(limits: &Limits) -> Value {
                 "maxItems": limits.max_steps,
                 "items": {
                     "type": "object",
-                    "required": ["id", "title", "instruction", "kind", "depends_on", "reads", "writes"],
+                    "required": ["id", "title", "instruction", "kind", "depends_on", "reads", "writes", "produces", "uses"],
                     "additionalProperties": false,
                     "properties": {
                         "id": {"type": "string", "minLength": 1, "maxLength": 40},
@@ -68,6 +68,8 @@ pub fn schema(limits: &Limits) -> Value {
                         "depends_on": {"type": "array", "items": {"type": "string"}},
                         "reads": {"type": "array", "items": {"type": "string"}},
                         "writes": {"type": "array", "items": {"type": "string"}},
+                        "produces": {"type": "array", "items": {"type": "string"}},
+                        "uses": {"type": "array", "items": {"type": "string"}},
                         "fallback": {"type": "string", "maxLength": limits.max_instruction}
                     }
                 }

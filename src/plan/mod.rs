@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use json::{plain_name, schema};
 pub use tree::{depths, render_tree};
-pub use validate::{PlanError, valid_file_name};
+pub use validate::{PlanError, valid_file_name, valid_variable};
 
 /// What a step does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +50,14 @@ pub struct Step {
     /// its repairs, before any replan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
+    /// Top-level variables its script leaves for the steps after it (a DataFrame, a number,
+    /// a fitted model...): checked after it runs.
+    #[serde(default)]
+    pub produces: Vec<String>,
+    /// Variables its script uses that steps it depends on produce; they are loaded before
+    /// the script starts.
+    #[serde(default)]
+    pub uses: Vec<String>,
 }
 
 /// A goal and its steps.
@@ -192,6 +200,14 @@ impl Plan {
                 order.push(step);
             }
         }
+    }
+
+    /// Which step produces the variable `name`, if any (the last in plan order).
+    pub fn producer_of(&self, name: &str) -> Option<&Step> {
+        self.steps
+            .iter()
+            .rev()
+            .find(|s| s.produces.iter().any(|p| p == name))
     }
 
     /// Which step writes `file`, if any.

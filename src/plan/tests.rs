@@ -18,6 +18,8 @@ fn step(id: &str, deps: &[&str], reads: &[&str], writes: &[&str]) -> Step {
             .map(std::string::ToString::to_string)
             .collect(),
         fallback: None,
+        produces: Vec::new(),
+        uses: Vec::new(),
     }
 }
 

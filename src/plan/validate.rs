@@ -44,6 +44,24 @@ pub enum PlanError {
         /// The file.
         file: String,
     },
+    /// A variable used that no ancestor produces.
+    #[error(
+        "step {step:?} uses variable {name:?}, which no step it depends on (directly or not) produces: add it to that step's \"produces\" or depend on the step that does"
+    )]
+    UnavailableVariable {
+        /// The step.
+        step: String,
+        /// The variable.
+        name: String,
+    },
+    /// A variable name Python cannot bind.
+    #[error("step {step:?} names variable {name:?}: use a Python identifier such as monthly or by_region")]
+    BadVariableName {
+        /// The step.
+        step: String,
+        /// The name.
+        name: String,
+    },
     /// Two writers of one file.
     #[error("{file:?} is written by both {first:?} and {second:?}: give each output its own name")]
     DuplicateWrite {
@@ -93,6 +111,17 @@ pub enum PlanError {
         /// Which field.
         field: &'static str,
     },
+}
+
+/// A Python identifier that is not a keyword planbox's runner could not bind.
+pub fn valid_variable(name: &str) -> bool {
+    let mut chars = name.chars();
+    (1..=60).contains(&name.len())
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__")
 }
 
 fn valid_id(id: &str) -> bool {
@@ -223,7 +252,29 @@ impl Plan {
             return errors;
         }
         for step in &self.steps {
+            for name in step.produces.iter().chain(&step.uses) {
+                if !valid_variable(name) {
+                    errors.push(PlanError::BadVariableName {
+                        step: step.id.clone(),
+                        name: name.clone(),
+                    });
+                }
+            }
+        }
+        for step in &self.steps {
             let ancestors = self.ancestors(&step.id);
+            for name in &step.uses {
+                let produced = self
+                    .steps
+                    .iter()
+                    .any(|s| ancestors.contains(&s.id) && s.produces.contains(name));
+                if valid_variable(name) && !produced {
+                    errors.push(PlanError::UnavailableVariable {
+                        step: step.id.clone(),
+                        name: name.clone(),
+                    });
+                }
+            }
             for file in &step.reads {
                 let from_input = inputs.iter().any(|i| i == file);
                 let from_ancestor = writers

@@ -307,6 +307,8 @@ pub fn single_step(goal: &str, profiles: &[Profile]) -> Plan {
             reads: profiles.iter().map(|p| p.name.clone()).collect(),
             writes: vec![],
             fallback: None,
+            produces: Vec::new(),
+            uses: Vec::new(),
         }],
     }
 }

@@ -10,6 +10,7 @@ You write one short, complete Python 3 script for one step of a data analysis.
 Rules:
 - Input files are read-only at /data/<name>. Read only the files the step lists.
 - Write every output file into the current folder, with exactly the names the step lists.
+- Variables that earlier steps left are already defined when the script starts: use them by name. Top-level variables the script assigns are kept for the steps after it.
 - Python packages available: pandas, numpy, scipy, matplotlib (Agg backend), seaborn, scikit-learn, statsmodels, openpyxl (Excel), fastparquet (pandas.read_parquet). No other package can be installed and there is no network.
 - Print the results the step asks for with clear labels, never whole tables: print summaries, counts and the requested values.
 - CSV columns load as text or numbers: parse dates with pd.to_datetime before using .dt.
@@ -28,6 +29,8 @@ pub struct Upstream {
     pub stdout_tail: String,
     /// Its output files this step reads, described.
     pub files: Vec<String>,
+    /// The variables it left that this step gets.
+    pub state: crate::run::vars::Inherited,
 }
 
 /// Messages asking for one step's script. Their size depends on this step and its direct
@@ -64,9 +67,22 @@ pub fn step_messages(
         for file in &up.files {
             text.push_str(file);
         }
+        text.push_str(&super::variables::render(&up.step, &up.state));
         if !up.stdout_tail.trim().is_empty() {
             text.push_str(&format!("  it printed:\n{}\n", indent(&up.stdout_tail)));
         }
+    }
+    if !step.uses.is_empty() {
+        text.push_str(&format!(
+            "\nUse the variables {} directly: they are already defined.\n",
+            step.uses.join(", ")
+        ));
+    }
+    if !step.produces.is_empty() {
+        text.push_str(&format!(
+            "\nAssign these top-level variables, with exactly these names, for the steps after this one: {}\n",
+            step.produces.join(", ")
+        ));
     }
     if step.writes.is_empty() {
         text.push_str("\nThis step writes no files.\n");
@@ -194,6 +210,8 @@ mod tests {
             reads: vec![],
             writes: vec![],
             fallback: None,
+            produces: Vec::new(),
+            uses: Vec::new(),
         };
         let goal = "Which region grew most? Answer as @region[name].";
         let ending = step_messages(goal, &step, &[], &[], true);

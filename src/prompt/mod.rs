@@ -3,6 +3,7 @@
 
 mod coding;
 mod planning;
+pub mod variables;
 
 pub use coding::*;
 pub use planning::*;

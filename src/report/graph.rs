@@ -184,6 +184,8 @@ mod tests {
                 reads: vec![],
                 writes: vec![],
                 fallback: None,
+                produces: Vec::new(),
+                uses: Vec::new(),
             },
             status,
             attempts: usize::from(status != StepStatus::NotRun),

@@ -110,7 +110,17 @@ impl RunFolder {
             | Status::OutOfMemory
             | Status::OutputLimit
             | Status::ArtifactRejected(_)
-            | Status::PolicyRejected(_) => 0,
+            | Status::PolicyRejected(_)
+            | Status::StateTooLarge { .. } => 0,
+        };
+        let pickle = self
+            .attempt_dir(step, attempt)?
+            .join("state")
+            .join(crate::sandbox::state::STATE_FILE);
+        let state = if output.state.is_some() && pickle.is_file() {
+            Some(super::sha256_file(&pickle)?)
+        } else {
+            None
         };
         self.mark_done(
             step,
@@ -119,6 +129,7 @@ impl RunFolder {
                 key: cache_key(script, input_hashes, image),
                 outputs,
                 exit_code,
+                state,
             },
         )
     }
@@ -134,10 +145,12 @@ impl RunFolder {
         crate::text::strip_escapes(&stdout)
     }
 
-    /// What `step`'s direct dependencies left it: the tail of what each printed and the files
-    /// of theirs it reads, described.
+    /// What `step`'s direct dependencies left it: the tail of what each printed, the files
+    /// of theirs it reads and the variables it gets from them, described.
     pub fn upstream(&self, plan: &Plan, step: &Step) -> Vec<Upstream> {
         let state = self.state();
+        let mut inherited: BTreeMap<String, crate::run::vars::Inherited> =
+            self.inherited(plan, step).into_iter().collect();
         step.depends_on
             .iter()
             .filter_map(|dep| {
@@ -160,6 +173,7 @@ impl RunFolder {
                     title: dep_step.title.clone(),
                     stdout_tail: tail_chars(&self.stdout_of(dep, done), UPSTREAM_TAIL),
                     files,
+                    state: inherited.remove(dep).unwrap_or_default(),
                 })
             })
             .collect()

@@ -7,7 +7,7 @@
 //! runs/<id>/plan.json           the current plan; plan-1.json, plan-2.json... every version
 //! runs/<id>/events.jsonl        every RunEvent, one per line
 //! runs/<id>/state.json          the steps that are done, with their cache keys
-//! runs/<id>/steps/<step>/attempt-<n>/{script.py,stdout,stderr,result.json,files/}
+//! runs/<id>/steps/<step>/attempt-<n>/{script.py,stdout,stderr,result.json,files/,state/}
 //! runs/<id>/answer.md, report.md, report.html
 //! ```
 
@@ -24,6 +24,7 @@ use crate::event::{RunEvent, Sink};
 use crate::fsutil::write_atomic;
 
 pub mod attempt;
+pub mod vars;
 
 pub use attempt::{AttemptRecord, cache_key};
 
@@ -66,6 +67,9 @@ pub struct DoneStep {
     pub outputs: BTreeMap<String, String>,
     /// Exit code of the passing attempt.
     pub exit_code: i64,
+    /// sha256 of the variables it left (`state/state.pkl`), when it left any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 /// The run's progress (`state.json`).
@@ -423,6 +427,7 @@ mod tests {
                     key: "k".into(),
                     outputs: BTreeMap::new(),
                     exit_code: 0,
+                    state: None,
                 },
             )
             .unwrap();

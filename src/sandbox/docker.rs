@@ -14,7 +14,7 @@ use bollard::query_parameters::AttachContainerOptionsBuilder;
 
 use super::cleanup::{self, Cleanup, Live, Pending};
 use super::owner;
-use super::policy::{ENV, OUT_DIR, Policy};
+use super::policy::{DATA_DIR, ENV, OUT_DIR, Policy};
 use super::warm::WarmState;
 use super::{Job, Sandbox};
 use crate::error::{Error, Result};
@@ -144,7 +144,13 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn prepare(&self, job: &Job) -> Result<DockerWarm> {
-        let inputs = input_mounts(&job.inputs)?;
+        let mut files: Vec<(String, String)> = input_mounts(&job.inputs)?
+            .into_iter()
+            .map(|(source, name)| (source, format!("{DATA_DIR}/{name}")))
+            .collect();
+        for (path, target) in job.state.mounts() {
+            files.push((state_source(&path)?, target));
+        }
         check_out_dir(&job.out_dir)?;
         let started = Instant::now();
         let labels = owner::labels(&self.owner, &job.run_id);
@@ -172,7 +178,7 @@ impl Sandbox for DockerSandbox {
             })
             .await?;
 
-        let script_host = self.policy.host_config(&inputs, &volume);
+        let script_host = self.policy.host_config(&files, &volume);
         let holder_host = self.policy.holder_config(&volume);
         let base = ContainerCreateBody {
             image: Some(self.image.clone()),
@@ -228,6 +234,8 @@ impl Sandbox for DockerSandbox {
         if let Some(why) = rejected {
             return Ok(DockerWarm {
                 state: WarmState::Rejected(why),
+                header: None,
+                io: job.state.clone(),
                 cleanup,
                 script,
                 holder,
@@ -253,6 +261,8 @@ impl Sandbox for DockerSandbox {
         b?;
         Ok(DockerWarm {
             state: WarmState::Ready(attached),
+            header: job.state.header(),
+            io: job.state.clone(),
             cleanup,
             script,
             holder,
@@ -261,6 +271,23 @@ impl Sandbox for DockerSandbox {
             prepared: started.elapsed(),
         })
     }
+}
+
+/// A dependency's state file as a mount source: a regular file, by absolute UTF-8 path.
+fn state_source(path: &Path) -> Result<String> {
+    let bad = |reason: String| Error::Input {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|err| bad(format!("a dependency's state: {err}")))?;
+    if !meta.is_file() {
+        return Err(bad("a dependency's state is not a regular file".into()));
+    }
+    let absolute = std::fs::canonicalize(path).map_err(|err| bad(err.to_string()))?;
+    absolute
+        .to_str()
+        .map(str::to_string)
+        .ok_or_else(|| bad("the path is not UTF-8".into()))
 }
 
 /// The harvest target must be new or empty: a harvest never overwrites or deletes a

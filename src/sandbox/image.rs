@@ -49,6 +49,10 @@ pub const FILES: &[(&str, &str)] = &[
         "wheels.txt",
         include_str!("../../sandbox-images/python/wheels.txt"),
     ),
+    (
+        "runner.py",
+        include_str!("../../sandbox-images/python/runner.py"),
+    ),
 ];
 
 /// Files that shape the imported base (the rootfs); the rest only shape the layer on top.

@@ -10,6 +10,7 @@ pub mod image;
 pub mod owner;
 pub mod policy;
 pub mod seccomp;
+pub mod state;
 mod warm;
 
 use std::future::Future;
@@ -39,6 +40,13 @@ pub enum Status {
     ArtifactRejected(String),
     /// The engine did not apply the policy as asked; the script never started.
     PolicyRejected(String),
+    /// The variables the script left pickle to more than a step may keep; none were kept.
+    StateTooLarge {
+        /// Bytes pickled when the cap was passed.
+        bytes: u64,
+        /// The cap.
+        cap: u64,
+    },
 }
 
 impl Status {
@@ -57,6 +65,12 @@ impl std::fmt::Display for Status {
             Status::OutputLimit => f.write_str("output limit exceeded"),
             Status::ArtifactRejected(why) => write!(f, "artifact rejected: {why}"),
             Status::PolicyRejected(why) => write!(f, "policy rejected: {why}"),
+            Status::StateTooLarge { bytes, cap } => write!(
+                f,
+                "left variables of {} MiB, more than the {} MiB a step may keep",
+                bytes.div_ceil(1 << 20),
+                cap >> 20
+            ),
         }
     }
 }
@@ -89,6 +103,9 @@ pub struct Output {
     pub start: Duration,
     /// Time from handing the script over to having the result.
     pub run: Duration,
+    /// The variables the script left for the steps after it, described (when the job asked
+    /// for them to be saved and the script exited 0).
+    pub state: Option<state::Description>,
 }
 
 /// What a script may read and where its outputs go.
@@ -100,6 +117,8 @@ pub struct Job {
     pub out_dir: PathBuf,
     /// Run id written into the containers' labels.
     pub run_id: String,
+    /// Variables to load before the script and to save after it.
+    pub state: state::StateIo,
 }
 
 /// A container that is started and waits for its script on stdin.

@@ -36,6 +36,7 @@ pub struct Policy {
     pub out_files: usize,
     /// Deepest nesting allowed in the output folder.
     pub out_depth: usize,
+
     /// Wall deadline for one script, enforced by the host.
     pub timeout: Duration,
     /// Bytes of stdout and of stderr kept each (head and tail).
@@ -116,15 +117,16 @@ impl Policy {
         Ok(())
     }
 
-    /// The HostConfig for a script container: `inputs` are (host path, file name) pairs,
-    /// mounted read-only under [`DATA_DIR`], and `out_volume` the output volume's name.
-    pub fn host_config(&self, inputs: &[(String, String)], out_volume: &str) -> HostConfig {
-        let mut mounts: Vec<Mount> = inputs
+    /// The HostConfig for a script container: `files` are (host path, container path)
+    /// pairs, each mounted read-only (inputs under [`DATA_DIR`], dependencies' states under
+    /// [`super::state::STATE_MOUNT_DIR`]), and `out_volume` the output volume's name.
+    pub fn host_config(&self, files: &[(String, String)], out_volume: &str) -> HostConfig {
+        let mut mounts: Vec<Mount> = files
             .iter()
-            .map(|(source, name)| Mount {
+            .map(|(source, target)| Mount {
                 typ: Some(MountType::BIND),
                 source: Some(source.clone()),
-                target: Some(format!("{DATA_DIR}/{name}")),
+                target: Some(target.clone()),
                 read_only: Some(true),
                 ..Default::default()
             })
@@ -337,7 +339,7 @@ mod tests {
     #[test]
     fn defaults_follow_the_sandbox_policy() {
         let policy = Policy::default();
-        let host = policy.host_config(&[("/in/a.csv".into(), "a.csv".into())], "vol");
+        let host = policy.host_config(&[("/in/a.csv".into(), "/data/a.csv".into())], "vol");
         assert_eq!(host.network_mode.as_deref(), Some("none"));
         assert_eq!(host.readonly_rootfs, Some(true));
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));

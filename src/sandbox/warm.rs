@@ -32,6 +32,10 @@ pub(super) enum WarmState {
 /// A started container waiting for its script on stdin.
 pub struct DockerWarm {
     pub(super) state: WarmState,
+    /// The runner's header line (state to load and save), sent before the script.
+    pub(super) header: Option<String>,
+    /// What happens to the script's variables.
+    pub(super) io: super::state::StateIo,
     pub(super) cleanup: Cleanup,
     /// The script container's id.
     pub(super) script: String,
@@ -53,6 +57,8 @@ impl Warm for DockerWarm {
     async fn run(self, script: &str) -> Result<Output> {
         let DockerWarm {
             state,
+            header,
+            io,
             cleanup,
             script: id,
             holder,
@@ -73,6 +79,7 @@ impl Warm for DockerWarm {
                     artifacts: Vec::new(),
                     start: Duration::ZERO,
                     run: started.elapsed(),
+                    state: None,
                 });
             }
             WarmState::Ready(attached) => attached,
@@ -84,7 +91,8 @@ impl Warm for DockerWarm {
             &policy,
             &out_dir,
             attached,
-            script,
+            &format!("{}{script}", header.unwrap_or_default()),
+            &io,
         )
         .await;
         // Removal goes on in the background: the result is known already.
@@ -104,6 +112,7 @@ async fn drive(
     out_dir: &Path,
     attached: bollard::container::AttachContainerResults,
     script: &str,
+    io: &super::state::StateIo,
 ) -> Result<Output> {
     let bollard::container::AttachContainerResults {
         mut output,
@@ -233,15 +242,18 @@ async fn drive(
             Vec::new()
         }
     };
+    let settled = super::state::settle(out_dir, artifacts, status, io)
+        .map_err(Error::io("moving the script's state"))?;
     Ok(Output {
-        status,
+        status: settled.status,
         stdout: stdout.text(),
         stderr: stderr.text(),
         stdout_bytes: stdout.total(),
         stderr_bytes: stderr.total(),
-        artifacts,
+        artifacts: settled.artifacts,
         start: Duration::ZERO,
         run: Duration::ZERO,
+        state: settled.state,
     })
 }
 

@@ -44,6 +44,7 @@ impl Warm for Ready {
             artifacts: vec![],
             start: Duration::ZERO,
             run: Duration::ZERO,
+            state: None,
         })
     }
 }
@@ -91,6 +92,7 @@ fn finished_run(dir: &Path, steps: &[Done], pending: &[&str]) -> (RunFolder, Pla
             key: "k".into(),
             outputs,
             exit_code: 0,
+            state: None,
         };
         folder.mark_done(step.id, done).unwrap();
     }

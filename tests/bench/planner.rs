@@ -40,6 +40,8 @@ fn plan() -> Plan {
         reads: vec![],
         writes: vec![],
         fallback: None,
+        produces: Vec::new(),
+        uses: Vec::new(),
     };
     let mut steps: Vec<Step> = (1..=6).map(|i| step(format!("part{i}"), vec![])).collect();
     steps.push(step(

@@ -72,6 +72,7 @@ impl World {
             inputs: vec![self.input()],
             out_dir: self.dir.path().join("out").join(out),
             run_id: self.run_id.clone(),
+            state: Default::default(),
         }
     }
 

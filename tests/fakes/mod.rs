@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use planbox::llm::{Llm, Reply, Request, Usage};
+use planbox::sandbox::state::{self, StateIo};
 use planbox::sandbox::{Artifact, Job, Output, Sandbox, Status, Warm};
 
 /// What one script run gives back.
@@ -20,6 +21,8 @@ pub struct Run {
     pub stderr: String,
     /// Files the script "wrote" into its output folder.
     pub files: Vec<(String, String)>,
+    /// The runner's description of the variables the script left (JSON), if any.
+    pub state: Option<String>,
 }
 
 impl Run {
@@ -30,6 +33,7 @@ impl Run {
             stdout: stdout.into(),
             stderr: String::new(),
             files: Vec::new(),
+            state: None,
         }
     }
 
@@ -40,7 +44,14 @@ impl Run {
             stdout: String::new(),
             stderr: stderr.into(),
             files: Vec::new(),
+            state: None,
         }
+    }
+
+    /// The run also left variables, as the runner describes them (a JSON object).
+    pub fn leaves(mut self, description: serde_json::Value) -> Run {
+        self.state = Some(description.to_string());
+        self
     }
 
     /// The run also wrote `name` with `content`.
@@ -55,6 +66,8 @@ impl Run {
 pub struct Ran {
     /// File names mounted under /data.
     pub inputs: Vec<String>,
+    /// The steps whose states were loaded, in load order.
+    pub states: Vec<String>,
     pub script: String,
 }
 
@@ -96,6 +109,7 @@ pub struct FakeWarm {
     played: Arc<Mutex<Played>>,
     inputs: Vec<PathBuf>,
     out_dir: PathBuf,
+    state: StateIo,
 }
 
 impl Sandbox for FakeSandbox {
@@ -107,6 +121,7 @@ impl Sandbox for FakeSandbox {
             played: self.0.clone(),
             inputs: job.inputs.clone(),
             out_dir: job.out_dir.clone(),
+            state: job.state.clone(),
         })
     }
 }
@@ -121,6 +136,7 @@ impl Warm for FakeWarm {
                     .iter()
                     .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
                     .collect(),
+                states: self.state.load.iter().map(|(_, step)| step.clone()).collect(),
                 script: script.into(),
             });
             played.queue.pop_front()
@@ -136,15 +152,30 @@ impl Warm for FakeWarm {
                 size: content.len() as u64,
             });
         }
+        // The runner's folder, as a real harvest brings it back, settled the same way.
+        if let Some(description) = &run.state {
+            let dir = self.out_dir.join(state::STATE_DIR);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(state::STATE_FILE), b"pickled").unwrap();
+            std::fs::write(dir.join(state::DESCRIPTION_FILE), description).unwrap();
+            for name in [state::STATE_FILE, state::DESCRIPTION_FILE] {
+                artifacts.push(Artifact {
+                    path: format!("{}/{name}", state::STATE_DIR),
+                    size: 1,
+                });
+            }
+        }
+        let settled = state::settle(&self.out_dir, artifacts, run.status, &self.state).unwrap();
         Ok(Output {
-            status: run.status,
+            status: settled.status,
             stdout_bytes: run.stdout.len() as u64,
             stderr_bytes: run.stderr.len() as u64,
             stdout: run.stdout,
             stderr: run.stderr,
-            artifacts,
+            artifacts: settled.artifacts,
             start: Duration::ZERO,
             run: Duration::ZERO,
+            state: settled.state,
         })
     }
 }

@@ -32,6 +32,8 @@ fn hostile_report() -> Report {
         reads: vec![HOSTILE.into()],
         writes: vec![],
         fallback: Some(HOSTILE.into()),
+        produces: Vec::new(),
+        uses: Vec::new(),
     };
     Report {
         info: RunInfo {

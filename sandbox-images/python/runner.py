@@ -1,0 +1,225 @@
+"""planbox's runner: runs the script that arrives on stdin, after loading the variables its
+step's dependencies left, and then saves the variables it leaves for the steps after it.
+
+stdin is the script, optionally preceded by one header line from the host:
+    #planbox {"step": "monthly", "save": true, "cap": 268435456,
+              "load": [{"file": "/state/01-load.pkl", "step": "load"}]}
+Without the header (planbox exec) the script simply runs.
+
+The state lives in /out/.planbox-state/: state.pkl, a stream of (name, set_by, pickle bytes)
+records, and state.json, the description the host reads (it never unpickles anything).
+"""
+
+import builtins
+import hashlib
+import json
+import os
+import pickle
+import sys
+import traceback
+import types
+
+STATE_DIR = "/out/.planbox-state"
+# What the host reads is bounded here too, and again on the host.
+TEXT_CAP = 300
+MAX_COLUMNS = 40
+MAX_VARIABLES = 100
+SAMPLE_ROWS = 3
+
+
+def main():
+    raw = sys.stdin.buffer.read()
+    header = {}
+    if raw.startswith(b"#planbox "):
+        line, _, raw = raw.partition(b"\n")
+        header = json.loads(line[len(b"#planbox "):].decode("utf-8"))
+    module = types.ModuleType("__main__")
+    module.__dict__["__builtins__"] = builtins
+    # Pickles name the script's objects after __main__: the script's module must be it.
+    sys.modules["__main__"] = module
+    namespace = module.__dict__
+    try:
+        loaded = load(header.get("load", []), namespace)
+    except Exception:
+        sys.stderr.write(
+            "planbox could not load the variables an earlier step left:\n"
+            + traceback.format_exc(limit=-2)
+        )
+        return 70
+    try:
+        code = compile(raw, "<stdin>", "exec")
+    except SyntaxError:
+        traceback.print_exc(limit=0)
+        return 1
+    code_exit = 0
+    try:
+        exec(code, namespace)
+    except SystemExit as stop:
+        code_exit = exit_code(stop.code)
+    except BaseException as err:
+        # The traceback from the script's own frames on: the runner's frame is no news.
+        tb = err.__traceback__.tb_next if err.__traceback__ else None
+        traceback.print_exception(type(err), err, tb)
+        return 1
+    flush()
+    if code_exit == 0 and header.get("save"):
+        save(namespace, loaded, header.get("step", ""), int(header.get("cap", 0)))
+    return code_exit
+
+
+def exit_code(code):
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    sys.stderr.write(f"{code}\n")
+    return 1
+
+
+def flush():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def load(entries, namespace):
+    """Load each dependency's state in plan order: a later one wins a name, except that a
+    value a dependency only passed through never replaces one another dependency set."""
+    loaded = {}
+    for entry in entries:
+        with open(entry["file"], "rb") as source:
+            while True:
+                try:
+                    name, set_by, data = pickle.load(source)
+                except EOFError:
+                    break
+                set_by = set_by or entry["step"]
+                passed_through = set_by != entry["step"]
+                if name in loaded and passed_through and loaded[name][0] != set_by:
+                    continue
+                namespace[name] = pickle.loads(data)
+                loaded[name] = (set_by, hashlib.sha256(data).hexdigest())
+    return loaded
+
+
+def skip_reason(name, value):
+    """Why a variable is not saved, or None."""
+    if name.startswith("_"):
+        return "private"
+    if isinstance(value, types.ModuleType):
+        return "a module: import it again"
+    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)):
+        return "a function or class: define it again where it is needed"
+    kind = type(value)
+    if kind.__module__ == "__main__":
+        return "an object of a class the script defined: keep its data in a DataFrame, dict or list"
+    module = kind.__module__ or ""
+    if module.startswith("matplotlib"):
+        return "a chart object: save the chart with plt.savefig in the step that draws it"
+    if hasattr(value, "read") and hasattr(value, "close") and not module.startswith(("pandas", "numpy")):
+        return "an open file or stream: keep what was read from it instead"
+    return None
+
+
+def save(namespace, loaded, step, cap):
+    os.makedirs(STATE_DIR, exist_ok=True)
+    saved, skipped, total = [], [], 0
+    path = os.path.join(STATE_DIR, "state.pkl")
+    too_large = None
+    with open(path, "wb") as sink:
+        for name, value in list(namespace.items()):
+            if name in ("__builtins__",) or (name.startswith("__") and name.endswith("__")):
+                continue
+            why = skip_reason(name, value)
+            if why is None:
+                try:
+                    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception as err:
+                    why = f"cannot be saved ({type(err).__name__}: {str(err)[:120]})"
+            if why is not None:
+                if not name.startswith("_"):
+                    skipped.append({"name": name, "type": type_name(value), "why": why})
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            # A value passed through unchanged keeps the step that set it.
+            set_by = loaded[name][0] if name in loaded and loaded[name][1] == digest else ""
+            total += len(data)
+            if cap and total > cap:
+                too_large = {"bytes": total, "cap": cap, "largest": name, "largest_bytes": len(data)}
+                break
+            pickle.dump((name, set_by, data), sink, protocol=pickle.HIGHEST_PROTOCOL)
+            entry = describe(name, value)
+            entry["bytes"] = len(data)
+            entry["set_by"] = set_by or step
+            saved.append(entry)
+    if too_large:
+        os.remove(path)
+        description = {"format": 1, "too_large": too_large, "variables": [], "skipped": skipped}
+    else:
+        description = {
+            "format": 1,
+            "bytes": total,
+            "variables": saved[:MAX_VARIABLES],
+            "skipped": skipped[:MAX_VARIABLES],
+        }
+    with open(os.path.join(STATE_DIR, "state.json"), "w", encoding="utf-8") as out:
+        json.dump(description, out, ensure_ascii=True)
+
+
+def cap(text, limit=TEXT_CAP):
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def type_name(value):
+    kind = type(value)
+    module = kind.__module__ or ""
+    if module == "builtins":
+        return kind.__name__
+    top = module.split(".")[0]
+    return f"{top}.{kind.__name__}"
+
+
+def describe(name, value):
+    entry = {"name": name, "type": type_name(value)}
+    try:
+        import pandas as pd  # the image has it; imported only when a variable is saved
+        import numpy as np
+    except Exception:
+        pd = np = None
+    try:
+        if pd is not None and isinstance(value, pd.DataFrame):
+            entry["shape"] = list(value.shape)
+            entry["columns"] = [
+                [cap(c, 80), str(t)] for c, t in list(value.dtypes.items())[:MAX_COLUMNS]
+            ]
+            if not isinstance(value.index, pd.RangeIndex):
+                entry["index"] = cap(f"{value.index.name or ''} ({value.index.dtype})", 80)
+            entry["sample"] = cap(value.head(SAMPLE_ROWS).to_string(max_cols=12, max_colwidth=20), 600)
+        elif pd is not None and isinstance(value, pd.Series):
+            entry["shape"] = [len(value)]
+            entry["dtype"] = str(value.dtype)
+            if value.name is not None:
+                entry["series_name"] = cap(value.name, 80)
+            entry["sample"] = cap(value.head(5).to_string(), 400)
+        elif np is not None and isinstance(value, np.ndarray):
+            entry["shape"] = list(value.shape)
+            entry["dtype"] = str(value.dtype)
+            entry["sample"] = cap(np.array2string(value.ravel()[:8], threshold=8), 200)
+        elif isinstance(value, (list, tuple, dict, set, frozenset)):
+            entry["len"] = len(value)
+            entry["value"] = cap(repr(value), 200)
+        else:
+            entry["value"] = cap(repr(value), 200)
+    except Exception as err:
+        entry["value"] = cap(f"(not described: {type(err).__name__})", 80)
+    return entry
+
+
+if __name__ == "__main__":
+    status = main()
+    flush()
+
+    sys.exit(status)

@@ -1,0 +1,92 @@
+//! How a step's prompt shows the variables its dependencies left: name, type, shape, columns
+//! and a few rows, so the script uses `monthly` as the DataFrame it is.
+
+use std::fmt::Write as _;
+
+use crate::run::vars::Inherited;
+use crate::sandbox::state::Variable;
+
+/// Columns listed per DataFrame, at most.
+const COLUMNS_SHOWN: usize = 30;
+
+/// The block for one dependency's variables (empty when it left none and skipped none).
+pub fn render(from: &str, inherited: &Inherited) -> String {
+    let mut text = String::new();
+    if !inherited.variables.is_empty() {
+        text.push_str(
+            "  its variables, already defined when your script starts (use them by name; do not read them from files):\n",
+        );
+        for variable in &inherited.variables {
+            text.push_str(&render_variable(variable));
+        }
+    }
+    for (name, winner) in &inherited.replaced {
+        let _ = writeln!(
+            text,
+            "  its {name} is replaced by the {name} of step {winner}, which is loaded after it"
+        );
+    }
+    // Grouped by reason: imports are many and all say the same.
+    let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (name, why) in &inherited.skipped {
+        match reasons.iter_mut().find(|(w, _)| w == why) {
+            Some((_, names)) => names.push(name),
+            None => reasons.push((why, vec![name])),
+        }
+    }
+    for (why, names) in reasons {
+        let _ = writeln!(
+            text,
+            "  not kept from step {from} (not defined in your script): {}: {why}",
+            names.join(", ")
+        );
+    }
+    text
+}
+
+fn render_variable(variable: &Variable) -> String {
+    let mut line = format!("    {}: {}", variable.name, variable.kind);
+    if let Some(shape) = &variable.shape {
+        let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+        let _ = write!(line, ", shape ({})", dims.join(", "));
+    }
+    if let Some(dtype) = &variable.dtype {
+        let _ = write!(line, ", dtype {dtype}");
+    }
+    if let Some(len) = variable.len {
+        let _ = write!(line, ", {len} items");
+    }
+    if let Some(value) = &variable.value {
+        let _ = write!(line, " = {value}");
+    }
+    line.push('\n');
+    if !variable.columns.is_empty() {
+        let columns: Vec<String> = variable
+            .columns
+            .iter()
+            .take(COLUMNS_SHOWN)
+            .map(|(name, dtype)| format!("{name} ({dtype})"))
+            .collect();
+        let more = variable.columns.len().saturating_sub(COLUMNS_SHOWN);
+        let _ = writeln!(
+            line,
+            "      columns: {}{}",
+            columns.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let Some(index) = &variable.index {
+        let _ = writeln!(line, "      index: {index}");
+    }
+    if let Some(sample) = &variable.sample {
+        line.push_str("      first rows:\n");
+        for row in sample.lines().take(8) {
+            let _ = writeln!(line, "        {row}");
+        }
+    }
+    line
+}
