@@ -20,6 +20,7 @@
 //! - [`run`]: the run folder (plans, attempts and their records, events, state, what steps
 //!   printed); resume and verify read it.
 //! - [`verify`]: a finished run's scripts re-run and their outputs compared with the run's.
+//! - [`export`]: a run's final scripts as a notebook or one Python file, in dependency order.
 //! - [`batch`]: suites of goals with expected answers, judged, JUnit reports, rescoring.
 //! - [`report`]: the report of a run, as Markdown and as one self-contained HTML page.
 //! - [`sandbox`]: run one untrusted script in a disposable container (policy, running,
@@ -129,6 +130,7 @@ pub mod answer;
 pub mod batch;
 pub mod error;
 pub mod event;
+pub mod export;
 pub mod fsutil;
 pub mod hint;
 pub mod llm;

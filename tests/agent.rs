@@ -4,59 +4,17 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use planbox::agent::{Agent, Finished, Options};
 use planbox::event::{Collect, RunEvent};
-use planbox::llm::{Llm, Meter, Reply, Request, Usage};
+use planbox::llm::Meter;
 use planbox::run::RunFolder;
 use planbox::sandbox;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
-/// Answers by looking at the request: plans, scripts per step title, repairs, synthesis.
-type Respond = Box<dyn Fn(&Request, usize) -> String + Send + Sync>;
-
-struct Rules {
-    respond: Respond,
-    calls: Mutex<Vec<Request>>,
-}
-
-impl Rules {
-    fn new(respond: impl Fn(&Request, usize) -> String + Send + Sync + 'static) -> Self {
-        Rules {
-            respond: Box::new(respond),
-            calls: Mutex::new(vec![]),
-        }
-    }
-
-    fn calls(&self) -> Vec<Request> {
-        self.calls.lock().unwrap().clone()
-    }
-}
-
-impl Llm for Rules {
-    async fn complete(&self, request: &Request) -> planbox::Result<Reply> {
-        let n = {
-            let mut calls = self.calls.lock().unwrap();
-            calls.push(request.clone());
-            calls.len()
-        };
-        let text = (self.respond)(request, n);
-        Ok(Reply {
-            usage: Usage::estimate(request, &text),
-            text,
-            model: "rules".into(),
-            mode: None,
-            latency: Duration::ZERO,
-        })
-    }
-}
-
-fn last_user(request: &Request) -> &str {
-    &request.messages.last().unwrap().content
-}
+use common::{Rules, last_user};
 
 fn step(
     id: &str,

@@ -235,6 +235,7 @@ async fn run_reference(example: &Example) -> String {
             inputs,
             out_dir: out_dir.clone(),
             run_id: run_id.clone(),
+            state: Default::default(),
         };
         let output = sandbox.exec(&job, &example.scripts[id]).await.unwrap();
         assert_eq!(
@@ -614,6 +615,7 @@ async fn the_demo_expectations_are_what_its_reference_script_prints() {
         inputs: vec![root.join("fixtures/demo/sales.csv")],
         out_dir: work.path().join("out"),
         run_id: run_id.clone(),
+        state: Default::default(),
     };
     let script = std::fs::read_to_string(root.join("fixtures/demo/reference.py")).unwrap();
     let output = sandbox.exec(&job, &script).await.unwrap();

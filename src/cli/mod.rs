@@ -8,8 +8,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use planbox::sandbox;
 
 use args::{
-    BatchArgs, CompletionsArgs, ExecArgs, ImageCommand, LlmCommand, ManArgs, PlanArgs, RescoreArgs,
-    ResumeArgs, RunArgs, VerifyArgs,
+    BatchArgs, CompletionsArgs, ExecArgs, ExportArgs, ImageCommand, LlmCommand, ManArgs, PlanArgs,
+    RescoreArgs, ResumeArgs, RunArgs, VerifyArgs,
 };
 // `doctor` takes the model flags from here.
 use args::ModelArgs;
@@ -54,6 +54,9 @@ enum Command {
     /// Re-run a finished run's scripts in fresh containers; exit 0 when every output
     /// reproduces.
     Verify(VerifyArgs),
+    /// Write a run's final scripts as a Jupyter notebook or one Python file, in dependency
+    /// order, inputs read from local paths: run it top to bottom to reproduce the run.
+    Export(ExportArgs),
     /// Run a suite of goals (JSONL) and check their answers against the expected values.
     Batch(BatchArgs),
     /// Check that planbox can run here, and print the command that fixes each problem.
@@ -185,6 +188,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args).await,
         Command::Resume(args) => run::resume(args).await,
         Command::Verify(args) => verify::verify(args).await,
+        Command::Export(args) => verify::export(&args),
         Command::Batch(args) => batch::batch(args).await,
         Command::Doctor(args) => doctor::run(args).await,
         Command::Completions(args) => {

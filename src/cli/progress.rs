@@ -216,7 +216,8 @@ impl Sink for Live {
                     bar.finish();
                 }
             }
-            RunEvent::Profiled { .. } | RunEvent::Answered { .. } | RunEvent::StateSaved { .. } => {}
+            RunEvent::Profiled { .. } | RunEvent::Answered { .. } | RunEvent::StateSaved { .. } => {
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `planbox verify`: a finished run's checks printed one per line, optionally as JUnit XML;
-//! exit 0 when everything reproduced.
+//! exit 0 when everything reproduced. `planbox export`: the same final scripts, as a
+//! notebook or one Python file.
 
 use std::process::ExitCode;
 
@@ -9,7 +10,7 @@ use planbox::run::RunFolder;
 use planbox::sandbox::{self, DockerSandbox, Policy};
 use planbox::verify::Check;
 
-use super::args::VerifyArgs;
+use super::args::{ExportArgs, VerifyArgs};
 use super::{exit_code_for, print_stdout};
 
 /// Verify the run in the image it ran in, and report each check.
@@ -63,4 +64,30 @@ fn failure(check: &Check) -> Option<String> {
             .collect::<Vec<_>>()
             .join("; ")
     })
+}
+
+/// Write the run's final scripts where `--notebook` and `--script` say.
+pub(super) fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let dir = RunFolder::locate(&args.run_ref, &args.runs_dir)?;
+    let folder = RunFolder::open_dir(&dir)?;
+    let planned = folder
+        .plan()?
+        .context("the run has no plan yet: nothing to export")?;
+    let inputs = match &args.inputs_dir {
+        Some(dir) => planbox::export::Inputs::In(dir.clone()),
+        None => planbox::export::Inputs::Recorded,
+    };
+    let export = planbox::export::gather(&folder, &planned.plan, &inputs)?;
+    if export.cells.is_empty() {
+        anyhow::bail!("no step of this run has finished: nothing to export");
+    }
+    if let Some(path) = &args.notebook {
+        planbox::export::write_notebook(&export, path)?;
+        eprintln!("wrote {} ({} steps)", path.display(), export.cells.len());
+    }
+    if let Some(path) = &args.script {
+        planbox::export::write_script(&export, path)?;
+        eprintln!("wrote {} ({} steps)", path.display(), export.cells.len());
+    }
+    Ok(ExitCode::SUCCESS)
 }

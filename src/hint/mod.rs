@@ -191,7 +191,9 @@ pub fn failure_hint(failure: &Failure<'_>, rules: &Rules) -> String {
         | Status::OutOfMemory
         | Status::OutputLimit
         | Status::ArtifactRejected(_)
-        | Status::StateTooLarge { .. } => "Fix the error shown; keep the rest of the script.".into(),
+        | Status::StateTooLarge { .. } => {
+            "Fix the error shown; keep the rest of the script.".into()
+        }
     }
 }
 

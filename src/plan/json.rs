@@ -58,7 +58,7 @@ pub fn schema(limits: &Limits) -> Value {
                 "maxItems": limits.max_steps,
                 "items": {
                     "type": "object",
-                    "required": ["id", "title", "instruction", "kind", "depends_on", "reads", "writes", "produces", "uses"],
+                    "required": ["id", "title", "instruction", "kind", "depends_on", "reads", "writes"],
                     "additionalProperties": false,
                     "properties": {
                         "id": {"type": "string", "minLength": 1, "maxLength": 40},

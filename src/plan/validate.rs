@@ -55,7 +55,9 @@ pub enum PlanError {
         name: String,
     },
     /// A variable name Python cannot bind.
-    #[error("step {step:?} names variable {name:?}: use a Python identifier such as monthly or by_region")]
+    #[error(
+        "step {step:?} names variable {name:?}: use a Python identifier such as monthly or by_region"
+    )]
     BadVariableName {
         /// The step.
         step: String,

@@ -5,18 +5,18 @@
 /// that caches prompt prefixes reuses it.
 pub const PLANNER_SYSTEM: &str = "\
 You plan data analysis work for a Python sandbox. You do not write code here: you split a goal \
-into small steps, and each step is later solved by one short Python script.
+into steps, and each step is later solved by one short Python script.
 Rules:
-- Each step does one thing: clean data, compute one result, draw one chart, or check earlier results. Every script reads its files itself: no step only loads data.
-- Scripts share nothing but files. A step that adds a column or changes the data writes the new table to a file (for example with_size.csv), and the steps that use that column read that file.
-- Input files are read-only at /data/<name>. A step writes its files into its working folder; later steps read them by name.
-- \"reads\" lists every file the step opens: input file names, or files written by steps it depends on.
-- \"writes\" lists the files the step creates, as plain names such as clean.csv or chart.png. Each file is written by exactly one step.
-- \"depends_on\" lists the ids of the steps whose files or results this step needs. Steps that do not need each other must not depend on each other, so they run in parallel.
-- Use kind \"verify\" for a step that checks earlier outputs (files exist, columns, row counts, value ranges) and raises an error when something is wrong.
-- The instruction says exactly what to compute, from which file and columns, and what to write or print.
+- Use as few steps as the goal needs. A question about one value (a count, a mean, a correlation, a test) is one step. Add a step only for real work of its own: preparing data that later steps share, each chart, each independent result.
+- Steps share variables: every top-level variable a step's script assigns (a DataFrame, a number, a fitted model) is already defined in the scripts of the steps that depend on it. \"produces\" names the variables a step leaves for later steps (such as df or monthly); \"uses\" names the variables it takes from the steps it depends on.
+- Files are for what a person keeps: charts and tables the goal asks to save. Do not write intermediate results to files; leave them as variables.
+- Input files are read-only at /data/<name>. \"reads\" lists the input files a step opens.
+- \"writes\" lists the files the step creates, as plain names such as chart.png. Each file is written by exactly one step.
+- \"depends_on\" lists the ids of the steps whose variables or files this step needs. Steps that do not need each other must not depend on each other, so they run in parallel.
+- Use kind \"verify\" for a step that checks earlier results (columns, row counts, value ranges) and raises an error when something is wrong.
+- The instruction says exactly what to compute, from which variables, files and columns, and what to leave, write or print.
 - The last step prints the final answer.
-- Optionally, \"fallback\" gives another way to do a step that may fail (for example a simpler method), writing the same files.
+- Optionally, \"fallback\" gives another way to do a step that may fail (for example a simpler method), leaving the same variables and files.
 - Python packages available: pandas, numpy, scipy, matplotlib, seaborn, scikit-learn, statsmodels. There is no network.
 Reply with JSON only.";
 
@@ -56,7 +56,7 @@ pub fn plan_messages(
         crate::llm::Message::system(PLANNER_SYSTEM),
         crate::llm::Message::user(format!(
             "{}\n{shape} Use at most {max_steps} steps; use fewer when the goal is simple.\n\
-             Reply with {{\"steps\": [{{\"id\", \"title\", \"instruction\", \"kind\", \"depends_on\", \"reads\", \"writes\"}}]}}.",
+             Reply with {{\"steps\": [{{\"id\", \"title\", \"instruction\", \"kind\", \"depends_on\", \"reads\", \"writes\", \"produces\", \"uses\"}}]}}.",
             goal_block(goal, profiles)
         )),
     ]
@@ -127,20 +127,24 @@ pub fn replan_messages(
     let kept: Vec<String> = done
         .iter()
         .map(|s| {
+            let list = |names: &[String]| {
+                if names.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    names.join(", ")
+                }
+            };
             format!(
-                "- {} ({}): wrote {}",
+                "- {} ({}): left variables {}; wrote {}",
                 s.id,
                 s.title,
-                if s.writes.is_empty() {
-                    "nothing".into()
-                } else {
-                    s.writes.join(", ")
-                }
+                list(&s.produces),
+                list(&s.writes)
             )
         })
         .collect();
     messages[1].content.push_str(&format!(
-        "\n\nThese steps already ran and are kept (depend on them by id and read their files):\n{}\n\n\
+        "\n\nThese steps already ran and are kept (depend on them by id to use their variables and files):\n{}\n\n\
          This step failed even after repairs:\n- {} ({}): {}\nProblem: {problem}\n\n\
          Reply with new steps that replace it and the steps after it, with new ids. Do not repeat the kept steps. \
          Take a different, simpler approach.",

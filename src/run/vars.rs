@@ -154,7 +154,11 @@ mod tests {
             ),
             (
                 "stats".to_string(),
-                described(vec![var("df", "load"), var("mean", "stats"), var("n", "stats")]),
+                described(vec![
+                    var("df", "load"),
+                    var("mean", "stats"),
+                    var("n", "stats"),
+                ]),
             ),
         ];
         let resolved = resolve(&states);

@@ -279,7 +279,8 @@ fn state_source(path: &Path) -> Result<String> {
         path: path.to_path_buf(),
         reason,
     };
-    let meta = std::fs::metadata(path).map_err(|err| bad(format!("a dependency's state: {err}")))?;
+    let meta =
+        std::fs::metadata(path).map_err(|err| bad(format!("a dependency's state: {err}")))?;
     if !meta.is_file() {
         return Err(bad("a dependency's state is not a regular file".into()));
     }

@@ -277,8 +277,8 @@ pub fn parse(bytes: &[u8]) -> Result<Description, Rejection> {
             bytes.len()
         ));
     }
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| "the state description is not UTF-8".to_string())?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| "the state description is not UTF-8".to_string())?;
     if depth(text) > MAX_DEPTH {
         return Err(format!(
             "the state description is nested deeper than {MAX_DEPTH} levels"
@@ -426,7 +426,11 @@ mod tests {
         let binary = b"{\"variables\": [{\"name\": \"\xff\xfe\"}]}";
         assert!(parse(binary).unwrap_err().contains("UTF-8"));
         let odd_name = frame(r#"{"name": "__import__('os')", "type": "str"}"#);
-        assert!(parse(odd_name.as_bytes()).unwrap_err().contains("identifier"));
+        assert!(
+            parse(odd_name.as_bytes())
+                .unwrap_err()
+                .contains("identifier")
+        );
         let many = frame(
             &(0..300)
                 .map(|i| format!(r#"{{"name": "v{i}", "type": "int"}}"#))
@@ -449,6 +453,6 @@ mod tests {
     #[test]
     fn quotes_inside_strings_do_not_count_as_nesting() {
         assert_eq!(depth(r#"{"a": "[[[[{{{{\"[[["}"#), 1);
-        assert_eq!(depth(r#"{"a": [[1], {"b": []}]}"#), 3);
+        assert_eq!(depth(r#"{"a": [[1], {"b": []}]}"#), 4);
     }
 }

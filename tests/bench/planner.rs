@@ -114,6 +114,7 @@ async fn main() {
             inputs: vec![],
             out_dir: dir.path().join(format!("s{n}")),
             run_id: "bench-planner".into(),
+            state: Default::default(),
         };
         let (sandbox, llm, ask) = (&sandbox, &llm, &ask);
         async move {

@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Mutex;
+
+use planbox::llm::{Llm, Reply, Request, Usage};
 use planbox::sandbox::{self, DockerSandbox, Job, Output, Policy, Sandbox};
 use sha2::{Digest, Sha256};
 
@@ -206,4 +209,47 @@ fn tail(text: &str) -> &str {
         .find(|i| text.is_char_boundary(*i))
         .unwrap_or(0);
     &text[start..]
+}
+
+/// Answers by looking at the request: plans, scripts per step title, repairs, synthesis.
+pub type Respond = Box<dyn Fn(&Request, usize) -> String + Send + Sync>;
+
+pub struct Rules {
+    respond: Respond,
+    calls: Mutex<Vec<Request>>,
+}
+
+impl Rules {
+    pub fn new(respond: impl Fn(&Request, usize) -> String + Send + Sync + 'static) -> Self {
+        Rules {
+            respond: Box::new(respond),
+            calls: Mutex::new(vec![]),
+        }
+    }
+
+    pub fn calls(&self) -> Vec<Request> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl Llm for Rules {
+    async fn complete(&self, request: &Request) -> planbox::Result<Reply> {
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(request.clone());
+            calls.len()
+        };
+        let text = (self.respond)(request, n);
+        Ok(Reply {
+            usage: Usage::estimate(request, &text),
+            text,
+            model: "rules".into(),
+            mode: None,
+            latency: Duration::ZERO,
+        })
+    }
+}
+
+pub fn last_user(request: &Request) -> &str {
+    &request.messages.last().unwrap().content
 }

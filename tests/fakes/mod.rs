@@ -136,7 +136,12 @@ impl Warm for FakeWarm {
                     .iter()
                     .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
                     .collect(),
-                states: self.state.load.iter().map(|(_, step)| step.clone()).collect(),
+                states: self
+                    .state
+                    .load
+                    .iter()
+                    .map(|(_, step)| step.clone())
+                    .collect(),
                 script: script.into(),
             });
             played.queue.pop_front()
