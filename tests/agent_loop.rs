@@ -18,6 +18,9 @@ use serde_json::json;
 
 const GOAL: &str = "What is the total amount? Answer as @total[value].";
 
+/// A goal that asks for three values: its plans may have up to four steps.
+const GOAL_BY_REGION: &str = "What are the north, south and total amounts? Answer as @north[value] @south[value] @total[value].";
+
 /// A test's run folder over one input, `sales.csv`.
 struct World {
     dir: tempfile::TempDir,
@@ -437,7 +440,7 @@ async fn spent_repairs_try_the_step_s_fallback_before_any_replan() {
 #[tokio::test]
 async fn exhausted_repairs_replan_only_the_failed_branch_and_keep_finished_steps() {
     let world = World::new();
-    let folder = world.create(GOAL);
+    let folder = world.create(GOAL_BY_REGION);
     let model = ScriptedModel::new([
         plan(&[
             step("north", &[], &["sales.csv"], &["north.txt"]),
@@ -461,13 +464,13 @@ async fn exhausted_repairs_replan_only_the_failed_branch_and_keep_finished_steps
             ),
         ]),
         code("s = 32\nopen('south.txt', 'w').write(str(s))"),
-        code("print('@total[42]')"),
+        code("print('@north[10] @south[32] @total[42]')"),
     ]);
     let sandbox = FakeSandbox::new([
         Run::prints("").writes("north.txt", "10"),
         Run::raises("ZeroDivisionError: division by zero\n"),
         Run::prints("").writes("south.txt", "32"),
-        Run::prints("@total[42]\n"),
+        Run::prints("@north[10] @south[32] @total[42]\n"),
     ]);
     let options = Options {
         max_repairs: 0,
@@ -476,7 +479,7 @@ async fn exhausted_repairs_replan_only_the_failed_branch_and_keep_finished_steps
     let (finished, events) = run(&folder, &model, &sandbox, options, meter()).await;
 
     let problem = "The script exited with code 1.";
-    let mut want = started(GOAL).to_vec();
+    let mut want = started(GOAL_BY_REGION).to_vec();
     want.extend([
         planned(
             1,
@@ -525,7 +528,7 @@ async fn exhausted_repairs_replan_only_the_failed_branch_and_keep_finished_steps
         attempted("total2", 1, model.tokens_after(6), None),
         done("total2", false),
     ]);
-    want.extend(ended("@total[42]", true, model.tokens_after(6)));
+    want.extend(ended("@north[10] @south[32] @total[42]", true, model.tokens_after(6)));
     assert_eq!(events, want);
     assert!(finished.achieved);
     assert_eq!(sandbox.ran().len(), 4, "north ran once");

@@ -209,11 +209,16 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
             });
             return Ok(Outcome::Succeeded);
         }
+        let upstream = ctx.folder.upstream(plan, step);
+        let defined: Vec<String> = upstream
+            .iter()
+            .flat_map(|up| up.state.variables.iter().map(|v| v.name.clone()))
+            .collect();
         let first = prompt::step_messages(
             &ctx.info.goal,
             step,
             &ctx.profiles,
-            &ctx.folder.upstream(plan, step),
+            &upstream,
             ends_analysis(plan, step),
         );
         let mut tries = Attempts::new(first, ctx.folder.attempts_made(&step.id));
@@ -277,7 +282,7 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
             });
             // Run, then judge.
             let output = warm.run(&script).await?;
-            let problem = judge(step, &job, &output, &script, &self.options.rules);
+            let problem = judge(step, &job, &output, &script, &self.options.rules, &defined);
             let record = AttemptRecord {
                 status: output.status.clone(),
                 ok: problem.is_none(),
@@ -333,7 +338,14 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
 /// What is wrong with an attempt, for the model and the report; `None` when it passed: the
 /// script exited 0, wrote every file the step declares, none empty, and left every variable
 /// it produces.
-fn judge(step: &Step, job: &Job, output: &Output, script: &str, rules: &Rules) -> Option<String> {
+fn judge(
+    step: &Step,
+    job: &Job,
+    output: &Output,
+    script: &str,
+    rules: &Rules,
+    defined: &[String],
+) -> Option<String> {
     let missing: Vec<String> = step
         .writes
         .iter()
@@ -357,6 +369,7 @@ fn judge(step: &Step, job: &Job, output: &Output, script: &str, rules: &Rules) -
         stderr: &stderr,
         missing: &missing,
         undefined: &undefined,
+        defined,
     };
     let mut text = match (&output.status, step.kind) {
         (Status::Exited(0), _) if missing.is_empty() => format!(

@@ -120,6 +120,7 @@ pub fn hint_uses(runs: &Path) -> Result<Vec<HintUse>> {
                         &[]
                     },
                     undefined: &[],
+                    defined: &[],
                 };
                 let Some((hint, _)) = matching(&failure, &rules) else {
                     continue;

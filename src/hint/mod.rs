@@ -24,6 +24,8 @@ pub struct Failure<'a> {
     pub missing: &'a [String],
     /// Variables the step produces that its script did not leave.
     pub undefined: &'a [String],
+    /// Variables earlier steps left, defined when the script started.
+    pub defined: &'a [String],
 }
 
 /// One failure hint.
@@ -61,7 +63,11 @@ pub static HINTS: &[Hint] = &[
         motivated_by: "inputs read from the current folder instead of /data",
         text: |f| {
             raised(f)?.contains("FileNotFoundError").then(|| {
-                "A file was not found: read inputs only from /data/<name> with the names listed, and write outputs in the current folder.".into()
+                let mut text = String::from("A file was not found: read inputs only from /data/<name> with the names listed, and write outputs in the current folder.");
+                if !f.defined.is_empty() {
+                    text.push_str(&format!(" These variables from earlier steps are already defined: use them instead of reading a file: {}.", f.defined.join(", ")));
+                }
+                text
             })
         },
     },
@@ -251,6 +257,7 @@ mod tests {
                 stderr,
                 missing,
                 undefined: &[],
+                defined: &[],
             },
             &Rules::default(),
         )

@@ -26,6 +26,11 @@ impl Plan {
             for name in step.reads.iter_mut().chain(step.writes.iter_mut()) {
                 *name = plain_name(name);
             }
+            // A check leaves nothing behind: a "verify" step that produces values computes
+            // them, and its script must not be asked to assert instead.
+            if step.kind == super::StepKind::Verify && !step.produces.is_empty() {
+                step.kind = super::StepKind::Action;
+            }
         }
         Ok(Plan {
             goal: goal.to_string(),

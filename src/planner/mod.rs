@@ -96,12 +96,12 @@ impl<'a, L: Llm> Planner<'a, L> {
         let (mut planned, used) = match mode {
             Mode::None => (single_step(goal, profiles), Mode::None),
             Mode::Linear => (
-                self.graph(goal, profiles, Shape::Linear, self.limits.max_steps)
+                self.graph(goal, profiles, Shape::Linear, self.budget(goal, profiles))
                     .await?,
                 Mode::Linear,
             ),
             Mode::Dag => (
-                self.graph(goal, profiles, Shape::Dag, self.limits.max_steps)
+                self.graph(goal, profiles, Shape::Dag, self.budget(goal, profiles))
                     .await?,
                 Mode::Dag,
             ),
@@ -112,7 +112,7 @@ impl<'a, L: Llm> Planner<'a, L> {
                         "hierarchical planning failed ({err}); planned as a graph instead"
                     ));
                     (
-                        self.graph(goal, profiles, Shape::Dag, self.limits.max_steps)
+                        self.graph(goal, profiles, Shape::Dag, self.budget(goal, profiles))
                             .await?,
                         Mode::Dag,
                     )
@@ -144,7 +144,7 @@ impl<'a, L: Llm> Planner<'a, L> {
                 ));
                 if triage.plan {
                     (
-                        self.graph(goal, profiles, Shape::Dag, self.limits.max_steps)
+                        self.graph(goal, profiles, Shape::Dag, self.budget(goal, profiles))
                             .await?,
                         Mode::Dag,
                     )
@@ -172,6 +172,10 @@ impl<'a, L: Llm> Planner<'a, L> {
             mode: used,
             notes,
         })
+    }
+
+    fn budget(&self, goal: &str, profiles: &[Profile]) -> usize {
+        step_budget(goal, profiles, self.limits.max_steps)
     }
 
     fn plan_request(&self, messages: Vec<Message>, max_steps: usize) -> Request {
@@ -278,6 +282,40 @@ impl<'a, L: Llm> Planner<'a, L> {
     }
 }
 
+/// Most steps a plan for `goal` may have: sized to what the goal asks for, when it says
+/// (one step to prepare the data, then one per requested answer and per file it names), else
+/// `max_steps`. A small model otherwise chains a step per operation (read,
+/// filter, group, sum, sort, print), and every hand-off is a chance to lose a column; the
+/// schema's `maxItems` holds the model to it.
+pub fn step_budget(goal: &str, profiles: &[Profile], max_steps: usize) -> usize {
+    let answers = crate::answer::answer_names(goal).len();
+    let files = named_files(goal)
+        .iter()
+        .filter(|f| !profiles.iter().any(|p| &p.name == *f))
+        .count();
+    if answers == 0 && files == 0 {
+        return max_steps;
+    }
+    (1 + answers + files).min(max_steps)
+}
+
+/// The files a goal names (`chart.png`, `summary.csv`), in order: deliverables, once the
+/// inputs among them are left out.
+pub fn named_files(goal: &str) -> Vec<String> {
+    static FILE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)\b[\w-]+\.(?:png|svg|jpe?g|pdf|csv|tsv|xlsx|json|parquet|html|txt)\b")
+            .expect("valid")
+    });
+    let mut files: Vec<String> = Vec::new();
+    for found in FILE.find_iter(goal) {
+        let file = found.as_str().to_string();
+        if !files.contains(&file) {
+            files.push(file);
+        }
+    }
+    files
+}
+
 /// The goal, trimmed, when it can be planned: not empty, and short enough to quote.
 pub fn check_goal(goal: &str) -> Result<&str> {
     let goal = goal.trim();
@@ -316,4 +354,33 @@ pub fn single_step(goal: &str, profiles: &[Profile]) -> Plan {
 /// JSON of a planned result for `--json` and the run folder.
 pub fn to_json(planned: &Planned) -> Value {
     json!({"goal": planned.plan.goal, "mode": planned.mode, "notes": planned.notes, "steps": planned.plan.steps})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_is_sized_to_what_the_goal_asks_for() {
+        let profiles = vec![crate::profile::Profile {
+            name: "sales.csv".into(),
+            bytes: 10,
+            file_type: crate::profile::FileType::Csv,
+            columns: vec![],
+            rows: None,
+            rows_estimated: false,
+            sampled_rows: 0,
+            sample: vec![],
+            delimiter: None,
+            notes: vec![],
+        }];
+        let one_value = "What is the mean fare? Answer as @mean_fare[value].";
+        assert_eq!(step_budget(one_value, &profiles, 12), 2);
+        let demo = "sales.csv has one row per day. Which region earned most? Chart it in revenue.png. \
+                    Answer as @top_region[name] @revenue[value].";
+        assert_eq!(named_files(demo), vec!["sales.csv", "revenue.png"]);
+        assert_eq!(step_budget(demo, &profiles, 12), 4);
+        assert_eq!(step_budget(demo, &profiles, 2), 2);
+        assert_eq!(step_budget("Explore the data.", &profiles, 12), 12);
+    }
 }

@@ -78,7 +78,10 @@ impl<L: Llm> Planner<'_, L> {
             .iter()
             .find(|s| s.id == failed)
             .ok_or_else(|| Error::NoSuchStep(failed.to_string()))?;
-        let room = self.limits.max_steps.saturating_sub(kept.len()).max(1);
+        let room = self
+            .budget(&plan.goal, profiles)
+            .saturating_sub(kept.len())
+            .max(1);
         let request = self.plan_request(
             prompt::replan_messages(&plan.goal, profiles, &kept, failed_step, problem, room),
             room,

@@ -92,6 +92,32 @@ pub fn step_messages(
             step.writes.join(", ")
         ));
     }
+    // A small model follows code better than prose: the variables it gets are shown again
+    // as the script's first lines, last in the request, where it starts writing.
+    let defined: Vec<String> = upstream
+        .iter()
+        .flat_map(|up| up.state.variables.iter())
+        .map(|v| match v.columns.is_empty() {
+            true => format!("# {}: {}", v.name, v.kind),
+            false => format!(
+                "# {}: {} with columns {}",
+                v.name,
+                v.kind,
+                v.columns
+                    .iter()
+                    .take(12)
+                    .map(|(c, _)| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+        .collect();
+    let stub = (!defined.is_empty()).then(|| {
+        format!(
+            "\nStart your script from these lines: the variables they name are already defined, so use them directly and do not read them from files.\n```python\nimport pandas as pd\n# Already defined by earlier steps:\n{}\n```\n",
+            defined.join("\n")
+        )
+    });
     // Only a step that ends the analysis sees the goal: a small model that sees it solves the
     // whole goal in every step, whatever the step asks.
     if ends_analysis {
@@ -113,6 +139,9 @@ pub fn step_messages(
             "\nThis script is one step of a larger analysis and other steps do the rest: \
              do only what this step asks, and print only this step's results.\n",
         );
+    }
+    if let Some(stub) = stub {
+        text.push_str(&stub);
     }
     vec![
         crate::llm::Message::system(CODER_SYSTEM),

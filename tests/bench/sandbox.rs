@@ -4,9 +4,13 @@
 //! (a) warm: time from handing the script to a started container until the result;
 //! (b) cold: create, start, run, harvest, from nothing;
 //! (c) `docker run --rm` with the same isolation flags, via the docker CLI.
+//!
+//! Then what shared variables are worth: a step that loads a 100 MB DataFrame an earlier
+//! step left, against one that reads the same table from CSV.
 
 use std::time::{Duration, Instant};
 
+use planbox::sandbox::state::{STATE_FILE, Save, StateIo};
 use planbox::sandbox::{self, DockerSandbox, Job, Policy, Sandbox, Warm};
 
 /// Time the model takes to write a script, at the very least (a local model: ~10 s).
@@ -15,6 +19,25 @@ const RUNS: usize = 20;
 const SCRIPT: &str = "print(1)\n";
 /// The same, writing one output file: the harvest then reads an archive of the folder.
 const SCRIPT_WITH_FILE: &str = "open('one.txt', 'w').write('1')\nprint(1)\n";
+
+/// Rounds of each side of the state-against-CSV comparison: each takes seconds.
+const STATE_RUNS: usize = 3;
+/// A table of about 100 MB in memory (`memory_usage(deep=True)`): ten float columns, one
+/// integer column and one short string column, from a fixed seed.
+const MAKE_TABLE: &str = "\
+import numpy as np
+import pandas as pd
+rng = np.random.default_rng(7)
+rows = 700_000
+df = pd.DataFrame(rng.normal(size=(rows, 10)), columns=[f'x{i}' for i in range(10)])
+df['n'] = rng.integers(0, 1_000_000, rows)
+df['tag'] = rng.choice(['north', 'south', 'east', 'west'], rows).astype(object)
+df.to_csv('table.csv', index=False)
+del rng, rows
+print(df.memory_usage(deep=True).sum())
+";
+const READ_CSV: &str = "import pandas as pd\ndf = pd.read_csv('/data/table.csv')\nprint(len(df))\n";
+const READ_STATE: &str = "print(len(df))\n";
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
@@ -98,6 +121,7 @@ async fn main() {
         inputs: vec![],
         out_dir: dir.path().join(format!("{kind}-{i}")),
         run_id: "bench".into(),
+        state: Default::default(),
     };
 
     // One unmeasured round of each, so caches are warm for all three alike.
@@ -168,5 +192,110 @@ async fn main() {
         ratio(a),
         ratio(b),
         ratio(d)
+    );
+
+    state_vs_csv(&sandbox, &image).await;
+}
+
+/// A step that loads the table an earlier step left as a variable, against one that reads
+/// it from the CSV that step wrote: the time from handover to result, container start aside.
+async fn state_vs_csv(sandbox: &DockerSandbox, image: &str) {
+    // Room for a 100 MB table three times over: in memory, as CSV and pickled in /out.
+    let policy = Policy {
+        memory: 4 << 30,
+        fsize: 1 << 30,
+        out_bytes: 1 << 30,
+        timeout: Duration::from_secs(300),
+        ..Policy::default()
+    };
+    let sandbox = DockerSandbox::new(sandbox.docker().clone(), policy, image.to_string())
+        .await
+        .expect("the policy is in range");
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let make = Job {
+        out_dir: dir.path().join("make"),
+        run_id: "bench".into(),
+        state: StateIo {
+            load: vec![],
+            save: Some(Save {
+                step: "make".into(),
+                dir: state_dir.clone(),
+                cap: 512 << 20,
+                required: true,
+            }),
+        },
+        ..Default::default()
+    };
+    let output = sandbox.exec(&make, MAKE_TABLE).await.unwrap();
+    assert!(
+        output.status.success() && output.state.is_some(),
+        "{output:?}"
+    );
+    let in_memory: f64 = output.stdout.trim().parse().unwrap();
+    let pickle = state_dir.join(STATE_FILE);
+    let pickled = std::fs::metadata(&pickle).unwrap().len();
+    let csv = dir.path().join("make").join("table.csv");
+    let csv_bytes = std::fs::metadata(&csv).unwrap().len();
+    sandbox.settle().await;
+
+    let timed = |kind: &'static str, job: Job, script: &'static str| {
+        let (sandbox, dir) = (&sandbox, &dir);
+        async move {
+            let mut times = Vec::new();
+            for i in 0..STATE_RUNS {
+                let job = Job {
+                    out_dir: dir.path().join(format!("{kind}-{i}")),
+                    ..job.clone()
+                };
+                let prepared = sandbox.prepare(&job).await.unwrap();
+                // As in (a): the container has finished starting by the handover.
+                tokio::time::sleep(MODEL_WRITES).await;
+                let start = Instant::now();
+                let output = prepared.run(script).await.unwrap();
+                assert!(
+                    output.status.success() && output.stdout == "700000\n",
+                    "{output:?}"
+                );
+                times.push(output.run.min(start.elapsed()));
+                sandbox.settle().await;
+            }
+            percentile(&mut times, 0.5)
+        }
+    };
+    let from_csv = Job {
+        inputs: vec![csv],
+        run_id: "bench".into(),
+        ..Default::default()
+    };
+    let from_state = Job {
+        run_id: "bench".into(),
+        state: StateIo {
+            load: vec![(pickle, "make".into())],
+            save: None,
+        },
+        ..Default::default()
+    };
+    let csv_time = timed("csv", from_csv, READ_CSV).await;
+    let state_time = timed("state", from_state, READ_STATE).await;
+    sandbox.settle().await;
+
+    println!(
+        "\nstate against CSV, a {:.0} MB DataFrame, {STATE_RUNS} runs each (median)",
+        in_memory / 1e6
+    );
+    println!(
+        "(e) pd.read_csv, {:>4.0} MB of CSV   {:>7.2} s",
+        csv_bytes as f64 / 1e6,
+        csv_time.as_secs_f64()
+    );
+    println!(
+        "(f) load state, {:>4.0} MB pickle    {:>7.2} s",
+        pickled as f64 / 1e6,
+        state_time.as_secs_f64()
+    );
+    println!(
+        "f/e = {:.2} (state/csv)",
+        state_time.as_secs_f64() / csv_time.as_secs_f64()
     );
 }
