@@ -103,9 +103,11 @@ async fn run_agent(
     (finished, events, folder)
 }
 
+/// Chains stay as planned here: these tests are about what passes between steps.
 fn options() -> Options {
     Options {
         parallel: 2,
+        fuse_chains: false,
         ..Options::default()
     }
 }

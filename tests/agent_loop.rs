@@ -50,11 +50,13 @@ impl World {
     }
 }
 
+/// Chains stay as planned here: these tests are about what passes between steps.
 fn options() -> Options {
     Options {
         parallel: 1,
         max_repairs: 1,
         max_replans: 1,
+        fuse_chains: false,
         ..Options::default()
     }
 }
@@ -528,7 +530,11 @@ async fn exhausted_repairs_replan_only_the_failed_branch_and_keep_finished_steps
         attempted("total2", 1, model.tokens_after(6), None),
         done("total2", false),
     ]);
-    want.extend(ended("@north[10] @south[32] @total[42]", true, model.tokens_after(6)));
+    want.extend(ended(
+        "@north[10] @south[32] @total[42]",
+        true,
+        model.tokens_after(6),
+    ));
     assert_eq!(events, want);
     assert!(finished.achieved);
     assert_eq!(sandbox.ran().len(), 4, "north ran once");
@@ -839,4 +845,85 @@ async fn terminal_escapes_a_step_printed_never_reach_the_model() {
         }
     }
     assert_eq!(finished.answer, "The total is 10.\n\n@total[10]");
+}
+
+#[tokio::test]
+async fn a_chain_planned_an_operation_a_step_runs_as_one_script() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let model = ScriptedModel::new([
+        plan(&[
+            step("load", &[], &["sales.csv"], &[]),
+            step("total", &["load"], &[], &[]),
+        ]),
+        code(
+            "import pandas as pd\nprint(f\"@total[{pd.read_csv('/data/sales.csv').amount.sum()}]\")",
+        ),
+    ]);
+    let sandbox = FakeSandbox::new([Run::prints("@total[42]\n")]);
+    let options = Options {
+        fuse_chains: true,
+        ..options()
+    };
+    let (finished, events) = run(&folder, &model, &sandbox, options, meter()).await;
+
+    let mut want = started(GOAL).to_vec();
+    want.extend([
+        RunEvent::Planned {
+            version: 1,
+            steps: vec![planbox::event::PlannedStep {
+                id: "total".into(),
+                title: "do load; do total".into(),
+                depends_on: vec![],
+            }],
+            notes: vec!["fused the chain load -> total into one step".into()],
+        },
+        writing("total", 1),
+        running("total", 1),
+        attempted("total", 1, model.tokens_after(2), None),
+        done("total", false),
+    ]);
+    want.extend(ended("@total[42]", true, model.tokens_after(2)));
+    assert_eq!(events, want);
+    assert!(finished.achieved);
+    let prompt = &model.requests()[1].messages[1].content;
+    assert!(
+        prompt.contains("This step: do load; do total\n1. Do load.\n2. Do total.\n"),
+        "{prompt}"
+    );
+}
+
+#[tokio::test]
+async fn a_step_s_prompt_names_the_variables_its_dependencies_left_and_what_they_could_not_keep() {
+    let world = World::new();
+    let folder = world.create(GOAL_BY_REGION);
+    let model = ScriptedModel::new([
+        plan(&[
+            step("load", &[], &["sales.csv"], &[]),
+            step("north", &["load"], &[], &[]),
+            step("south", &["load"], &[], &[]),
+        ]),
+        code("import pandas as pd\nsales = pd.read_csv('/data/sales.csv')"),
+        code("print(f'@north[{sales.amount[0]}]')"),
+        code("print(f'@south[{sales.amount[1]}] @total[42]')"),
+    ]);
+    let description = json!({"format": 1, "bytes": 700, "variables": [
+        {"name": "sales", "type": "pandas.DataFrame", "set_by": "load", "bytes": 700, "shape": [2, 2],
+         "columns": [["region", "object"], ["amount", "int64"]], "sample": "  region  amount\n0  north      10"}],
+        "skipped": [{"name": "pd", "type": "module", "why": "a module: import it again"},
+                    {"name": "fig", "type": "matplotlib.Figure", "why": "a chart object: save the chart with plt.savefig in the step that draws it"}]});
+    let sandbox = FakeSandbox::new([
+        Run::prints("").leaves(description),
+        Run::prints("@north[10]\n"),
+        Run::prints("@south[32] @total[42]\n"),
+    ]);
+    let (finished, _) = run(&folder, &model, &sandbox, options(), meter()).await;
+    assert!(finished.achieved, "{finished:?}");
+    let ran = sandbox.ran();
+    assert_eq!(ran[1].states, vec!["load".to_string()]);
+    assert_eq!(ran[2].states, vec!["load".to_string()]);
+    insta::assert_snapshot!(
+        "step_prompt_with_variables",
+        transcript(&model.requests()[2])
+    );
 }

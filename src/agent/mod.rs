@@ -46,6 +46,10 @@ pub struct Options {
     pub wall: Option<Duration>,
     /// Most containers (script runs) for the whole run.
     pub max_containers: Option<usize>,
+    /// Fuse chains of steps in graph plans: a step whose only dependent depends on it alone
+    /// runs as one script with it.
+    #[serde(default = "default_fuse")]
+    pub fuse_chains: bool,
     /// Most bytes of pickled variables one step may leave for the steps after it.
     #[serde(default = "default_max_state")]
     pub max_state: u64,
@@ -56,6 +60,10 @@ pub struct Options {
 
 /// The default per-step state cap: 256 MiB.
 pub const DEFAULT_MAX_STATE: u64 = 256 * 1024 * 1024;
+
+fn default_fuse() -> bool {
+    true
+}
 
 fn default_max_state() -> u64 {
     DEFAULT_MAX_STATE
@@ -73,6 +81,7 @@ impl Default for Options {
             wall: None,
             max_containers: None,
             max_state: DEFAULT_MAX_STATE,
+            fuse_chains: true,
             rules: Rules::default(),
         }
     }
@@ -141,6 +150,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         let ctx = self.open(folder, &tee)?;
         let mut planner = Planner::new(&self.llm);
         planner.limits.max_steps = self.options.max_steps;
+        planner.fuse = self.options.fuse_chains;
         let Some(mut planned) = self.first_plan(&ctx, &planner).await? else {
             return self.finish(&ctx, None, false).await;
         };

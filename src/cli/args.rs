@@ -62,6 +62,10 @@ pub(super) struct RunOptions {
     /// Memory limit per script, e.g. 512m or 2g.
     #[arg(long, value_name = "SIZE", default_value = "2g", value_parser = parse_bytes)]
     pub(super) memory: i64,
+    /// Keep chains of steps as the model planned them: by default a step whose only
+    /// dependent depends on it alone is fused with it into one script.
+    #[arg(long)]
+    pub(super) no_fuse: bool,
     /// Most variables one step may leave for the steps after it (pickled size), e.g. 64m.
     #[arg(long, value_name = "SIZE", default_value = "256m", value_parser = parse_bytes)]
     pub(super) max_state: i64,
@@ -103,6 +107,7 @@ impl RunOptions {
             wall: self.wall_time.map(wall_time).transpose()?,
             max_containers: self.max_containers,
             max_state: self.max_state.max(0) as u64,
+            fuse_chains: !self.no_fuse,
             rules: rules(&self.rule_off)?,
         };
         Ok(Settings { agent, policy })

@@ -2,6 +2,7 @@
 //! files it reads and writes, and the graph queries on it (ancestors, cycles, the ready-set
 //! that drives parallel scheduling).
 
+mod fuse;
 mod json;
 #[cfg(test)]
 mod tests;

@@ -58,6 +58,8 @@ pub struct Planner<'a, L> {
     pub reasks: usize,
     /// Deepest level of sub-goals in hierarchical mode.
     pub max_depth: usize,
+    /// Fuse chains of steps in graph plans ([`Plan::fuse_chains`]).
+    pub fuse: bool,
 }
 
 #[derive(Deserialize)]
@@ -80,6 +82,7 @@ impl<'a, L: Llm> Planner<'a, L> {
             limits: Limits::default(),
             reasks: 3,
             max_depth: 2,
+            fuse: true,
         }
     }
 
@@ -167,11 +170,26 @@ impl<'a, L: Llm> Planner<'a, L> {
                 }
             }
         }
+        if self.fuse && used == Mode::Dag {
+            planned = self.fused(planned, &mut notes);
+        }
         Ok(Planned {
             plan: planned,
             mode: used,
             notes,
         })
+    }
+
+    /// `plan` with its chains fused (see [`Plan::fuse_chains`]), each fusion noted.
+    fn fused(&self, plan: Plan, notes: &mut Vec<String>) -> Plan {
+        let (fused, absorbed) = plan.fuse_chains(self.limits.max_instruction);
+        for (into, from) in absorbed {
+            notes.push(format!(
+                "fused the chain {} -> {into} into one step",
+                from.join(" -> ")
+            ));
+        }
+        fused
     }
 
     fn budget(&self, goal: &str, profiles: &[Profile]) -> usize {
@@ -274,15 +292,14 @@ impl<'a, L: Llm> Planner<'a, L> {
             prompt::plan_messages(goal, profiles, shape, max_steps),
             max_steps,
         );
-        let limits = Limits {
-            max_steps,
-            ..self.limits
-        };
-        self.ask_valid(goal, &inputs, request, shape, &limits).await
+        // The model is asked for `max_steps` (the schema's `maxItems` holds a model that
+        // follows its schema to it); a plan is refused only past the configured limit.
+        self.ask_valid(goal, &inputs, request, shape, &self.limits)
+            .await
     }
 }
 
-/// Most steps a plan for `goal` may have: sized to what the goal asks for, when it says
+/// Most steps a plan for `goal` is asked for: sized to what the goal asks for, when it says
 /// (one step to prepare the data, then one per requested answer and per file it names), else
 /// `max_steps`. A small model otherwise chains a step per operation (read,
 /// filter, group, sum, sort, print), and every hand-off is a chance to lose a column; the
@@ -303,8 +320,10 @@ pub fn step_budget(goal: &str, profiles: &[Profile], max_steps: usize) -> usize 
 /// inputs among them are left out.
 pub fn named_files(goal: &str) -> Vec<String> {
     static FILE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"(?i)\b[\w-]+\.(?:png|svg|jpe?g|pdf|csv|tsv|xlsx|json|parquet|html|txt)\b")
-            .expect("valid")
+        regex::Regex::new(
+            r"(?i)\b[\w-]+\.(?:png|svg|jpe?g|pdf|csv|tsv|xlsx|json|parquet|html|txt)\b",
+        )
+        .expect("valid")
     });
     let mut files: Vec<String> = Vec::new();
     for found in FILE.find_iter(goal) {

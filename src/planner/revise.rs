@@ -88,6 +88,12 @@ impl<L: Llm> Planner<'_, L> {
         );
         let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
         self.ask_until_valid(&plan.goal, &inputs, request, &self.limits, |fresh| {
+            // Only the new steps are fused: kept ones are done and stay as they ran.
+            let fresh = if self.fuse {
+                fresh.fuse_chains(self.limits.max_instruction).0
+            } else {
+                fresh
+            };
             let mut steps: Vec<Step> = kept.iter().map(|s| (*s).clone()).collect();
             steps.extend(
                 fresh

@@ -92,12 +92,17 @@ impl Warm for DockerWarm {
             &out_dir,
             attached,
             &format!("{}{script}", header.unwrap_or_default()),
-            &io,
         )
         .await;
         // Removal goes on in the background: the result is known already.
         drop(cleanup);
         let mut output = outcome?;
+        // The runner's state folder came back with the other files: take it out.
+        let settled = super::state::settle(&out_dir, output.artifacts, output.status, &io)
+            .map_err(Error::io("moving the script's state"))?;
+        output.status = settled.status;
+        output.artifacts = settled.artifacts;
+        output.state = settled.state;
         output.run = started.elapsed();
         Ok(output)
     }
@@ -112,7 +117,6 @@ async fn drive(
     out_dir: &Path,
     attached: bollard::container::AttachContainerResults,
     script: &str,
-    io: &super::state::StateIo,
 ) -> Result<Output> {
     let bollard::container::AttachContainerResults {
         mut output,
@@ -242,18 +246,16 @@ async fn drive(
             Vec::new()
         }
     };
-    let settled = super::state::settle(out_dir, artifacts, status, io)
-        .map_err(Error::io("moving the script's state"))?;
     Ok(Output {
-        status: settled.status,
+        status,
         stdout: stdout.text(),
         stderr: stderr.text(),
         stdout_bytes: stdout.total(),
         stderr_bytes: stderr.total(),
-        artifacts: settled.artifacts,
+        artifacts,
         start: Duration::ZERO,
         run: Duration::ZERO,
-        state: settled.state,
+        state: None,
     })
 }
 

@@ -1,0 +1,189 @@
+//! Chains fused: a step whose only dependent is the next step, which depends on it alone,
+//! gains nothing from a container boundary, since the two share every variable anyway; a
+//! small model plans a step per operation (read, filter, group, sum), and each hand-off is a
+//! chance to lose a column. Fusing keeps the plan's real structure: branches that run in
+//! parallel, checks, and steps several others need.
+
+use super::{Plan, Step, StepKind};
+
+impl Plan {
+    /// The plan with every such chain of action steps fused into one step (the last one's
+    /// id, so its dependents still find it), its instructions numbered in order, as long as
+    /// the fused instruction stays within `max_instruction` characters. Returns the fused
+    /// plan and, per fused step, the ids it absorbed.
+    pub fn fuse_chains(&self, max_instruction: usize) -> (Plan, Vec<(String, Vec<String>)>) {
+        let mut steps = self.steps.clone();
+        let mut fused: Vec<(String, Vec<String>)> = Vec::new();
+        while let Some((first, second)) = next_pair(&steps, max_instruction) {
+            let a = steps[first].clone();
+            let b = &mut steps[second];
+            let mut absorbed_before = fused
+                .iter()
+                .position(|(id, _)| id == &a.id)
+                .map(|i| fused.remove(i).1)
+                .unwrap_or_default();
+            absorbed_before.push(a.id.clone());
+            b.instruction = format!("{}\n{}", numbered(&a, 1), numbered_rest(b, &a));
+            b.title = format!("{}; {}", a.title, b.title);
+            b.depends_on = a.depends_on.clone();
+            b.reads = union(&a.reads, &b.reads);
+            b.writes = union(&a.writes, &b.writes);
+            b.uses = a
+                .uses
+                .iter()
+                .chain(b.uses.iter().filter(|u| !a.produces.contains(u)))
+                .cloned()
+                .fold(Vec::new(), |mut all, u| {
+                    if !all.contains(&u) {
+                        all.push(u);
+                    }
+                    all
+                });
+            b.produces = union(&a.produces, &b.produces);
+            b.fallback = None;
+            let id = b.id.clone();
+            let mut absorbed = absorbed_before;
+            if let Some(i) = fused.iter().position(|(f, _)| f == &id) {
+                absorbed.extend(fused.remove(i).1);
+            }
+            fused.push((id, absorbed));
+            steps.remove(first);
+        }
+        (
+            Plan {
+                goal: self.goal.clone(),
+                steps,
+            },
+            fused,
+        )
+    }
+}
+
+/// The first (a, b) pair to fuse: b depends on a alone, a's only dependent is b, both act.
+fn next_pair(steps: &[Step], max_instruction: usize) -> Option<(usize, usize)> {
+    steps.iter().enumerate().find_map(|(i, a)| {
+        let dependents: Vec<usize> = steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.depends_on.contains(&a.id))
+            .map(|(j, _)| j)
+            .collect();
+        let [j] = dependents[..] else {
+            return None;
+        };
+        let b = &steps[j];
+        let fits =
+            a.instruction.chars().count() + b.instruction.chars().count() + 16 <= max_instruction;
+        (b.depends_on == [a.id.clone()]
+            && a.kind == StepKind::Action
+            && b.kind == StepKind::Action
+            && a.fallback.is_none()
+            && fits)
+            .then_some((i, j))
+    })
+}
+
+/// `a`'s instruction as the first of a numbered list (already numbered when it was fused).
+fn numbered(a: &Step, n: usize) -> String {
+    if a.instruction.starts_with("1. ") {
+        a.instruction.clone()
+    } else {
+        format!("{n}. {}", a.instruction)
+    }
+}
+
+/// `b`'s instruction numbered after `a`'s items.
+fn numbered_rest(b: &Step, a: &Step) -> String {
+    let after = numbered(a, 1).lines().filter(|l| is_item(l)).count();
+    format!("{}. {}", after + 1, b.instruction)
+}
+
+fn is_item(line: &str) -> bool {
+    line.split_once(". ")
+        .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn union(a: &[String], b: &[String]) -> Vec<String> {
+    let mut all = a.to_vec();
+    for item in b {
+        if !all.contains(item) {
+            all.push(item.clone());
+        }
+    }
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    fn step(id: &str, deps: &[&str], kind: StepKind) -> Step {
+        Step {
+            id: id.into(),
+            title: id.into(),
+            instruction: format!("Do {id}."),
+            kind,
+            depends_on: deps.iter().map(|d| (*d).to_string()).collect(),
+            reads: Vec::new(),
+            writes: Vec::new(),
+            fallback: None,
+            produces: vec![format!("{id}_out")],
+            uses: deps.iter().map(|d| format!("{d}_out")).collect(),
+        }
+    }
+
+    #[test]
+    fn a_chain_of_operations_becomes_one_step_and_branches_stay() {
+        // load -> filter -> group, then group feeds a chart and a sum in parallel, and a
+        // check of the sum.
+        let plan = Plan {
+            goal: "g".into(),
+            steps: vec![
+                step("load", &[], StepKind::Action),
+                step("filter", &["load"], StepKind::Action),
+                step("group", &["filter"], StepKind::Action),
+                step("chart", &["group"], StepKind::Action),
+                step("sum", &["group"], StepKind::Action),
+                step("check", &["sum"], StepKind::Verify),
+            ],
+        };
+        let (fused, absorbed) = plan.fuse_chains(2000);
+        let ids: Vec<&str> = fused.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, vec!["group", "chart", "sum", "check"]);
+        let group = &fused.steps[0];
+        assert_eq!(
+            group.instruction,
+            "1. Do load.\n2. Do filter.\n3. Do group."
+        );
+        assert_eq!(group.depends_on, Vec::<String>::new());
+        assert_eq!(group.uses, Vec::<String>::new());
+        assert_eq!(group.produces, vec!["load_out", "filter_out", "group_out"]);
+        assert_eq!(
+            absorbed,
+            vec![(
+                "group".to_string(),
+                vec!["load".to_string(), "filter".to_string()]
+            )]
+        );
+        assert!(
+            fused
+                .validate(&[], &super::super::Limits::default())
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn nothing_is_fused_past_the_instruction_limit() {
+        let plan = Plan {
+            goal: "g".into(),
+            steps: vec![
+                step("a", &[], StepKind::Action),
+                step("b", &["a"], StepKind::Action),
+            ],
+        };
+        let (fused, absorbed) = plan.fuse_chains(10);
+        assert_eq!(fused, plan);
+        assert!(absorbed.is_empty());
+    }
+}
