@@ -184,6 +184,7 @@ const SUBCOMMANDS: &[&[&str]] = &[
     &["run"],
     &["resume"],
     &["verify"],
+    &["export"],
     &["batch"],
     &["doctor"],
     &["completions"],

@@ -390,6 +390,8 @@ async fn batch(
         .arg(suite)
         .args(["--goals-parallel", "3", "--parallel", "2", "--json"])
         .args(["--timeout", "180", "--memory", "1g"])
+        // The reference plans run step by step, as written.
+        .arg("--no-fuse")
         .arg("--junit")
         .arg(junit)
         .args(fake_model_args(model, runs))

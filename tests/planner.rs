@@ -93,6 +93,13 @@ fn pair(id: &str, deps: &[&str]) -> (String, Vec<String>) {
     )
 }
 
+/// A planner that keeps chains as the model gave them, for tests of what it checks.
+fn unfused<L: planbox::llm::Llm>(llm: &L) -> Planner<'_, L> {
+    let mut planner = Planner::new(llm);
+    planner.fuse = false;
+    planner
+}
+
 #[tokio::test]
 async fn an_invalid_plan_goes_back_with_its_errors() {
     let llm = Scripted::new(vec![
@@ -105,7 +112,7 @@ async fn an_invalid_plan_goes_back_with_its_errors() {
             step("b", &["a"], &["x.csv"], &[]),
         ]),
     ]);
-    let planned = Planner::new(&llm)
+    let planned = unfused(&llm)
         .plan("goal", &inputs(), Mode::Dag, 0)
         .await
         .unwrap();
@@ -166,7 +173,7 @@ async fn only_real_checks_stay_verify_steps() {
         verify("sum", &["load"], &["clean.csv"], &["total.txt"]),
         verify("check", &["sum"], &["total.txt"], &[]),
     ])]);
-    let planned = Planner::new(&llm)
+    let planned = unfused(&llm)
         .plan("goal", &inputs(), Mode::Dag, 0)
         .await
         .unwrap();

@@ -53,10 +53,15 @@ async fn a_step_uses_the_dataframe_its_dependency_built_and_the_export_reproduce
     let (folder, _) = RunFolder::create(&runs, GOAL, &[world.input()], &image, json!({})).unwrap();
     let llm = model();
     let events = Collect::default();
+    // The chain is kept as planned: the hand-off between two containers is what is tested.
+    let options = || Options {
+        fuse_chains: false,
+        ..Options::default()
+    };
     let agent = Agent::new(
         &llm,
         &world.sandbox,
-        Options::default(),
+        options(),
         Arc::new(Meter::new(None, None)),
     );
     let finished = agent.run(&folder, &events).await.unwrap();
@@ -127,7 +132,7 @@ async fn a_step_uses_the_dataframe_its_dependency_built_and_the_export_reproduce
     let finished = Agent::new(
         &llm,
         &world.sandbox,
-        Options::default(),
+        options(),
         Arc::new(Meter::new(None, None)),
     )
     .run(&again, &resumed)

@@ -42,6 +42,12 @@ pub fn render_tree(plan: &Plan) -> String {
         if !step.reads.is_empty() {
             out.push_str(&format!("{pad}reads: {}\n", step.reads.join(", ")));
         }
+        if !step.uses.is_empty() {
+            out.push_str(&format!("{pad}uses: {}\n", step.uses.join(", ")));
+        }
+        if !step.produces.is_empty() {
+            out.push_str(&format!("{pad}produces: {}\n", step.produces.join(", ")));
+        }
         if !step.writes.is_empty() {
             out.push_str(&format!("{pad}writes: {}\n", step.writes.join(", ")));
         }

@@ -288,12 +288,13 @@ impl<'a, L: Llm> Planner<'a, L> {
         max_steps: usize,
     ) -> Result<Plan> {
         let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
+        // The model is asked for `max_steps`; the schema and the validation hold it to the
+        // configured limit only, so a plan a person wrote or a model that needs one more step
+        // is not refused for it.
         let request = self.plan_request(
             prompt::plan_messages(goal, profiles, shape, max_steps),
-            max_steps,
+            self.limits.max_steps,
         );
-        // The model is asked for `max_steps` (the schema's `maxItems` holds a model that
-        // follows its schema to it); a plan is refused only past the configured limit.
         self.ask_valid(goal, &inputs, request, shape, &self.limits)
             .await
     }
@@ -301,9 +302,8 @@ impl<'a, L: Llm> Planner<'a, L> {
 
 /// Most steps a plan for `goal` is asked for: sized to what the goal asks for, when it says
 /// (one step to prepare the data, then one per requested answer and per file it names), else
-/// `max_steps`. A small model otherwise chains a step per operation (read,
-/// filter, group, sum, sort, print), and every hand-off is a chance to lose a column; the
-/// schema's `maxItems` holds the model to it.
+/// `max_steps`. A small model otherwise chains a step per operation (read, filter, group,
+/// sum, sort, print), and every hand-off is a chance to lose a column.
 pub fn step_budget(goal: &str, profiles: &[Profile], max_steps: usize) -> usize {
     let answers = crate::answer::answer_names(goal).len();
     let files = named_files(goal)

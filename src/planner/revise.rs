@@ -84,7 +84,7 @@ impl<L: Llm> Planner<'_, L> {
             .max(1);
         let request = self.plan_request(
             prompt::replan_messages(&plan.goal, profiles, &kept, failed_step, problem, room),
-            room,
+            self.limits.max_steps.saturating_sub(kept.len()).max(1),
         );
         let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
         self.ask_until_valid(&plan.goal, &inputs, request, &self.limits, |fresh| {
