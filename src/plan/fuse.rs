@@ -26,8 +26,30 @@ impl Plan {
             b.instruction = format!("{}\n{}", numbered(&a, 1), numbered_rest(b, &a));
             b.title = format!("{}; {}", a.title, b.title);
             b.depends_on = a.depends_on.clone();
-            b.reads = union(&a.reads, &b.reads);
-            b.writes = union(&a.writes, &b.writes);
+            // A file the first step wrote only to hand it to the second is now internal to
+            // one script: it stays declared only when another step reads it or the goal
+            // names it.
+            let kept_writes: Vec<String> = a
+                .writes
+                .iter()
+                .filter(|w| {
+                    self.goal.contains(w.as_str())
+                        || self
+                            .steps
+                            .iter()
+                            .any(|s| s.id != b.id && s.id != a.id && s.reads.contains(w))
+                })
+                .cloned()
+                .collect();
+            b.reads = union(
+                &a.reads,
+                &b.reads
+                    .iter()
+                    .filter(|r| !a.writes.contains(r))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+            b.writes = union(&kept_writes, &b.writes);
             b.uses = a
                 .uses
                 .iter()
@@ -171,6 +193,22 @@ mod tests {
                 .validate(&[], &super::super::Limits::default())
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_file_handed_down_the_chain_is_no_longer_declared() {
+        let mut load = step("load", &[], StepKind::Action);
+        load.writes = vec!["clean.csv".into(), "summary.csv".into()];
+        let mut sum = step("sum", &["load"], StepKind::Action);
+        sum.reads = vec!["clean.csv".into()];
+        sum.writes = vec!["total.txt".into()];
+        let plan = Plan {
+            goal: "Save the summary in summary.csv.".into(),
+            steps: vec![load, sum],
+        };
+        let (fused, _) = plan.fuse_chains(2000);
+        assert_eq!(fused.steps[0].writes, vec!["summary.csv", "total.txt"]);
+        assert_eq!(fused.steps[0].reads, Vec::<String>::new());
     }
 
     #[test]
