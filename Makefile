@@ -3,7 +3,7 @@ CARGO ?= cargo
 # The debug build is shared with the tests (one compile in CI); planbox is IO-bound.
 PLANBOX := target/debug/planbox
 
-.PHONY: build image test lint bench bench-rules demo clean-containers local-llm local-llm-prepare local-llm-stop test-llm
+.PHONY: build image test lint bench bench-rules bench-plans demo clean-containers local-llm local-llm-prepare local-llm-stop test-llm
 
 build:
 	$(CARGO) build --locked
@@ -30,6 +30,11 @@ bench: image
 # offline model (start it with `make local-llm`; run on a quiet machine). ROUNDS=2 for more runs.
 bench-rules: image
 	tests/bench/rules.sh
+
+# Planning (`--plan dag`) against one script (`--plan none`) on the same dev questions, with
+# the offline model: answers right, seconds per question, steps per plan. ROUNDS=2 for more.
+bench-plans: image
+	tests/bench/plans.sh
 
 # The main job on the bundled example, offline: build the sandbox image and the local model if
 # missing, start the model, then plan, write, run and answer a goal on fixtures/demo/sales.csv.

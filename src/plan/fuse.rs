@@ -26,21 +26,6 @@ impl Plan {
             b.instruction = format!("{}\n{}", numbered(&a, 1), numbered_rest(b, &a));
             b.title = format!("{}; {}", a.title, b.title);
             b.depends_on = a.depends_on.clone();
-            // A file the first step wrote only to hand it to the second is now internal to
-            // one script: it stays declared only when another step reads it or the goal
-            // names it.
-            let kept_writes: Vec<String> = a
-                .writes
-                .iter()
-                .filter(|w| {
-                    self.goal.contains(w.as_str())
-                        || self
-                            .steps
-                            .iter()
-                            .any(|s| s.id != b.id && s.id != a.id && s.reads.contains(w))
-                })
-                .cloned()
-                .collect();
             b.reads = union(
                 &a.reads,
                 &b.reads
@@ -49,7 +34,7 @@ impl Plan {
                     .cloned()
                     .collect::<Vec<_>>(),
             );
-            b.writes = union(&kept_writes, &b.writes);
+            b.writes = union(&a.writes, &b.writes);
             b.uses = a
                 .uses
                 .iter()
@@ -70,6 +55,23 @@ impl Plan {
             }
             fused.push((id, absorbed));
             steps.remove(first);
+        }
+        // A file a fused step's parts wrote to hand to each other is internal to one script
+        // now: it stays declared only when the goal names it, it is a chart, or another step
+        // reads it.
+        let reads: Vec<(String, Vec<String>)> = steps
+            .iter()
+            .map(|s| (s.id.clone(), s.reads.clone()))
+            .collect();
+        for step in steps.iter_mut() {
+            if !fused.iter().any(|(id, _)| id == &step.id) {
+                continue;
+            }
+            step.writes.retain(|w| {
+                self.goal.contains(w.as_str())
+                    || is_chart(w)
+                    || reads.iter().any(|(id, r)| id != &step.id && r.contains(w))
+            });
         }
         (
             Plan {
@@ -123,6 +125,13 @@ fn numbered_rest(b: &Step, a: &Step) -> String {
 fn is_item(line: &str) -> bool {
     line.split_once(". ")
         .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn is_chart(file: &str) -> bool {
+    let lower = file.to_ascii_lowercase();
+    [".png", ".svg", ".jpg", ".jpeg", ".pdf"]
+        .iter()
+        .any(|e| lower.ends_with(e))
 }
 
 fn union(a: &[String], b: &[String]) -> Vec<String> {
@@ -201,13 +210,13 @@ mod tests {
         load.writes = vec!["clean.csv".into(), "summary.csv".into()];
         let mut sum = step("sum", &["load"], StepKind::Action);
         sum.reads = vec!["clean.csv".into()];
-        sum.writes = vec!["total.txt".into()];
+        sum.writes = vec!["total.txt".into(), "bars.png".into()];
         let plan = Plan {
             goal: "Save the summary in summary.csv.".into(),
             steps: vec![load, sum],
         };
         let (fused, _) = plan.fuse_chains(2000);
-        assert_eq!(fused.steps[0].writes, vec!["summary.csv", "total.txt"]);
+        assert_eq!(fused.steps[0].writes, vec!["summary.csv", "bars.png"]);
         assert_eq!(fused.steps[0].reads, Vec::<String>::new());
     }
 

@@ -26,6 +26,31 @@ impl Plan {
             for name in step.reads.iter_mut().chain(step.writes.iter_mut()) {
                 *name = plain_name(name);
             }
+            // Models put answer placeholders (`top[name]`) and files (`chart.png`) among the
+            // variables: the name before the brackets is the variable, a file is written.
+            for name in std::mem::take(&mut step.produces) {
+                let name = name
+                    .split('[')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                if super::valid_file_name(&name) && name.contains('.') {
+                    if !step.writes.contains(&name) {
+                        step.writes.push(name);
+                    }
+                } else if !name.is_empty() && !step.produces.contains(&name) {
+                    step.produces.push(name);
+                }
+            }
+            for name in &mut step.uses {
+                *name = name
+                    .split('[')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+            }
             // A check leaves nothing behind: a "verify" step that produces values computes
             // them, and its script must not be asked to assert instead.
             if step.kind == super::StepKind::Verify && !step.produces.is_empty() {

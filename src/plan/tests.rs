@@ -188,3 +188,19 @@ fn model_json_round_trips_and_ignores_extra_fields() {
     assert_eq!(p.steps_json()["steps"][0].get("note"), None);
     assert!(crate::llm::schema::validate(&schema(&Limits::default()), &p.steps_json()).is_ok());
 }
+
+#[test]
+fn answer_placeholders_and_files_among_the_variables_are_read_as_meant() {
+    let value = serde_json::json!({"steps": [{"id": "a", "title": "t", "instruction": "i", "kind": "verify",
+        "produces": ["top_region[name]", "revenue_2023.png", "total"], "uses": ["df[x]"]}]});
+    let plan = Plan::from_model("g", &value).unwrap();
+    let step = &plan.steps[0];
+    assert_eq!(step.produces, vec!["top_region", "total"]);
+    assert_eq!(step.writes, vec!["revenue_2023.png"]);
+    assert_eq!(step.uses, vec!["df"]);
+    assert_eq!(
+        step.kind,
+        StepKind::Action,
+        "a step that produces values is no check"
+    );
+}
