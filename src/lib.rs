@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`profile`]: what the inputs look like, found without a model.
-//! - [`plan`]: plans, steps, their validation and the ready-set.
+//! - [`plan`]: plans, steps (the files they read and write, the variables they produce and
+//!   use), their validation, the ready-set, and chains fused into one step.
 //! - [`planner`]: a goal and profiles in, a validated plan out (modes, re-asks, reflection,
 //!   replans).
 //! - [`schedule`]: runs every ready step concurrently, up to a cap.
@@ -18,13 +19,14 @@
 //! - [`text`]: JSON and code extraction, truncation, escape stripping.
 //! - [`event`]: the [`RunEvent`](event::RunEvent) stream and its sinks.
 //! - [`run`]: the run folder (plans, attempts and their records, events, state, what steps
-//!   printed); resume and verify read it.
+//!   printed, the variables they left); resume and verify read it.
 //! - [`verify`]: a finished run's scripts re-run and their outputs compared with the run's.
 //! - [`export`]: a run's final scripts as a notebook or one Python file, in dependency order.
 //! - [`batch`]: suites of goals with expected answers, judged, JUnit reports, rescoring.
 //! - [`report`]: the report of a run, as Markdown and as one self-contained HTML page.
 //! - [`sandbox`]: run one untrusted script in a disposable container (policy, running,
-//!   capture, harvest, cleanup, owners and leftovers, engine, image).
+//!   capture, harvest, the variables steps share, cleanup, owners and leftovers, engine,
+//!   image).
 //! - [`llm`]: the `Llm` trait, OpenAI-compatible and Anthropic clients, structured output,
 //!   retries, usage and budget, record/replay, configuration.
 //! - [`fsutil`]: crash-safe writes.

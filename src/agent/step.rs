@@ -390,17 +390,28 @@ fn judge(
     Some(text)
 }
 
-/// Whether a step ends the analysis: nothing depends on it, and it computes rather than checks
-/// or draws. Such a step sees the goal and prints its answer names.
+/// Whether a step ends the analysis: nothing depends on it, it computes rather than checks,
+/// and it does not only draw (unless every other last step draws too, as when a chain that
+/// ends with its chart was fused into one step). Such a step sees the goal and prints its
+/// answer names.
 fn ends_analysis(plan: &Plan, step: &Step) -> bool {
-    let ends = !plan.steps.iter().any(|s| s.depends_on.contains(&step.id));
-    let draws = step.writes.iter().any(|w| {
-        let w = w.to_ascii_lowercase();
-        [".png", ".svg", ".jpg", ".pdf"]
-            .iter()
-            .any(|e| w.ends_with(e))
-    });
-    ends && step.kind == StepKind::Action && !draws
+    let last = |s: &Step| {
+        s.kind == StepKind::Action && !plan.steps.iter().any(|d| d.depends_on.contains(&s.id))
+    };
+    let draws = |s: &Step| {
+        s.writes.iter().any(|w| {
+            let w = w.to_ascii_lowercase();
+            [".png", ".svg", ".jpg", ".pdf"]
+                .iter()
+                .any(|e| w.ends_with(e))
+        })
+    };
+    last(step)
+        && (!draws(step)
+            || !plan
+                .steps
+                .iter()
+                .any(|s| s.id != step.id && last(s) && !draws(s)))
 }
 #[cfg(test)]
 mod tests {
@@ -436,7 +447,15 @@ mod tests {
         let ends = |id: &str| ends_analysis(&plan, plan.steps.iter().find(|s| s.id == id).unwrap());
         assert!(ends("growth"));
         assert!(!ends("load"), "other steps depend on it");
-        assert!(!ends("chart"), "it draws");
+        assert!(!ends("chart"), "it draws, and growth computes");
         assert!(!ends("check"), "it checks");
+        let fused = Plan {
+            goal: "g".into(),
+            steps: vec![step("all", &[], &["bars.png"], StepKind::Action)],
+        };
+        assert!(
+            ends_analysis(&fused, &fused.steps[0]),
+            "the only last step draws and computes"
+        );
     }
 }

@@ -113,7 +113,7 @@ pub static HINTS: &[Hint] = &[
                 Some(rest.split('\'').next()?.to_string())
             })?;
             Some(format!(
-                "{name} is not defined in this script: each script runs on its own, so import, define or compute it here; earlier steps share only the files they wrote."
+                "{name} is not defined in this script: each script runs on its own, so import, define or compute it here; only the variables the request lists from earlier steps are defined when it starts."
             ))
         },
     },
