@@ -118,13 +118,14 @@ fn one_line(text: &str) -> String {
 /// file an earlier cell wrote into the working folder).
 fn localise(script: &str, inputs: &[(String, String)]) -> String {
     static DATA: std::sync::LazyLock<Regex> =
-        std::sync::LazyLock::new(|| Regex::new(r#"/data/([^'"\s\\)]+)"#).expect("valid"));
+        std::sync::LazyLock::new(|| Regex::new(r#"(['"])/data/([^'"\s\\)]+)"#).expect("valid"));
     DATA.replace_all(script, |found: &regex::Captures<'_>| {
-        let name = &found[1];
-        inputs
+        let (quote, name) = (&found[1], &found[2]);
+        let path = inputs
             .iter()
             .find(|(input, _)| input == name)
-            .map_or_else(|| name.to_string(), |(_, path)| path.clone())
+            .map_or_else(|| name.to_string(), |(_, path)| path.clone());
+        format!("{quote}{path}")
     })
     .into_owned()
 }

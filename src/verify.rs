@@ -172,10 +172,13 @@ pub async fn verify<S: Sandbox>(
                 }),
             },
         };
-        let mut problems = rerun(folder, step, done, sandbox, &job, tolerance).await?;
-        let pickle = state_dir.join(crate::sandbox::state::STATE_FILE);
-        if pickle.is_file() {
-            rerun_states.insert(step.id.clone(), pickle);
+        let (mut problems, left_state) =
+            rerun(folder, step, done, sandbox, &job, tolerance).await?;
+        if left_state {
+            rerun_states.insert(
+                step.id.clone(),
+                state_dir.join(crate::sandbox::state::STATE_FILE),
+            );
         } else if done.state.is_some() && problems.is_empty() {
             problems.push(Problem::NoState);
         }
@@ -188,7 +191,8 @@ pub async fn verify<S: Sandbox>(
     Ok(checks)
 }
 
-/// Re-run one done step's final script as `job` and compare what it wrote with the run.
+/// Re-run one done step's final script as `job` and compare what it wrote with the run; also
+/// says whether it left a state that passed its checks.
 async fn rerun<S: Sandbox>(
     folder: &RunFolder,
     step: &Step,
@@ -196,7 +200,7 @@ async fn rerun<S: Sandbox>(
     sandbox: &S,
     job: &Job,
     tolerance: f64,
-) -> Result<Vec<Problem>> {
+) -> Result<(Vec<Problem>, bool)> {
     let path = folder
         .attempt_dir(&step.id, done.attempt)?
         .join("script.py");
@@ -204,7 +208,7 @@ async fn rerun<S: Sandbox>(
         std::fs::read_to_string(&path).map_err(Error::io(format!("reading {}", path.display())))?;
     let output = match sandbox.exec(job, &script).await {
         Ok(output) => output,
-        Err(err) => return Ok(vec![Problem::Sandbox(format!("{err:#}"))]),
+        Err(err) => return Ok((vec![Problem::Sandbox(format!("{err:#}"))], false)),
     };
     let mut problems = Vec::new();
     if output.status != Status::Exited(done.exit_code) {
@@ -226,7 +230,7 @@ async fn rerun<S: Sandbox>(
             }
         }
     }
-    Ok(problems)
+    Ok((problems, output.state.is_some()))
 }
 
 /// Whether two CSV files agree cell by cell, numbers within a relative tolerance.

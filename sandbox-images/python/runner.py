@@ -14,8 +14,12 @@ import builtins
 import hashlib
 import json
 import os
+import keyword
 import pickle
+import re
+import shutil
 import sys
+import threading
 import traceback
 import types
 
@@ -25,6 +29,9 @@ TEXT_CAP = 300
 MAX_COLUMNS = 40
 MAX_VARIABLES = 100
 SAMPLE_ROWS = 3
+# The host refuses a description past 256 KiB; the runner stays well under it.
+DESCRIPTION_BUDGET = 160 * 1024
+IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}\Z")
 
 
 def main():
@@ -33,6 +40,9 @@ def main():
     if raw.startswith(b"#planbox "):
         line, _, raw = raw.partition(b"\n")
         header = json.loads(line[len(b"#planbox "):].decode("utf-8"))
+    # As plain `python3 -` has them: the script's own folder first on the path.
+    sys.argv[:] = ["-"]
+    sys.path[0] = ""
     module = types.ModuleType("__main__")
     module.__dict__["__builtins__"] = builtins
     # Pickles name the script's objects after __main__: the script's module must be it.
@@ -56,11 +66,18 @@ def main():
         exec(code, namespace)
     except SystemExit as stop:
         code_exit = exit_code(stop.code)
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        return 130
     except BaseException as err:
         # The traceback from the script's own frames on: the runner's frame is no news.
         tb = err.__traceback__.tb_next if err.__traceback__ else None
         traceback.print_exception(type(err), err, tb)
         return 1
+    # Threads the script left running finish before its variables are read.
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
     flush()
     if code_exit == 0 and header.get("save"):
         save(namespace, loaded, header.get("step", ""), int(header.get("cap", 0)))
@@ -71,7 +88,7 @@ def exit_code(code):
     if code is None:
         return 0
     if isinstance(code, int):
-        return code
+        return code & 0xFF
     sys.stderr.write(f"{code}\n")
     return 1
 
@@ -108,6 +125,8 @@ def skip_reason(name, value):
     """Why a variable is not saved, or None."""
     if name.startswith("_"):
         return "private"
+    if not IDENTIFIER.match(name) or keyword.iskeyword(name):
+        return "its name is not a plain ASCII identifier of at most 80 characters"
     if isinstance(value, types.ModuleType):
         return "a module: import it again"
     if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)):
@@ -124,7 +143,36 @@ def skip_reason(name, value):
 
 
 def save(namespace, loaded, step, cap):
+    # Whatever the script put here itself is not its state.
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
     os.makedirs(STATE_DIR, exist_ok=True)
+    try:
+        description = pickle_all(namespace, loaded, step, cap)
+    except OSError as err:
+        # The output folder is full: nothing is kept, and the host says why.
+        try:
+            os.remove(os.path.join(STATE_DIR, "state.pkl"))
+        except OSError:
+            pass
+        description = {"format": 1, "variables": [], "skipped": [],
+                       "too_large": {"bytes": cap + 1, "cap": cap, "largest": f"({type(err).__name__})"}}
+    write_description(description)
+
+
+def write_description(description):
+    text = json.dumps(description, ensure_ascii=True)
+    # Past the budget, the samples go first, then the columns.
+    for field in ("sample", "columns", "value"):
+        if len(text) <= DESCRIPTION_BUDGET:
+            break
+        for entry in description["variables"]:
+            entry.pop(field, None)
+        text = json.dumps(description, ensure_ascii=True)
+    with open(os.path.join(STATE_DIR, "state.json"), "w", encoding="utf-8") as out:
+        out.write(text)
+
+
+def pickle_all(namespace, loaded, step, cap):
     saved, skipped, total = [], [], 0
     path = os.path.join(STATE_DIR, "state.pkl")
     too_large = None
@@ -138,6 +186,13 @@ def save(namespace, loaded, step, cap):
                     data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
                 except Exception as err:
                     why = f"cannot be saved ({type(err).__name__}: {str(err)[:120]})"
+                else:
+                    # A function or class the script defined, held inside a list or dict,
+                    # cannot be loaded by the next script.
+                    if b"__main__" in data:
+                        why = "it holds a function, class or object the script defined: keep plain data instead"
+            if why is None and len(saved) >= MAX_VARIABLES:
+                why = f"more than {MAX_VARIABLES} variables: keep the ones later steps need"
             if why is not None:
                 if not name.startswith("_"):
                     skipped.append({"name": name, "type": type_name(value), "why": why})
@@ -154,18 +209,11 @@ def save(namespace, loaded, step, cap):
             entry["bytes"] = len(data)
             entry["set_by"] = set_by or step
             saved.append(entry)
+    skipped = skipped[:MAX_VARIABLES]
     if too_large:
         os.remove(path)
-        description = {"format": 1, "too_large": too_large, "variables": [], "skipped": skipped}
-    else:
-        description = {
-            "format": 1,
-            "bytes": total,
-            "variables": saved[:MAX_VARIABLES],
-            "skipped": skipped[:MAX_VARIABLES],
-        }
-    with open(os.path.join(STATE_DIR, "state.json"), "w", encoding="utf-8") as out:
-        json.dump(description, out, ensure_ascii=True)
+        return {"format": 1, "too_large": too_large, "variables": [], "skipped": skipped}
+    return {"format": 1, "bytes": total, "variables": saved, "skipped": skipped}
 
 
 def cap(text, limit=TEXT_CAP):

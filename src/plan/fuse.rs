@@ -11,10 +11,10 @@ impl Plan {
     /// id, so its dependents still find it), its instructions numbered in order, as long as
     /// the fused instruction stays within `max_instruction` characters. Returns the fused
     /// plan and, per fused step, the ids it absorbed.
-    pub fn fuse_chains(&self, max_instruction: usize) -> (Plan, Vec<(String, Vec<String>)>) {
+    pub fn fuse_chains(&self, limits: &super::Limits) -> (Plan, Vec<(String, Vec<String>)>) {
         let mut steps = self.steps.clone();
         let mut fused: Vec<(String, Vec<String>)> = Vec::new();
-        while let Some((first, second)) = next_pair(&steps, max_instruction) {
+        while let Some((first, second)) = next_pair(&steps, limits) {
             let a = steps[first].clone();
             let b = &mut steps[second];
             let mut absorbed_before = fused
@@ -24,7 +24,7 @@ impl Plan {
                 .unwrap_or_default();
             absorbed_before.push(a.id.clone());
             b.instruction = format!("{}\n{}", numbered(&a, 1), numbered_rest(b, &a));
-            b.title = format!("{}; {}", a.title, b.title);
+            b.title = short(&format!("{}; {}", a.title, b.title), limits.max_title);
             b.depends_on = a.depends_on.clone();
             b.reads = union(
                 &a.reads,
@@ -84,7 +84,7 @@ impl Plan {
 }
 
 /// The first (a, b) pair to fuse: b depends on a alone, a's only dependent is b, both act.
-fn next_pair(steps: &[Step], max_instruction: usize) -> Option<(usize, usize)> {
+fn next_pair(steps: &[Step], limits: &super::Limits) -> Option<(usize, usize)> {
     steps.iter().enumerate().find_map(|(i, a)| {
         let dependents: Vec<usize> = steps
             .iter()
@@ -96,8 +96,12 @@ fn next_pair(steps: &[Step], max_instruction: usize) -> Option<(usize, usize)> {
             return None;
         };
         let b = &steps[j];
-        let fits =
-            a.instruction.chars().count() + b.instruction.chars().count() + 16 <= max_instruction;
+        // The fused step must still pass validation (a replan validates kept steps again).
+        let files = |x: &[String], y: &[String]| union(x, y).len() <= limits.max_files;
+        let fits = a.instruction.chars().count() + b.instruction.chars().count() + 16
+            <= limits.max_instruction
+            && files(&a.reads, &b.reads)
+            && files(&a.writes, &b.writes);
         (b.depends_on == [a.id.clone()]
             && a.kind == StepKind::Action
             && b.kind == StepKind::Action
@@ -125,6 +129,16 @@ fn numbered_rest(b: &Step, a: &Step) -> String {
 fn is_item(line: &str) -> bool {
     line.split_once(". ")
         .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// `text` cut to `max` characters, with an ellipsis when cut.
+fn short(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 fn is_chart(file: &str) -> bool {
@@ -179,7 +193,7 @@ mod tests {
                 step("check", &["sum"], StepKind::Verify),
             ],
         };
-        let (fused, absorbed) = plan.fuse_chains(2000);
+        let (fused, absorbed) = plan.fuse_chains(&super::super::Limits::default());
         let ids: Vec<&str> = fused.steps.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, vec!["group", "chart", "sum", "check"]);
         let group = &fused.steps[0];
@@ -215,7 +229,7 @@ mod tests {
             goal: "Save the summary in summary.csv.".into(),
             steps: vec![load, sum],
         };
-        let (fused, _) = plan.fuse_chains(2000);
+        let (fused, _) = plan.fuse_chains(&super::super::Limits::default());
         assert_eq!(fused.steps[0].writes, vec!["summary.csv", "bars.png"]);
         assert_eq!(fused.steps[0].reads, Vec::<String>::new());
     }
@@ -229,7 +243,11 @@ mod tests {
                 step("b", &["a"], StepKind::Action),
             ],
         };
-        let (fused, absorbed) = plan.fuse_chains(10);
+        let limits = super::super::Limits {
+            max_instruction: 10,
+            ..super::super::Limits::default()
+        };
+        let (fused, absorbed) = plan.fuse_chains(&limits);
         assert_eq!(fused, plan);
         assert!(absorbed.is_empty());
     }

@@ -115,15 +115,20 @@ pub enum PlanError {
     },
 }
 
-/// A Python identifier that is not a keyword planbox's runner could not bind.
+/// A name the runner keeps between steps: an ASCII identifier that does not start with `_`
+/// (private names are not kept) and is not a Python keyword.
 pub fn valid_variable(name: &str) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
+        "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global",
+        "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
+        "try", "while", "with", "yield",
+    ];
     let mut chars = name.chars();
     (1..=60).contains(&name.len())
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with("__")
+        && !KEYWORDS.contains(&name)
 }
 
 fn valid_id(id: &str) -> bool {

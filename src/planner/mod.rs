@@ -182,7 +182,7 @@ impl<'a, L: Llm> Planner<'a, L> {
 
     /// `plan` with its chains fused (see [`Plan::fuse_chains`]), each fusion noted.
     fn fused(&self, plan: Plan, notes: &mut Vec<String>) -> Plan {
-        let (fused, absorbed) = plan.fuse_chains(self.limits.max_instruction);
+        let (fused, absorbed) = plan.fuse_chains(&self.limits);
         for (into, from) in absorbed {
             notes.push(format!(
                 "fused the chain {} -> {into} into one step",

@@ -88,19 +88,23 @@ impl<L: Llm> Planner<'_, L> {
         );
         let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
         self.ask_until_valid(&plan.goal, &inputs, request, &self.limits, |fresh| {
-            // Only the new steps are fused: kept ones are done and stay as they ran.
+            // Only the new steps are fused (kept ones are done and stay as they ran), once a
+            // kept step the model repeated is left out.
+            let fresh = Plan {
+                goal: fresh.goal,
+                steps: fresh
+                    .steps
+                    .into_iter()
+                    .filter(|s| !kept.iter().any(|k| k.id == s.id))
+                    .collect(),
+            };
             let fresh = if self.fuse {
-                fresh.fuse_chains(self.limits.max_instruction).0
+                fresh.fuse_chains(&self.limits).0
             } else {
                 fresh
             };
             let mut steps: Vec<Step> = kept.iter().map(|s| (*s).clone()).collect();
-            steps.extend(
-                fresh
-                    .steps
-                    .into_iter()
-                    .filter(|s| !kept.iter().any(|k| k.id == s.id)),
-            );
+            steps.extend(fresh.steps);
             Plan {
                 goal: plan.goal.clone(),
                 steps,

@@ -114,7 +114,7 @@ pub fn step_messages(
         .collect();
     let stub = (!defined.is_empty()).then(|| {
         format!(
-            "\nStart your script from these lines: the variables they name are already defined, so use them directly and do not read them from files.\n```python\nimport pandas as pd\n# Already defined by earlier steps:\n{}\n```\n",
+            "\nStart your script from these lines; use these variables, do not read them from files.\n```python\nimport pandas as pd\n# Already defined by earlier steps:\n{}\n```\n",
             defined.join("\n")
         )
     });

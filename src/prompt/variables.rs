@@ -13,9 +13,7 @@ const COLUMNS_SHOWN: usize = 30;
 pub fn render(from: &str, inherited: &Inherited) -> String {
     let mut text = String::new();
     if !inherited.variables.is_empty() {
-        text.push_str(
-            "  its variables, already defined when your script starts (use them by name; do not read them from files):\n",
-        );
+        text.push_str("  its variables, already defined in your script:\n");
         for variable in &inherited.variables {
             text.push_str(&render_variable(variable));
         }
@@ -26,9 +24,17 @@ pub fn render(from: &str, inherited: &Inherited) -> String {
             "  its {name} is replaced by the {name} of step {winner}, which is loaded after it"
         );
     }
-    // Grouped by reason: imports are many and all say the same.
+    // Imports are in every script and all say the same: one short line.
+    let (modules, others): (Vec<_>, Vec<_>) = inherited
+        .skipped
+        .iter()
+        .partition(|(_, why)| why.starts_with("a module"));
+    if !modules.is_empty() {
+        let names: Vec<&str> = modules.iter().map(|(n, _)| n.as_str()).collect();
+        let _ = writeln!(text, "  its imports are not kept: {}", names.join(", "));
+    }
     let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
-    for (name, why) in &inherited.skipped {
+    for (name, why) in others {
         match reasons.iter_mut().find(|(w, _)| w == why) {
             Some((_, names)) => names.push(name),
             None => reasons.push((why, vec![name])),

@@ -76,6 +76,9 @@ pub const ENV: &[&str] = &[
     "MPLCONFIGDIR=/tmp/mpl",
     "PYTHONDONTWRITEBYTECODE=1",
     "PYTHONUNBUFFERED=1",
+    // Pickles of sets and dicts of strings come out the same in every container, so a value a
+    // step passed through unchanged is recognised as such.
+    "PYTHONHASHSEED=0",
     "OPENBLAS_NUM_THREADS=1",
     "OMP_NUM_THREADS=1",
 ];

@@ -138,14 +138,18 @@ pub fn settle(
         std::fs::create_dir_all(parent)?;
     }
     std::fs::rename(&harvested, &save.dir)?;
-    let rejected = |why: String| Settled {
-        status: super::Status::ArtifactRejected(why),
-        artifacts: artifacts.clone(),
-        state: None,
+    let rejected = |why: String| -> std::io::Result<Settled> {
+        // Nothing of a refused state stays to be loaded by a later step.
+        remove(&save.dir)?;
+        Ok(Settled {
+            status: super::Status::ArtifactRejected(why),
+            artifacts: artifacts.clone(),
+            state: None,
+        })
     };
     let description = match read(&save.dir) {
-        None => return Ok(rejected("the runner left no state description".into())),
-        Some(Err(why)) => return Ok(rejected(why)),
+        None => return rejected("the runner left no state description".into()),
+        Some(Err(why)) => return rejected(why),
         Some(Ok(description)) => description,
     };
     let pickled = std::fs::metadata(save.dir.join(STATE_FILE)).map_or(0, |m| m.len());
@@ -313,13 +317,9 @@ pub fn parse(bytes: &[u8]) -> Result<Description, Rejection> {
             *dtype = clean(dtype);
         }
     }
+    // What was not kept is only a listing: an odd name there is left out, not fatal.
+    description.skipped.retain(|s| identifier(&s.name));
     for skipped in &mut description.skipped {
-        if !identifier(&skipped.name) {
-            return Err(format!(
-                "the state description names a variable {:?} that is not a Python identifier",
-                clean(&skipped.name)
-            ));
-        }
         skipped.kind = clean(&skipped.kind);
         skipped.why = clean(&skipped.why);
     }
