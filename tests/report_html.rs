@@ -205,6 +205,8 @@ async fn the_html_report_renders_in_a_browser_with_the_chart_and_no_console_erro
         parallel: 2,
         max_repairs: 0,
         max_replans: 0,
+        // The report shows each planned step: they stay as planned.
+        fuse_chains: false,
         ..Options::default()
     };
     let agent = Agent::new(
