@@ -57,19 +57,24 @@ impl Plan {
             steps.remove(first);
         }
         // A file a fused step's parts wrote to hand to each other is internal to one script
-        // now: it stays declared only when the goal names it, it is a chart, or another step
-        // reads it.
+        // now: it stays declared only when the goal names it, it is a chart (and the goal
+        // names none), or another step reads it.
         let reads: Vec<(String, Vec<String>)> = steps
             .iter()
             .map(|s| (s.id.clone(), s.reads.clone()))
             .collect();
+        // When the goal names its chart, a chart of another name is the model's invention.
+        let goal_names_a_chart = self
+            .goal
+            .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+            .any(|word| is_chart(word.trim_end_matches(['.', ';', ':'])));
         for step in steps.iter_mut() {
             if !fused.iter().any(|(id, _)| id == &step.id) {
                 continue;
             }
             step.writes.retain(|w| {
                 self.goal.contains(w.as_str())
-                    || is_chart(w)
+                    || (is_chart(w) && !goal_names_a_chart)
                     || reads.iter().any(|(id, r)| id != &step.id && r.contains(w))
             });
         }
@@ -231,6 +236,16 @@ mod tests {
         };
         let (fused, _) = plan.fuse_chains(&super::super::Limits::default());
         assert_eq!(fused.steps[0].writes, vec!["summary.csv", "bars.png"]);
+        let named = Plan {
+            goal: "Chart it in revenue.png.".into(),
+            ..plan
+        };
+        let (fused, _) = named.fuse_chains(&super::super::Limits::default());
+        assert_eq!(
+            fused.steps[0].writes,
+            Vec::<String>::new(),
+            "the goal names its chart"
+        );
         assert_eq!(fused.steps[0].reads, Vec::<String>::new());
     }
 
