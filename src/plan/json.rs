@@ -57,10 +57,36 @@ impl Plan {
                 step.kind = super::StepKind::Action;
             }
         }
-        Ok(Plan {
+        let mut plan = Plan {
             goal: goal.to_string(),
             steps,
-        })
+        };
+        plan.mend_uses();
+        Ok(plan)
+    }
+
+    /// Drop from each step's `uses` the names no ancestor produces. `uses` only tells the
+    /// script what to expect: it gets every variable its dependencies left either way, and
+    /// its request lists those. A small model often names there what the step itself makes;
+    /// sending the plan back for it costs a whole plan's tokens and rarely mends it.
+    fn mend_uses(&mut self) {
+        let produced: Vec<(String, std::collections::BTreeSet<String>)> = self
+            .steps
+            .iter()
+            .map(|step| {
+                let ancestors = self.ancestors(&step.id);
+                let names = self
+                    .steps
+                    .iter()
+                    .filter(|s| ancestors.contains(&s.id))
+                    .flat_map(|s| s.produces.iter().cloned())
+                    .collect();
+                (step.id.clone(), names)
+            })
+            .collect();
+        for (step, (_, names)) in self.steps.iter_mut().zip(produced) {
+            step.uses.retain(|u| names.contains(u));
+        }
     }
 }
 

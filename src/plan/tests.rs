@@ -197,10 +197,21 @@ fn answer_placeholders_and_files_among_the_variables_are_read_as_meant() {
     let step = &plan.steps[0];
     assert_eq!(step.produces, vec!["top_region", "total"]);
     assert_eq!(step.writes, vec!["revenue_2023.png"]);
-    assert_eq!(step.uses, vec!["df"]);
+    assert_eq!(step.uses, Vec::<String>::new(), "no ancestor produces df");
     assert_eq!(
         step.kind,
         StepKind::Action,
         "a step that produces values is no check"
     );
+}
+
+#[test]
+fn a_model_s_uses_keep_only_what_ancestors_produce() {
+    let value = serde_json::json!({"steps": [
+        {"id": "load", "title": "t", "instruction": "i", "kind": "action", "produces": ["df"], "uses": ["df"]},
+        {"id": "corr", "title": "t", "instruction": "i", "kind": "action", "depends_on": ["load"],
+         "produces": ["r"], "uses": ["df", "r", "elsewhere"]}]});
+    let plan = Plan::from_model("g", &value).unwrap();
+    assert_eq!(plan.steps[0].uses, Vec::<String>::new());
+    assert_eq!(plan.steps[1].uses, vec!["df"]);
 }
