@@ -41,10 +41,10 @@ bench-plans: image
 DEMO_GOAL := sales.csv has one row per day, region and product. Which region had the highest total revenue in 2023, and what was that total? Chart the 2023 revenue of each region as bars in revenue_2023.png. Answer as @top_region[name] @revenue_2023[value].
 # The answer fixtures/demo/reference.py prints: the run's exit code says whether it was found.
 DEMO_EXPECT := --expect top_region=south --expect revenue_2023=37525.5
-# The offline 1.5B model writes this goal as one script far more reliably than it plans it
-# (README: "The demo and the offline model"); a script that still fails after its repairs is
-# replanned into steps. `make demo DEMO_PLAN=dag` shows the planner.
-DEMO_PLAN ?= none
+# Planned as a graph (README: "The demo and the offline model"): the offline model's chain of
+# small steps is fused into one script, and steps share their variables, not only files.
+# `make demo DEMO_PLAN=none` writes the goal as one script without a plan.
+DEMO_PLAN ?= dag
 
 # The first time, the image (network and dpkg bound) and the model (a download, then a CPU
 # bound llama.cpp build) are prepared side by side; both are cached afterwards.
