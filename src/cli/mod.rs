@@ -8,11 +8,12 @@ use clap::{CommandFactory, Parser, Subcommand};
 use planbox::sandbox;
 
 use args::{
-    BatchArgs, CompletionsArgs, ExecArgs, ExportArgs, ImageCommand, LlmCommand, ManArgs, PlanArgs,
-    RescoreArgs, ResumeArgs, RunArgs, VerifyArgs,
+    BatchArgs, CompletionsArgs, ExecArgs, ImageCommand, LlmCommand, ManArgs, PlanArgs, RescoreArgs,
+    ResumeArgs, RunArgs,
 };
 // `doctor` takes the model flags from here.
 use args::ModelArgs;
+use verify::{ExportArgs, VerifyArgs};
 
 /// Turn a data-analysis goal into Python scripts that really run, each in a fresh,
 /// locked-down Docker container.

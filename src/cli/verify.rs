@@ -10,7 +10,8 @@ use planbox::run::RunFolder;
 use planbox::sandbox::{self, DockerSandbox, Policy};
 use planbox::verify::Check;
 
-use super::args::{ExportArgs, VerifyArgs};
+use std::path::PathBuf;
+
 use super::{exit_code_for, print_stdout};
 
 /// Verify the run in the image it ran in, and report each check.
@@ -90,4 +91,40 @@ pub(super) fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
         eprintln!("wrote {} ({} steps)", path.display(), export.cells.len());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct VerifyArgs {
+    /// The run: its folder, or its id under --runs-dir.
+    #[arg(value_name = "RUN")]
+    pub(super) run_ref: String,
+    /// Folder that holds the run folders.
+    #[arg(long, value_name = "DIR", default_value = "runs")]
+    pub(super) runs_dir: PathBuf,
+    /// Also write the results as a JUnit XML report to this file, for CI.
+    #[arg(long, value_name = "FILE")]
+    pub(super) junit: Option<PathBuf>,
+    /// Relative tolerance when comparing numbers in CSV outputs.
+    #[arg(long, default_value_t = 1e-6)]
+    pub(super) tolerance: f64,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("format").required(true).multiple(true).args(["notebook", "script"])))]
+pub(super) struct ExportArgs {
+    /// The run: its folder, or its id under --runs-dir.
+    #[arg(value_name = "RUN")]
+    pub(super) run_ref: String,
+    /// Folder that holds the run folders.
+    #[arg(long, value_name = "DIR", default_value = "runs")]
+    pub(super) runs_dir: PathBuf,
+    /// Write a Jupyter notebook (nbformat 4) here.
+    #[arg(long, value_name = "FILE.ipynb")]
+    pub(super) notebook: Option<PathBuf>,
+    /// Write the same as one Python file here.
+    #[arg(long, value_name = "FILE.py")]
+    pub(super) script: Option<PathBuf>,
+    /// Read the inputs from this folder, by name, instead of where the run read them.
+    #[arg(long, value_name = "DIR")]
+    pub(super) inputs_dir: Option<PathBuf>,
 }

@@ -30,7 +30,7 @@ pub struct Upstream {
     /// Its output files this step reads, described.
     pub files: Vec<String>,
     /// The variables it left that this step gets.
-    pub state: crate::run::vars::Inherited,
+    pub state: super::variables::Inherited,
 }
 
 /// Messages asking for one step's script. Their size depends on this step and its direct

@@ -3,8 +3,19 @@
 
 use std::fmt::Write as _;
 
-use crate::run::vars::Inherited;
 use crate::sandbox::state::Variable;
+
+/// One dependency's state as a step sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inherited {
+    /// The variables the step gets from this dependency.
+    pub variables: Vec<Variable>,
+    /// Variables of this dependency that another dependency's value replaces: (name, the
+    /// step whose value wins).
+    pub replaced: Vec<(String, String)>,
+    /// Names the dependency left that could not be kept, with why.
+    pub skipped: Vec<(String, String)>,
+}
 
 /// Columns listed per DataFrame, at most.
 const COLUMNS_SHOWN: usize = 30;

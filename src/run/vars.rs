@@ -6,19 +6,8 @@ use std::path::PathBuf;
 
 use super::RunFolder;
 use crate::plan::{Plan, Step};
-use crate::sandbox::state::{self, Description, Variable};
-
-/// One dependency's state as a step sees it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Inherited {
-    /// The variables the step gets from this dependency.
-    pub variables: Vec<Variable>,
-    /// Variables of this dependency that another dependency's value replaces: (name, the
-    /// step whose value wins).
-    pub replaced: Vec<(String, String)>,
-    /// Names the dependency left that could not be kept, with why.
-    pub skipped: Vec<(String, String)>,
-}
+pub use crate::prompt::variables::Inherited;
+use crate::sandbox::state::{self, Description};
 
 impl RunFolder {
     /// The folder that holds the state an attempt left.
@@ -118,6 +107,7 @@ pub fn resolve(states: &[(String, Description)]) -> Vec<(String, Inherited)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::state::Variable;
     use pretty_assertions::assert_eq;
 
     fn var(name: &str, set_by: &str) -> Variable {
