@@ -398,14 +398,7 @@ fn ends_analysis(plan: &Plan, step: &Step) -> bool {
     let last = |s: &Step| {
         s.kind == StepKind::Action && !plan.steps.iter().any(|d| d.depends_on.contains(&s.id))
     };
-    let draws = |s: &Step| {
-        s.writes.iter().any(|w| {
-            let w = w.to_ascii_lowercase();
-            [".png", ".svg", ".jpg", ".pdf"]
-                .iter()
-                .any(|e| w.ends_with(e))
-        })
-    };
+    let draws = |s: &Step| s.writes.iter().any(|w| crate::plan::is_chart(w));
     last(step)
         && (!draws(step)
             || !plan

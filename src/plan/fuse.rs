@@ -146,7 +146,8 @@ fn short(text: &str, max: usize) -> String {
     cut
 }
 
-fn is_chart(file: &str) -> bool {
+/// Whether `file` is a picture by its extension (a chart, for people).
+pub fn is_chart(file: &str) -> bool {
     let lower = file.to_ascii_lowercase();
     [".png", ".svg", ".jpg", ".jpeg", ".pdf"]
         .iter()

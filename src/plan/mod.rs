@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+pub use fuse::is_chart;
 pub use json::{plain_name, schema};
 pub use tree::{depths, render_tree};
 pub use validate::{PlanError, valid_file_name, valid_variable};

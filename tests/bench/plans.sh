@@ -19,22 +19,7 @@ planbox=${PLANBOX:-target/debug/planbox}
 [ -d "$dabench" ] || { echo "no dev questions at $dabench (set DABENCH)" >&2; exit 2; }
 mkdir -p "$out"
 suite=$out/suite.jsonl
-python3 - "$dabench" "$suite" $sets <<'PY'
-import json, os, sys
-root, suite, sets = sys.argv[1], sys.argv[2], sys.argv[3:]
-with open(suite, "w") as out:
-    for name in sets:
-        labels = {}
-        for line in open(os.path.join(root, name.replace("questions", "labels") + ".jsonl")):
-            label = json.loads(line)
-            labels[label["id"]] = dict(label["common_answers"])
-        for line in open(os.path.join(root, name + ".jsonl")):
-            q = json.loads(line)
-            goal = f'{q["question"]} Constraints: {q["constraints"]} Answer format: {q["format"]}'
-            table = os.path.abspath(os.path.join(root, "tables", q["file_name"]))
-            out.write(json.dumps({"id": f'q{q["id"]}', "goal": goal, "inputs": [table],
-                                  "expect": labels[q["id"]]}) + "\n")
-PY
+python3 tests/bench/dev_suite.py "$dabench" "$suite" $sets
 questions=$(wc -l < "$suite")
 
 for round in $(seq 1 "$rounds"); do

@@ -23,23 +23,7 @@ exception_hints=(missing_package file_not_found dt_on_text single_value undefine
 [ -d "$dabench" ] || { echo "no dev questions at $dabench (set DABENCH)" >&2; exit 2; }
 mkdir -p "$out"
 suite=$out/suite.jsonl
-python3 - "$dabench" "$suite" $sets <<'PY'
-import json, os, sys
-root, suite, sets = sys.argv[1], sys.argv[2], sys.argv[3:]
-with open(suite, "w") as out:
-    for name in sets:
-        labels_name = name.replace("questions", "labels")
-        labels = {}
-        for line in open(os.path.join(root, labels_name + ".jsonl")):
-            label = json.loads(line)
-            labels[label["id"]] = dict(label["common_answers"])
-        for line in open(os.path.join(root, name + ".jsonl")):
-            q = json.loads(line)
-            goal = f'{q["question"]} Constraints: {q["constraints"]} Answer format: {q["format"]}'
-            table = os.path.abspath(os.path.join(root, "tables", q["file_name"]))
-            out.write(json.dumps({"id": f'q{q["id"]}', "goal": goal, "inputs": [table],
-                                  "expect": labels[q["id"]]}) + "\n")
-PY
+python3 tests/bench/dev_suite.py "$dabench" "$suite" $sets
 questions=$(wc -l < "$suite")
 
 score() { # label, extra flags...
