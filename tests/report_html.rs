@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use planbox::agent::{Agent, Options};
 use planbox::event::Collect;
-use planbox::llm::{Llm, Meter, Reply, Request, Usage};
+use planbox::llm::{Llm, Meter, Reply, Request};
 use planbox::run::RunFolder;
 use planbox::sandbox;
 use regex::Regex;
@@ -70,13 +70,7 @@ impl Llm for Rules {
         } else {
             format!("```python\n{}\n```", script(prompt))
         };
-        Ok(Reply {
-            usage: Usage::estimate(request, &text),
-            text,
-            model: "rules".into(),
-            mode: None,
-            latency: Duration::ZERO,
-        })
+        Ok(common::reply(request, text))
     }
 }
 

@@ -413,16 +413,8 @@ mod tests {
 
     fn step(id: &str, deps: &[&str], writes: &[&str], kind: StepKind) -> Step {
         Step {
-            id: id.into(),
-            title: id.into(),
-            instruction: format!("Do {id}."),
-            kind,
-            depends_on: deps.iter().map(|d| (*d).to_string()).collect(),
-            reads: Vec::new(),
             writes: writes.iter().map(|w| (*w).to_string()).collect(),
-            fallback: None,
-            produces: Vec::new(),
-            uses: Vec::new(),
+            ..Step::for_test(id, deps, kind)
         }
     }
 

@@ -171,16 +171,9 @@ mod tests {
 
     fn step(id: &str, deps: &[&str], kind: StepKind) -> Step {
         Step {
-            id: id.into(),
-            title: id.into(),
-            instruction: format!("Do {id}."),
-            kind,
-            depends_on: deps.iter().map(|d| (*d).to_string()).collect(),
-            reads: Vec::new(),
-            writes: Vec::new(),
-            fallback: None,
             produces: vec![format!("{id}_out")],
             uses: deps.iter().map(|d| format!("{d}_out")).collect(),
+            ..Step::for_test(id, deps, kind)
         }
     }
 

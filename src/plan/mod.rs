@@ -62,6 +62,25 @@ pub struct Step {
     pub uses: Vec<String>,
 }
 
+#[cfg(test)]
+impl Step {
+    /// Step `id` of `kind` after `deps`, titled by its id: no files, no variables.
+    pub(crate) fn for_test(id: &str, deps: &[&str], kind: StepKind) -> Step {
+        Step {
+            id: id.into(),
+            title: id.into(),
+            instruction: format!("Do {id}."),
+            kind,
+            depends_on: deps.iter().map(|d| (*d).to_string()).collect(),
+            reads: Vec::new(),
+            writes: Vec::new(),
+            fallback: None,
+            produces: Vec::new(),
+            uses: Vec::new(),
+        }
+    }
+}
+
 /// A goal and its steps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {

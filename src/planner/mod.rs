@@ -381,18 +381,11 @@ mod tests {
 
     #[test]
     fn a_plan_is_sized_to_what_the_goal_asks_for() {
-        let profiles = vec![crate::profile::Profile {
-            name: "sales.csv".into(),
-            bytes: 10,
-            file_type: crate::profile::FileType::Csv,
-            columns: vec![],
-            rows: None,
-            rows_estimated: false,
-            sampled_rows: 0,
-            sample: vec![],
-            delimiter: None,
-            notes: vec![],
-        }];
+        let profiles = vec![crate::profile::Profile::empty(
+            "sales.csv".into(),
+            10,
+            crate::profile::FileType::Csv,
+        )];
         let one_value = "What is the mean fare? Answer as @mean_fare[value].";
         assert_eq!(step_budget(one_value, &profiles, 12), 2);
         let demo = "sales.csv has one row per day. Which region earned most? Chart it in revenue.png. \

@@ -116,6 +116,24 @@ pub struct Profile {
     pub notes: Vec<String>,
 }
 
+impl Profile {
+    /// A profile of `name` that knows only its size and type; the readers fill in the rest.
+    pub fn empty(name: String, bytes: u64, file_type: FileType) -> Profile {
+        Profile {
+            name,
+            bytes,
+            file_type,
+            columns: vec![],
+            rows: None,
+            rows_estimated: false,
+            sampled_rows: 0,
+            sample: vec![],
+            delimiter: None,
+            notes: vec![],
+        }
+    }
+}
+
 /// Profile one file.
 pub fn profile(path: &Path) -> Result<Profile> {
     let bad = |reason: String| Error::Input {
@@ -135,18 +153,8 @@ pub fn profile(path: &Path) -> Result<Profile> {
     File::open(path)
         .and_then(|f| f.take(SAMPLE_BYTES as u64).read_to_end(&mut head))
         .map_err(|err| bad(err.to_string()))?;
-    let mut profile = Profile {
-        name: name.clone(),
-        bytes: meta.len(),
-        file_type: detect::file_type(&name, &head),
-        columns: vec![],
-        rows: None,
-        rows_estimated: false,
-        sampled_rows: 0,
-        sample: vec![],
-        delimiter: None,
-        notes: vec![],
-    };
+    let file_type = detect::file_type(&name, &head);
+    let mut profile = Profile::empty(name, meta.len(), file_type);
     match profile.file_type {
         FileType::Csv | FileType::Tsv => {
             delimited::table(path, &head, &mut profile).map_err(|err| bad(err.to_string()))?

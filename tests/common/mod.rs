@@ -240,16 +240,21 @@ impl Llm for Rules {
             calls.len()
         };
         let text = (self.respond)(request, n);
-        Ok(Reply {
-            usage: Usage::estimate(request, &text),
-            text,
-            model: "rules".into(),
-            mode: None,
-            latency: Duration::ZERO,
-        })
+        Ok(reply(request, text))
     }
 }
 
 pub fn last_user(request: &Request) -> &str {
     &request.messages.last().unwrap().content
+}
+
+/// A rule-based model's reply: `text`, its usage estimated, no latency.
+pub fn reply(request: &Request, text: String) -> Reply {
+    Reply {
+        usage: Usage::estimate(request, &text),
+        text,
+        model: "rules".into(),
+        mode: None,
+        latency: Duration::ZERO,
+    }
 }
