@@ -185,6 +185,8 @@ const SUBCOMMANDS: &[&[&str]] = &[
     &["resume"],
     &["verify"],
     &["export"],
+    &["runs"],
+    &["show"],
     &["batch"],
     &["doctor"],
     &["completions"],

@@ -470,6 +470,76 @@ async fn a_batch_of_the_three_goals_runs_them_in_parallel_and_every_answer_match
         );
     }
     assert!(!xml.contains("<failure"), "{xml}");
+
+    // The runs are at hand afterwards: listed with their goals and answers, and shown.
+    let runs_json = planbox_at(&runs, &["runs", "--json"]);
+    let listed: Vec<Value> = runs_json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 3, "{runs_json}");
+    for (line, example) in lines.iter().zip(&examples) {
+        let run = listed
+            .iter()
+            .find(|r| r["id"] == json!(run_id(line)))
+            .unwrap_or_else(|| panic!("{} is not listed: {runs_json}", example.id));
+        assert_eq!(
+            (&run["goal"], &run["status"], &run["answer"]),
+            (
+                &json!(example.goal),
+                &json!("achieved"),
+                &json!(example.answer())
+            ),
+            "{run:#}"
+        );
+        assert!(run["tokens"].as_u64().unwrap() > 0, "{run:#}");
+        assert!(run["millis"].as_u64().unwrap() > 0, "{run:#}");
+    }
+    let table = planbox_at(&runs, &["runs"]);
+    assert_eq!(
+        table.lines().count(),
+        4,
+        "a header and a line per run: {table}"
+    );
+    assert!(
+        table.lines().skip(1).all(|l| l.contains("achieved")),
+        "{table}"
+    );
+
+    let retail = run_id(&lines[0]);
+    let shown = planbox_at(&runs, &["show", &retail]);
+    assert!(shown.contains(&format!("run     {retail}")), "{shown}");
+    assert!(shown.contains("status  achieved"), "{shown}");
+    assert!(
+        shown.contains(&format!("answer  {}", examples[0].answer())),
+        "{shown}"
+    );
+    for step in examples[0].steps() {
+        let id = step["id"].as_str().unwrap();
+        assert!(
+            shown.lines().any(|l| l.trim_start().starts_with(id)
+                && l.contains("done")
+                && l.contains("1 attempt(s)")),
+            "{id} is shown done: {shown}"
+        );
+    }
+    assert!(shown.contains("report.html"), "{shown}");
+}
+
+/// `planbox ARGS --runs-dir RUNS`'s standard output; it must exit 0.
+fn planbox_at(runs: &Path, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_planbox"))
+        .args(args)
+        .arg("--runs-dir")
+        .arg(runs)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,6 +58,10 @@ enum Command {
     /// Write a run's final scripts as a Jupyter notebook or one Python file, in dependency
     /// order, inputs read from local paths: run it top to bottom to reproduce the run.
     Export(ExportArgs),
+    /// List the runs under --runs-dir: id, start, status, duration, tokens, answer, goal.
+    Runs(history::RunsArgs),
+    /// Print one run: its goal, answer, plan with each step's status, and its reports.
+    Show(history::ShowArgs),
     /// Run a suite of goals (JSONL) and check their answers against the expected values.
     Batch(BatchArgs),
     /// Check that planbox can run here, and print the command that fixes each problem.
@@ -81,6 +85,7 @@ mod args;
 mod batch;
 mod doctor;
 mod exec;
+mod history;
 mod model;
 mod plan;
 mod progress;
@@ -190,6 +195,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resume(args) => run::resume(args).await,
         Command::Verify(args) => verify::verify(args).await,
         Command::Export(args) => verify::export(&args),
+        Command::Runs(args) => history::runs(&args),
+        Command::Show(args) => history::show(&args),
         Command::Batch(args) => batch::batch(args).await,
         Command::Doctor(args) => doctor::run(args).await,
         Command::Completions(args) => {

@@ -5,13 +5,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{
-    AttemptResult, AttemptView, FileView, Image, MAX_IMAGE, PlanView, Report, StepStatus, StepView,
-};
+use super::{AttemptResult, AttemptView, FileView, Image, MAX_IMAGE, PlanView, Report, StepView};
 use crate::error::Result;
 use crate::llm::Totals;
 use crate::plan::Plan;
 use crate::run::RunFolder;
+use crate::run::history::{StepStatus, attempt_numbers};
 
 /// The media type of a file the report shows as a picture.
 fn image_type(name: &str) -> Option<&'static str> {
@@ -24,25 +23,6 @@ fn image_type(name: &str) -> Option<&'static str> {
         "webp" => Some("image/webp"),
         _ => None,
     }
-}
-
-/// Numbers of the `attempt-<n>` folders of a step.
-fn attempt_numbers(step_dir: &Path) -> Vec<usize> {
-    let Ok(entries) = std::fs::read_dir(step_dir) else {
-        return Vec::new();
-    };
-    let mut numbers: Vec<usize> = entries
-        .filter_map(|e| {
-            e.ok()?
-                .file_name()
-                .to_str()?
-                .strip_prefix("attempt-")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    numbers.sort_unstable();
-    numbers
 }
 
 fn read_attempt(folder: &Path, step: &str, number: usize, files: Option<&[String]>) -> AttemptView {

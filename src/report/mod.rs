@@ -18,7 +18,8 @@ pub use markdown::markdown;
 
 use crate::llm::Totals;
 use crate::plan::Step;
-use crate::run::{RunInfo, State};
+use crate::run::RunInfo;
+pub(crate) use crate::run::history::StepStatus;
 use crate::sandbox::{Artifact, Status};
 
 /// Largest image embedded in the HTML report; larger ones are named, not shown.
@@ -42,38 +43,6 @@ pub(crate) struct PlanView {
     /// Replans used.
     pub(crate) replans: usize,
     pub(crate) steps: Vec<StepView>,
-}
-
-/// How a step of the final plan ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StepStatus {
-    /// An attempt passed.
-    Done,
-    /// It was attempted and no attempt passed.
-    Failed,
-    /// Never attempted (a dependency failed, or a budget ran out first).
-    NotRun,
-}
-
-impl StepStatus {
-    /// The one place that decides a step's status, for every renderer.
-    fn of(state: &State, id: &str, attempts: usize) -> StepStatus {
-        if state.done.contains_key(id) {
-            StepStatus::Done
-        } else if attempts > 0 {
-            StepStatus::Failed
-        } else {
-            StepStatus::NotRun
-        }
-    }
-
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            StepStatus::Done => "done",
-            StepStatus::Failed => "failed",
-            StepStatus::NotRun => "not run",
-        }
-    }
 }
 
 /// One step of the final plan.

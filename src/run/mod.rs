@@ -24,6 +24,7 @@ use crate::event::{RunEvent, Sink};
 use crate::fsutil::write_atomic;
 
 pub mod attempt;
+pub mod history;
 pub mod vars;
 
 pub use attempt::{AttemptRecord, cache_key};
