@@ -46,9 +46,11 @@ DEMO_EXPECT := --expect top_region=south --expect revenue_2023=37525.5
 # `make demo DEMO_PLAN=none` writes the goal as one script without a plan.
 DEMO_PLAN ?= dag
 
-# The first time, the image (network and dpkg bound) and the model (a download, then a CPU
+# First a check that stops within seconds when something the build needs is missing (and
+# installs mmdebstrap when it can); then, the first time, the image (network and dpkg bound) and the model (a download, then a CPU
 # bound llama.cpp build) are prepared side by side; both are cached afterwards.
 demo:
+	sandbox-images/preflight.sh
 	$(MAKE) -j2 image local-llm-prepare
 	src/llm/local-llm.sh start
 	$(PLANBOX) run "$(DEMO_GOAL)" --input fixtures/demo/sales.csv --runs-dir runs --provider local --plan $(DEMO_PLAN) $(DEMO_EXPECT)
