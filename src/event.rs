@@ -117,6 +117,16 @@ pub enum RunEvent {
         /// Which one.
         budget: String,
     },
+    /// How far the run is: steps ended of the current plan's, and the time left as this run
+    /// has measured it (`None` until a step has been timed).
+    Progress {
+        /// Steps of the current plan that ended (done, failed or skipped).
+        done: usize,
+        /// Steps in the current plan.
+        total: usize,
+        /// Estimated seconds left.
+        eta_s: Option<u64>,
+    },
     /// The final answer.
     Answered {
         /// The answer text.
@@ -287,6 +297,10 @@ pub fn describe(event: &RunEvent) -> String {
         }
         RunEvent::BudgetSpent { budget } => format!("budget spent: {budget}"),
         RunEvent::Answered { answer } => format!("answer:\n{answer}"),
+        RunEvent::Progress { done, total, eta_s } => format!(
+            "{done} of {total} step(s) ended, {}",
+            crate::agent::progress::describe_eta(*eta_s)
+        ),
         RunEvent::RunFinished {
             achieved,
             tokens,

@@ -62,8 +62,25 @@ fn options() -> Options {
 }
 
 /// Run the folder's goal to the end with a fresh agent; the events, with the run id and the
-/// wall time made stable.
+/// wall time made stable, and without the progress events (their estimates are times; the
+/// test of progress reads them with [`run_all`]).
 async fn run(
+    folder: &RunFolder,
+    model: &ScriptedModel,
+    sandbox: &FakeSandbox,
+    options: Options,
+    meter: Arc<Meter>,
+) -> (Finished, Vec<RunEvent>) {
+    let (finished, events) = run_all(folder, model, sandbox, options, meter).await;
+    let events = events
+        .into_iter()
+        .filter(|e| !matches!(e, RunEvent::Progress { .. }))
+        .collect();
+    (finished, events)
+}
+
+/// [`run`], every event kept.
+async fn run_all(
     folder: &RunFolder,
     model: &ScriptedModel,
     sandbox: &FakeSandbox,
@@ -210,6 +227,64 @@ fn attempt_file(folder: &RunFolder, step: &str, attempt: usize, file: &str) -> S
         .dir()
         .join(format!("steps/{step}/attempt-{attempt}/{file}"));
     std::fs::read_to_string(path).unwrap()
+}
+
+#[tokio::test]
+async fn progress_counts_the_steps_that_ended_and_estimates_once_one_was_timed() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let model = ScriptedModel::new([
+        plan(&[
+            step("north", &[], &["sales.csv"], &["north.csv"]),
+            step("south", &["north"], &["north.csv"], &["south.csv"]),
+            step("total", &["south"], &["south.csv"], &[]),
+        ]),
+        code("print('north')"),
+        code("print('south')"),
+        code("print('@total[10]')"),
+    ]);
+    let sandbox = FakeSandbox::new([
+        Run::prints("north").writes("north.csv", "region,amount\nnorth,10\n"),
+        Run::prints("south").writes("south.csv", "region,amount\nsouth,10\n"),
+        Run::prints("@total[10]\n"),
+    ]);
+    let options = Options {
+        fuse_chains: false,
+        ..options()
+    };
+    let (finished, events) = run_all(&folder, &model, &sandbox, options, meter()).await;
+    assert!(finished.achieved);
+    let progress: Vec<(usize, usize, bool)> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Progress { done, total, eta_s } => Some((*done, *total, eta_s.is_some())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        progress,
+        [(0, 3, false), (1, 3, true), (2, 3, true), (3, 3, true)]
+    );
+    // Each progress follows the event that moved it: the plan, then each step's end.
+    let after: Vec<&str> = events
+        .windows(2)
+        .filter(|w| matches!(w[1], RunEvent::Progress { .. }))
+        .map(|w| match &w[0] {
+            RunEvent::Planned { .. } => "planned",
+            RunEvent::StepDone { step, .. } => step.as_str(),
+            other => panic!("progress after {other:?}"),
+        })
+        .collect();
+    assert_eq!(after, ["planned", "north", "south", "total"]);
+    // The folder's event stream carries them too, as `--json` prints them.
+    let stream = std::fs::read_to_string(folder.dir().join("events.jsonl")).unwrap();
+    let last = stream
+        .lines()
+        .rfind(|l| l.contains("\"event\":\"progress\""))
+        .unwrap();
+    let last: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!((&last["done"], &last["total"]), (&json!(3), &json!(3)));
+    assert!(last["eta_s"].is_u64(), "{last}");
 }
 
 #[tokio::test]
@@ -802,7 +877,15 @@ async fn a_key_refused_mid_run_ends_the_run_with_the_error_and_no_replan() {
         .map(stable)
         .collect();
     let mut want = started(GOAL).to_vec();
-    want.extend([planned(1, &[("only", &[])], &[]), writing("only", 1)]);
+    want.extend([
+        planned(1, &[("only", &[])], &[]),
+        RunEvent::Progress {
+            done: 0,
+            total: 1,
+            eta_s: None,
+        },
+        writing("only", 1),
+    ]);
     assert_eq!(
         events, want,
         "no replan, no answer: the run stops where it broke"

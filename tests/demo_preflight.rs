@@ -52,7 +52,10 @@ impl Machine {
         let cache = tempfile::tempdir().unwrap();
         let started = Instant::now();
         let output = std::process::Command::new(self.bin.path().join("bash"))
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/sandbox-images/preflight.sh"))
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/sandbox-images/preflight.sh"
+            ))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env_clear()
             .env("PATH", self.bin.path())
@@ -78,7 +81,10 @@ fn without_mmdebstrap_and_root_it_stops_at_once_naming_the_install_command() {
         text.contains("run sudo apt-get install mmdebstrap, then make demo again"),
         "{text}"
     );
-    assert!(!text.contains("what this does"), "it stops before the plan: {text}");
+    assert!(
+        !text.contains("what this does"),
+        "it stops before the plan: {text}"
+    );
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
 

@@ -3,6 +3,7 @@
 //! steps printed. Bounded everywhere: repairs, replans, wall time, tokens, containers.
 
 mod budget;
+pub mod progress;
 mod step;
 
 use std::collections::BTreeMap;
@@ -147,7 +148,8 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
     /// Run (or resume) the goal of `folder` to the end; events go to the folder and `sink`.
     pub async fn run(&self, folder: &RunFolder, sink: &impl Sink) -> Result<Finished> {
         let tee = Tee(folder, sink);
-        let ctx = self.open(folder, &tee)?;
+        let tracking = progress::Tracking::new(&tee);
+        let ctx = self.open(folder, &tracking)?;
         let mut planner = Planner::new(&self.llm);
         planner.limits.max_steps = self.options.max_steps;
         planner.fuse = self.options.fuse_chains;

@@ -33,19 +33,9 @@ pub(super) struct ShowArgs {
     pub(super) json: bool,
 }
 
-/// One line for a terminal: escapes stripped, whitespace runs made one space, cut to `max`
-/// characters with an ellipsis.
+/// One line for a terminal: escapes stripped, cut to `max` characters.
 fn one_line(text: &str, max: usize) -> String {
-    let flat = strip_escapes(text)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    if flat.chars().count() <= max {
-        return flat;
-    }
-    let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    super::progress::one_line(&strip_escapes(text), max)
 }
 
 fn duration(summary: &RunSummary) -> String {

@@ -50,6 +50,8 @@ struct LiveState {
     goal: String,
     tokens: u64,
     replans_left: usize,
+    /// The last progress: steps ended, steps planned, seconds left.
+    progress: Option<(usize, usize, Option<u64>)>,
     /// Each step's line: its label (id and title) and bar.
     steps: BTreeMap<String, (String, ProgressBar)>,
     /// Steps whose last attempt failed: their next write is a repair.
@@ -76,6 +78,7 @@ impl Live {
                 goal: String::new(),
                 tokens: 0,
                 replans_left: replans,
+                progress: None,
                 steps: BTreeMap::new(),
                 repairing: BTreeSet::new(),
                 falling_back: BTreeSet::new(),
@@ -93,9 +96,14 @@ impl Live {
     }
 
     fn refresh_header(&self, state: &LiveState) {
+        let far = state
+            .progress
+            .map_or(String::new(), |(done, total, eta_s)| {
+                format!(" · {}", how_far(done, total, eta_s))
+            });
         self.header.set_message(format!(
-            "{} · {} tokens · {} replan(s) left",
-            one_line(&state.goal, 60),
+            "{}{far} · {} tokens · {} replan(s) left",
+            one_line(&state.goal, 50),
             state.tokens,
             state.replans_left
         ));
@@ -205,6 +213,10 @@ impl Sink for Live {
             RunEvent::PlanningFailed { .. } | RunEvent::BudgetSpent { .. } => {
                 let _ = self.multi.println(strip_escapes(&describe(event)));
             }
+            RunEvent::Progress { done, total, eta_s } => {
+                state.progress = Some((*done, *total, *eta_s));
+                self.refresh_header(&state);
+            }
             RunEvent::RunFinished { tokens, .. } => {
                 state.tokens = *tokens;
                 self.header
@@ -222,9 +234,20 @@ impl Sink for Live {
     }
 }
 
+/// "step 3 of 7 · 28% · about 2 min left": the step under way (the last one once all ended),
+/// the share of steps ended and the time left.
+fn how_far(done: usize, total: usize, eta_s: Option<u64>) -> String {
+    let step = (done + 1).min(total.max(1));
+    let percent = (done * 100).checked_div(total).unwrap_or(0);
+    format!(
+        "step {step} of {total} · {percent}% · {}",
+        planbox::agent::progress::describe_eta(eta_s)
+    )
+}
+
 /// `text` on one line of at most `max` characters: lines joined, the rest cut with "…". A
 /// line drawn by the live tree must not wrap, or its redraw leaves copies behind.
-fn one_line(text: &str, max: usize) -> String {
+pub(super) fn one_line(text: &str, max: usize) -> String {
     let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if joined.chars().count() <= max {
         return joined;
@@ -335,6 +358,24 @@ mod tests {
         assert_eq!(
             live.header.message(),
             "count rows · 500 tokens · 2 replan(s) left"
+        );
+        drop(state);
+        emit(RunEvent::Progress {
+            done: 1,
+            total: 2,
+            eta_s: Some(150),
+        });
+        assert_eq!(
+            live.header.message(),
+            "count rows · step 2 of 2 · 50% · about 3 min left · 500 tokens · 2 replan(s) left"
+        );
+        assert_eq!(
+            how_far(0, 4, None),
+            "step 1 of 4 · 0% · estimating time left"
+        );
+        assert_eq!(
+            how_far(4, 4, Some(20)),
+            "step 4 of 4 · 100% · under a minute left"
         );
     }
 }

@@ -1,13 +1,15 @@
 //! `make bench`, agent case: a 10-step linear plan run by the real agent with a fake model
 //! (fixed latency) and the real sandbox. Printed: prompt tokens of step k for k = 1..10 and the
 //! ratio step 10 / step 1 (target <= 1.5: context must not grow with earlier steps), and the
-//! orchestration overhead: wall time minus model time minus container time (target < 5%).
+//! orchestration overhead: wall time minus model time minus container time (target < 5%),
+//! and the time-left estimate's error: the `progress` estimate when a quarter of the steps had
+//! ended, against the time the run really took from there.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use planbox::agent::{Agent, Options};
-use planbox::event::Silent;
+use planbox::event::{RunEvent, Sink};
 use planbox::llm::{Llm, Meter, Reply, Request, Usage};
 use planbox::planner::Mode;
 use planbox::run::RunFolder;
@@ -67,6 +69,16 @@ impl Llm for Fake {
     }
 }
 
+/// Every event with when it came.
+#[derive(Default)]
+struct Timed(Mutex<Vec<(Instant, RunEvent)>>);
+
+impl Sink for Timed {
+    fn emit(&self, event: &RunEvent) {
+        self.0.lock().unwrap().push((Instant::now(), event.clone()));
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let docker = sandbox::docker::connect()
@@ -99,12 +111,14 @@ async fn main() {
         parallel: 1,
         ..Options::default()
     };
+    let events = Timed::default();
     let started = Instant::now();
     let finished = Agent::new(&fake, &sandbox, options, Arc::new(Meter::new(None, None)))
-        .run(&folder, &Silent)
+        .run(&folder, &events)
         .await
         .unwrap();
     let wall = started.elapsed();
+    let ended = Instant::now();
     assert!(finished.achieved, "{finished:?}");
 
     let mut prompts = fake.prompts.lock().unwrap().clone();
@@ -147,5 +161,24 @@ async fn main() {
         (steps + other_model).as_secs_f64() * 1e3,
         overhead.as_secs_f64() * 1e3,
         100.0 * overhead.as_secs_f64() / wall.as_secs_f64()
+    );
+
+    // The estimate when a quarter of the steps had ended, against what was really left.
+    let events = events.0.lock().unwrap();
+    let (at, eta_s, done) = events
+        .iter()
+        .find_map(|(at, e)| match e {
+            RunEvent::Progress {
+                done,
+                total,
+                eta_s: Some(eta_s),
+            } if done * 4 >= *total => Some((*at, *eta_s, *done)),
+            _ => None,
+        })
+        .expect("a progress event with an estimate");
+    let left = ended.duration_since(at).as_secs_f64();
+    println!(
+        "  time left at {done} of {STEPS} steps: estimated {eta_s} s, really {left:.1} s (estimate / real = {:.2})",
+        eta_s as f64 / left
     );
 }
