@@ -24,6 +24,7 @@
 //! - [`export`]: a run's final scripts as a notebook or one Python file, in dependency order.
 //! - [`batch`]: suites of goals with expected answers, judged, JUnit reports, rescoring.
 //! - [`report`]: the report of a run, as Markdown and as one self-contained HTML page.
+//! - [`watch`]: a live view of a run in the browser, following its event stream.
 //! - [`sandbox`]: run one untrusted script in a disposable container (policy, running,
 //!   capture, harvest, the variables steps share, cleanup, owners and leftovers, engine,
 //!   image).
@@ -147,5 +148,6 @@ pub mod sandbox;
 pub mod schedule;
 pub mod text;
 pub mod verify;
+pub mod watch;
 
 pub use error::{Error, Result};

@@ -187,6 +187,7 @@ const SUBCOMMANDS: &[&[&str]] = &[
     &["export"],
     &["runs"],
     &["show"],
+    &["watch"],
     &["batch"],
     &["doctor"],
     &["completions"],

@@ -155,6 +155,8 @@ pub(super) struct RunArgs {
     #[arg(long = "expect", value_name = "NAME=VALUE", value_parser = parse_expect)]
     pub(super) expect: Vec<(String, String)>,
     #[command(flatten)]
+    pub(super) watch: super::watch::WatchFlags,
+    #[command(flatten)]
     pub(super) run: RunOptions,
     #[command(flatten)]
     pub(super) llm: LlmArgs,
@@ -184,6 +186,8 @@ pub(super) struct ResumeArgs {
     /// The run: its folder, or its id under --runs-dir.
     #[arg(value_name = "RUN")]
     pub(super) run_ref: String,
+    #[command(flatten)]
+    pub(super) watch: super::watch::WatchFlags,
     #[command(flatten)]
     pub(super) run: RunOptions,
     #[command(flatten)]

@@ -62,6 +62,9 @@ enum Command {
     Runs(history::RunsArgs),
     /// Print one run: its goal, answer, plan with each step's status, and its reports.
     Show(history::ShowArgs),
+    /// Serve a live view of a run (in progress or finished) in the browser, on 127.0.0.1,
+    /// until Ctrl-C.
+    Watch(watch::WatchArgs),
     /// Run a suite of goals (JSONL) and check their answers against the expected values.
     Batch(BatchArgs),
     /// Check that planbox can run here, and print the command that fixes each problem.
@@ -91,6 +94,7 @@ mod plan;
 mod progress;
 mod run;
 mod verify;
+mod watch;
 
 /// Parse arguments, run, map the outcome to an exit code.
 pub fn main() -> ExitCode {
@@ -195,6 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resume(args) => run::resume(args).await,
         Command::Verify(args) => verify::verify(args).await,
         Command::Export(args) => verify::export(&args),
+        Command::Watch(args) => watch::watch(args).await,
         Command::Runs(args) => history::runs(&args),
         Command::Show(args) => history::show(&args),
         Command::Batch(args) => batch::batch(args).await,

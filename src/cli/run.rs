@@ -69,8 +69,14 @@ async fn drive_with_signals(
     setup: &Setup<'_>,
     folder: &RunFolder,
     expect: &[(String, String)],
+    watch: &super::watch::WatchFlags,
 ) -> anyhow::Result<ExitCode> {
     let options = setup.options;
+    let view = if watch.watch {
+        Some(super::watch::start(folder.dir(), watch.listen).await?)
+    } else {
+        None
+    };
     let human = super::progress::Progress::for_stderr(options.max_replans);
     let jsonl = Jsonl(std::sync::Mutex::new(std::io::stdout()));
     let work = async {
@@ -108,6 +114,10 @@ async fn drive_with_signals(
             eprintln!("expected answer: {}", mismatches.join("; "));
         }
     }
+    if let Some(view) = view {
+        eprintln!("live view stays at {} until Ctrl-C", view.url());
+        shutdown_signal().await;
+    }
     Ok(exit_code_for(finished.achieved && mismatches.is_empty()))
 }
 
@@ -131,7 +141,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if !args.run.json {
         eprintln!("run folder: {} (id {})", folder.dir().display(), info.id);
     }
-    drive_with_signals(&setup, &folder, &args.expect).await
+    drive_with_signals(&setup, &folder, &args.expect, &args.watch).await
 }
 
 /// `planbox resume`: a run folder driven on from where it stopped.
@@ -149,5 +159,5 @@ pub(super) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let setup = Setup::new(&args.run, &args.llm).await?;
-    drive_with_signals(&setup, &folder, &[]).await
+    drive_with_signals(&setup, &folder, &[], &args.watch).await
 }
