@@ -207,6 +207,15 @@ impl<W: Write + Send> Sink for Jsonl<W> {
     }
 }
 
+/// "about 3 min left", for people.
+pub fn describe_eta(eta_s: Option<u64>) -> String {
+    match eta_s {
+        None => "estimating time left".to_string(),
+        Some(s) if s < 60 => "under a minute left".to_string(),
+        Some(s) => format!("about {} min left", s.div_ceil(60)),
+    }
+}
+
 /// Progress lines for people.
 pub struct Human<W: Write + Send>(pub Mutex<W>);
 
@@ -297,10 +306,9 @@ pub fn describe(event: &RunEvent) -> String {
         }
         RunEvent::BudgetSpent { budget } => format!("budget spent: {budget}"),
         RunEvent::Answered { answer } => format!("answer:\n{answer}"),
-        RunEvent::Progress { done, total, eta_s } => format!(
-            "{done} of {total} step(s) ended, {}",
-            crate::agent::progress::describe_eta(*eta_s)
-        ),
+        RunEvent::Progress { done, total, eta_s } => {
+            format!("{done} of {total} step(s) ended, {}", describe_eta(*eta_s))
+        }
         RunEvent::RunFinished {
             achieved,
             tokens,

@@ -119,19 +119,10 @@ impl Sink for Tracking<'_> {
     }
 }
 
-/// "about 3 min left", for people.
-pub fn describe_eta(eta_s: Option<u64>) -> String {
-    match eta_s {
-        None => "estimating time left".to_string(),
-        Some(s) if s < 60 => "under a minute left".to_string(),
-        Some(s) => format!("about {} min left", s.div_ceil(60)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::PlannedStep;
+    use crate::event::{PlannedStep, describe_eta};
 
     fn planned(ids: &[&str]) -> RunEvent {
         RunEvent::Planned {

@@ -241,7 +241,7 @@ fn how_far(done: usize, total: usize, eta_s: Option<u64>) -> String {
     let percent = (done * 100).checked_div(total).unwrap_or(0);
     format!(
         "step {step} of {total} · {percent}% · {}",
-        planbox::agent::progress::describe_eta(eta_s)
+        planbox::event::describe_eta(eta_s)
     )
 }
 
