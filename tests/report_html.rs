@@ -77,11 +77,7 @@ impl Llm for Rules {
 const INSTALL: &str = "headless Chromium is needed for the HTML report tests: install it (Debian: apt-get install -y chromium)";
 
 fn chromium() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| panic!("{INSTALL}"))
+    common::chromium(INSTALL)
 }
 
 /// What headless Chromium made of a page: its screenshot and what it logged.

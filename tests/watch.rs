@@ -3,6 +3,7 @@
 //! each step's state, the script and the answer, keeps the run's text as text, and loads
 //! nothing from elsewhere. Chromium is driven over its DevTools protocol.
 
+mod common;
 mod fakes;
 
 use std::net::SocketAddr;
@@ -52,11 +53,7 @@ fn client() -> reqwest::Client {
 }
 
 fn chromium() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| panic!("{INSTALL}"))
+    common::chromium(INSTALL)
 }
 
 /// One page in headless Chromium, evaluated over the DevTools protocol.

@@ -258,3 +258,12 @@ pub fn reply(request: &Request, text: String) -> Reply {
         latency: Duration::ZERO,
     }
 }
+
+/// Headless Chromium on the PATH; `install` says how to get it when it is missing.
+pub fn chromium(install: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{install}"))
+}
