@@ -3,7 +3,7 @@ CARGO ?= cargo
 # The debug build is shared with the tests (one compile in CI); planbox is IO-bound.
 PLANBOX := target/debug/planbox
 
-.PHONY: build image test lint bench bench-rules bench-plans demo clean-containers local-llm local-llm-prepare local-llm-stop test-llm
+.PHONY: build image runsc test test-runsc lint bench bench-rules bench-plans demo clean-containers local-llm local-llm-prepare local-llm-stop test-llm
 
 build:
 	$(CARGO) build --locked
@@ -12,10 +12,27 @@ build:
 image: build
 	$(PLANBOX) image build
 
+# gVisor: installs runsc (Debian's package) and registers it with the running engine (root).
+runsc:
+	sandbox-images/runsc.sh
+
 # Everything CI runs: formatting, lints, the sandbox image (reused when current), unit tests
-# and the Docker tests.
+# and the Docker tests, then the hostile-script suites again under gVisor.
 test: lint image
 	$(CARGO) test --locked --no-fail-fast
+	$(MAKE) test-runsc
+
+# The hostile-script suites under runsc. Skipped with a note when the engine does not offer
+# it, unless PLANBOX_REQUIRE_RUNSC is set (CI sets it).
+HOSTILE := --test sandbox_attacks --test sandbox_isolation --test sandbox_resources --test sandbox_lifecycle
+test-runsc:
+	@if sandbox-images/runsc.sh --check; then \
+	  PLANBOX_TEST_RUNTIME=runsc $(CARGO) test --locked --no-fail-fast $(HOSTILE); \
+	elif [ -n "$$PLANBOX_REQUIRE_RUNSC" ]; then \
+	  echo "the engine does not offer runsc: sudo make runsc" >&2; exit 1; \
+	else \
+	  echo "skipped the hostile-script suites under gVisor: the engine does not offer runsc (sudo make runsc)"; \
+	fi
 
 lint:
 	$(CARGO) fmt --check

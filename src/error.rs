@@ -70,6 +70,17 @@ pub enum Error {
     /// The sandbox image is not present in the engine.
     #[error("sandbox image {0} is missing: run `make image` (or `planbox image build`)")]
     ImageMissing(String),
+    /// Every engine of the pool stopped answering, or too many scripts had to be moved.
+    #[error("engines: {0}")]
+    EnginesDown(String),
+    /// The engine does not offer the OCI runtime the policy asks for.
+    #[error("the Docker engine offers no runtime {name:?} (it offers: {})", offered.join(", "))]
+    RuntimeMissing {
+        /// The runtime asked for.
+        name: String,
+        /// The runtimes the engine lists.
+        offered: Vec<String>,
+    },
     /// Building the sandbox image failed.
     #[error("image build failed: {0}")]
     ImageBuild(String),
@@ -234,6 +245,8 @@ impl Error {
         match self {
             Error::EngineUnreachable { .. }
             | Error::ImageMissing(_)
+            | Error::RuntimeMissing { .. }
+            | Error::EnginesDown(_)
             | Error::LlmUnreachable { .. }
             | Error::LlmKeyRefused { .. }
             | Error::LlmNotFound { .. }

@@ -109,6 +109,7 @@ async fn a_ready_machine_passes_every_check() {
             "docker",
             "image",
             "containers",
+            "runtimes",
             "model",
             "structured-output",
             "disk"

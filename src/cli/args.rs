@@ -69,6 +69,8 @@ pub(super) struct RunOptions {
     /// Most variables one step may leave for the steps after it (pickled size), e.g. 64m.
     #[arg(long, value_name = "SIZE", default_value = "256m", value_parser = parse_bytes)]
     pub(super) max_state: i64,
+    #[command(flatten)]
+    pub(super) sandbox: SandboxArgs,
     /// Print the event stream as JSONL on stdout instead of progress lines.
     #[arg(long)]
     pub(super) json: bool,
@@ -76,6 +78,84 @@ pub(super) struct RunOptions {
     /// rule is worth. `--rule-off list` names them.
     #[arg(long, value_name = "ID", hide = true)]
     pub(super) rule_off: Vec<String>,
+}
+
+/// Where scripts run, for every command that runs them.
+#[derive(Debug, Clone, clap::Args)]
+pub(super) struct SandboxArgs {
+    /// OCI runtime for the script containers, e.g. runsc for gVisor (`sudo make runsc`
+    /// registers it) [default: runtime in planbox.toml's [sandbox], else the engine's].
+    #[arg(long, value_name = "NAME")]
+    pub(super) runtime: Option<String>,
+    /// Copy inputs into the containers through the engine's API instead of bind-mounting
+    /// them (the default for an engine that is not on this machine's socket).
+    #[arg(long)]
+    pub(super) no_bind: bool,
+    /// An engine to place scripts on, as HOST or HOST,parallel=N (repeatable: a pool)
+    /// [default: engines in planbox.toml's [sandbox], else DOCKER_HOST or the local socket].
+    #[arg(long = "engine", value_name = "HOST")]
+    pub(super) engines: Vec<String>,
+}
+
+impl SandboxArgs {
+    /// The engines: the flags over planbox.toml's list over `DOCKER_HOST` (or the local
+    /// socket), each checked.
+    pub(super) fn engines(
+        &self,
+        config: &std::path::Path,
+    ) -> anyhow::Result<Vec<planbox::sandbox::EngineSpec>> {
+        let listed = if self.engines.is_empty() {
+            planbox::llm::config::FileConfig::load(config)?
+                .sandbox
+                .engines
+        } else {
+            self.engines.clone()
+        };
+        if listed.is_empty() {
+            return Ok(vec![planbox::sandbox::EngineSpec {
+                host: planbox::sandbox::engine::host(),
+                parallel: None,
+            }]);
+        }
+        listed
+            .iter()
+            .map(|text| {
+                planbox::sandbox::EngineSpec::parse(text)
+                    .map_err(|why| anyhow::anyhow!("--engine: {why}"))
+            })
+            .collect()
+    }
+
+    /// How inputs reach the engine at `host`.
+    pub(super) fn delivery(&self, host: &str) -> planbox::sandbox::Delivery {
+        planbox::sandbox::Delivery::for_host(host, self.no_bind)
+    }
+
+    /// The runtime: the flag over `runtime` in `config`'s `[sandbox]` table.
+    pub(super) fn runtime(&self, config: &std::path::Path) -> anyhow::Result<Option<String>> {
+        if let Some(name) = &self.runtime {
+            return Ok(Some(checked_runtime(name)?));
+        }
+        let file = planbox::llm::config::FileConfig::load(config)?;
+        file.sandbox
+            .runtime
+            .as_deref()
+            .map(checked_runtime)
+            .transpose()
+    }
+}
+
+/// A runtime name as the engine spells them: letters, digits, `.`, `-`, `_`.
+fn checked_runtime(name: &str) -> anyhow::Result<String> {
+    let fine = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !fine {
+        anyhow::bail!("runtime {name:?}: a runtime name is letters, digits, '.', '-' and '_'");
+    }
+    Ok(name.to_string())
 }
 
 /// What [`RunOptions`] give the agent and the sandbox.
@@ -87,11 +167,12 @@ pub(super) struct Settings {
 }
 
 impl RunOptions {
-    /// The settings these options give, each option checked.
-    pub(super) fn settings(&self) -> anyhow::Result<Settings> {
+    /// The settings these options give, each option checked; `config` is planbox.toml.
+    pub(super) fn settings(&self, config: &std::path::Path) -> anyhow::Result<Settings> {
         let policy = Policy {
             memory: self.memory,
             timeout: script_timeout(self.timeout)?,
+            runtime: self.sandbox.runtime(config)?,
             ..Policy::default()
         };
         let agent = planbox::agent::Options {
@@ -272,6 +353,11 @@ pub(super) struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The configuration file these settings read.
+    pub(super) fn config(&self) -> &std::path::Path {
+        &self.config
+    }
+
     /// These flags over the environment over the configuration file; `rest` carries the
     /// flags of the other settings.
     pub(super) fn resolve(
@@ -348,9 +434,11 @@ pub(super) struct ExecArgs {
     /// CPUs the script may use (fractions allowed).
     #[arg(long, value_name = "N", default_value_t = 1.0)]
     pub(super) cpus: f64,
-    /// OCI runtime to use, e.g. runsc for gVisor.
-    #[arg(long, value_name = "NAME")]
-    pub(super) runtime: Option<String>,
+    #[command(flatten)]
+    pub(super) sandbox: SandboxArgs,
+    /// Configuration file whose [sandbox] table may name the runtime; a missing file is fine.
+    #[arg(long, value_name = "FILE", default_value = "planbox.toml")]
+    pub(super) config: PathBuf,
     /// Print the result (status, output, files) as one JSON object.
     #[arg(long)]
     pub(super) json: bool,

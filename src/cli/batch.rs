@@ -144,6 +144,7 @@ pub(super) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
         }
     };
     setup.sandbox.settle().await;
+    setup.report_engines();
     let failed = cases.iter().filter(|c| c.failure.is_some()).count();
     table.push_str(&format!(
         "{} passed, {failed} failed\n",

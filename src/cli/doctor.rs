@@ -91,6 +91,7 @@ impl Check {
 const DOCKER: &str = "docker";
 const IMAGE: &str = "image";
 const CONTAINERS: &str = "containers";
+const RUNTIMES: &str = "runtimes";
 const MODEL: &str = "model";
 const STRUCTURED: &str = "structured-output";
 const DISK: &str = "disk";
@@ -101,12 +102,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--timeout must be in (0, 600] seconds");
     }
     let deadline = Duration::from_secs_f64(args.timeout);
-    let ((docker, image, containers), (model, structured), disk) = tokio::join!(
-        docker::docker_checks(deadline),
+    let wanted = planbox::llm::config::FileConfig::load(args.model.config())
+        .ok()
+        .and_then(|file| file.sandbox.runtime);
+    let ((docker, image, containers, runtimes), (model, structured), disk) = tokio::join!(
+        docker::docker_checks(deadline, wanted),
         model::model_checks(&args.model, deadline),
         disk::disk_check(args.runs_dir.clone(), deadline),
     );
-    let checks = [docker, image, containers, model, structured, disk];
+    let checks = [docker, image, containers, runtimes, model, structured, disk];
     let failed = checks.iter().any(|c| c.status == Status::Fail);
     if args.json {
         let value = json!({"ok": !failed, "checks": checks});

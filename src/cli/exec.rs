@@ -25,11 +25,13 @@ pub(super) async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         memory: args.memory,
         nano_cpus: (args.cpus * 1e9) as i64,
         timeout: script_timeout(args.timeout)?,
-        runtime: args.runtime,
+        runtime: args.sandbox.runtime(&args.config)?,
         ..Policy::default()
     };
     let docker = sandbox::docker::connect().await?;
-    let sandbox = DockerSandbox::new(docker, policy, sandbox::image::tag()).await?;
+    let sandbox = DockerSandbox::new(docker, policy, sandbox::image::tag())
+        .await?
+        .with_delivery(args.sandbox.delivery(&sandbox::engine::host()));
     let reaped = sandbox
         .reap()
         .await

@@ -145,6 +145,17 @@ pub(crate) fn error_fix(err: &planbox::Error) -> Option<String> {
             "point --base-url at the model API itself (an OpenAI-compatible one ends in /v1)"
                 .to_string(),
         ),
+        Error::EnginesDown(_) => Some(
+            "start the engines again (planbox doctor checks each), or drop the ones that are gone from --engine or planbox.toml's [sandbox] engines"
+                .to_string(),
+        ),
+        Error::RuntimeMissing { name, .. } if name == "runsc" => Some(
+            "install gVisor and register it with the engine: sudo make runsc (sandbox-images/runsc.sh)"
+                .to_string(),
+        ),
+        Error::RuntimeMissing { name, .. } => Some(format!(
+            "register {name} in the engine's daemon.json `runtimes` and reload it, or choose one it offers: --runtime NAME"
+        )),
         Error::Docker(_)
         | Error::EngineContradiction(_)
         | Error::OutputFolderNotEmpty(_)

@@ -9,7 +9,7 @@ use planbox::agent::{Agent, Finished};
 use planbox::event::{Jsonl, Sink};
 use planbox::llm::{LlmConfig, Meter};
 use planbox::run::RunFolder;
-use planbox::sandbox::{self, DockerSandbox};
+use planbox::sandbox::{self, Pool};
 
 use super::args::{LlmArgs, ResumeArgs, RunArgs, RunOptions, Settings};
 use super::model::Model;
@@ -24,8 +24,8 @@ pub(super) struct Setup<'a> {
     pub(super) settings: Settings,
     llm: &'a LlmArgs,
     config: LlmConfig,
-    /// The sandbox every goal runs in, leftovers of earlier runs removed.
-    pub(super) sandbox: DockerSandbox,
+    /// The engines every goal's scripts run on, leftovers of earlier runs removed.
+    pub(super) sandbox: Pool,
 }
 
 impl<'a> Setup<'a> {
@@ -33,10 +33,20 @@ impl<'a> Setup<'a> {
     /// containers earlier runs left behind.
     pub(super) async fn new(options: &'a RunOptions, llm: &'a LlmArgs) -> anyhow::Result<Self> {
         let config = llm.config()?;
-        let settings = options.settings()?;
-        let docker = sandbox::docker::connect().await?;
-        let sandbox =
-            DockerSandbox::new(docker, settings.policy.clone(), sandbox::image::tag()).await?;
+        let mut settings = options.settings(&llm.model.config)?;
+        let engines = options.sandbox.engines(&llm.model.config)?;
+        let sandbox = Pool::connect(
+            &engines,
+            &settings.policy,
+            &sandbox::image::tag(),
+            settings.agent.parallel,
+            options.sandbox.no_bind,
+        )
+        .await?;
+        // Steps of one run spread over the pool unless --parallel says otherwise.
+        if options.parallel.is_none() && engines.len() > 1 {
+            settings.agent.parallel = settings.agent.parallel.max(sandbox.capacity());
+        }
         sandbox
             .reap()
             .await
@@ -48,6 +58,31 @@ impl<'a> Setup<'a> {
             config,
             sandbox,
         })
+    }
+
+    /// For a pool of engines, or when an engine went down: what each engine ran, on stderr.
+    pub(super) fn report_engines(&self) {
+        let report = self.sandbox.report();
+        if report.len() < 2 && self.sandbox.moved() == 0 {
+            return;
+        }
+        let each: Vec<String> = report
+            .iter()
+            .map(|engine| {
+                format!(
+                    "{} {} script{}{}",
+                    engine.host,
+                    engine.placed,
+                    if engine.placed == 1 { "" } else { "s" },
+                    if engine.down { " (down)" } else { "" }
+                )
+            })
+            .collect();
+        eprintln!(
+            "engines: {}; {} script(s) moved off engines that stopped answering",
+            each.join(", "),
+            self.sandbox.moved()
+        );
     }
 
     /// Run the agent over `folder` with a model of its own (a recording starts afresh).
@@ -99,6 +134,7 @@ async fn drive_with_signals(
     };
     setup.sandbox.settle().await;
     if !options.json {
+        setup.report_engines();
         print_stdout(&format!("{}\n", finished.answer));
         eprintln!("report: {}", finished.dir.join("report.md").display());
         eprintln!("report: {}", finished.dir.join("report.html").display());
@@ -130,7 +166,11 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         planbox::profile::profile(path)?;
     }
     let setup = Setup::new(&args.run, &args.llm).await?;
-    let stored = serde_json::json!({"agent": setup.settings.agent});
+    let policy = &setup.settings.policy;
+    let stored = serde_json::json!({
+        "agent": setup.settings.agent,
+        "sandbox": super::verify::RecordedSandbox::of(policy),
+    });
     let (folder, info) = RunFolder::create(
         &args.run.runs_dir,
         &args.goal,

@@ -22,8 +22,15 @@ pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let planned = folder
         .plan()?
         .context("the run has no plan yet: nothing to verify")?;
+    let recorded = RecordedSandbox::from_options(&info.options);
+    let policy = recorded.policy(args.runtime.clone());
     let docker = sandbox::docker::connect().await?;
-    let sandbox = DockerSandbox::new(docker, Policy::default(), info.image.clone()).await?;
+    let sandbox = DockerSandbox::new(docker, policy, info.image.clone())
+        .await?
+        .with_delivery(sandbox::Delivery::for_host(
+            &sandbox::engine::host(),
+            args.no_bind,
+        ));
     let checks = planbox::verify::verify(&folder, &planned.plan, &sandbox, args.tolerance).await?;
     sandbox.settle().await;
     let mut text = String::new();
@@ -53,6 +60,52 @@ pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(exit_code_for(failed == 0))
+}
+
+/// The sandbox settings a run was started with, as `run.json` keeps them under
+/// `options.sandbox`: verify re-runs the scripts under the same limits and runtime.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(super) struct RecordedSandbox {
+    /// Memory limit per script, in bytes.
+    memory: Option<i64>,
+    /// Wall-clock limit per script, in seconds.
+    timeout_secs: Option<f64>,
+    /// OCI runtime; the engine's default when absent.
+    runtime: Option<String>,
+}
+
+impl RecordedSandbox {
+    /// What a run started under `policy` records.
+    pub(super) fn of(policy: &Policy) -> Self {
+        RecordedSandbox {
+            memory: Some(policy.memory),
+            timeout_secs: Some(policy.timeout.as_secs_f64()),
+            runtime: policy.runtime.clone(),
+        }
+    }
+
+    /// The settings in a run's stored options; runs from before they were kept get the
+    /// defaults.
+    pub(super) fn from_options(options: &serde_json::Value) -> Self {
+        options
+            .get("sandbox")
+            .and_then(|value| serde_json::from_value(value.clone()).ok())
+            .unwrap_or_default()
+    }
+
+    /// The policy to re-run under: the recorded limits, `runtime` over the recorded one.
+    pub(super) fn policy(&self, runtime: Option<String>) -> Policy {
+        let default = Policy::default();
+        Policy {
+            memory: self.memory.unwrap_or(default.memory),
+            timeout: self
+                .timeout_secs
+                .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
+                .unwrap_or(default.timeout),
+            runtime: runtime.or_else(|| self.runtime.clone()),
+            ..default
+        }
+    }
 }
 
 /// A failed check's problems on one line; `None` when it passed.
@@ -107,6 +160,13 @@ pub(super) struct VerifyArgs {
     /// Relative tolerance when comparing numbers in CSV outputs.
     #[arg(long, default_value_t = 1e-6)]
     pub(super) tolerance: f64,
+    /// OCI runtime to re-run the scripts under, e.g. runsc [default: the one the run used].
+    #[arg(long, value_name = "NAME")]
+    pub(super) runtime: Option<String>,
+    /// Copy inputs into the containers through the engine's API instead of bind-mounting
+    /// them (the default for an engine that is not on this machine's socket).
+    #[arg(long)]
+    pub(super) no_bind: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -60,7 +60,7 @@ pub struct Overrides {
     pub token_budget: Option<u64>,
 }
 
-/// The `[llm]` table and `[prices]` of `planbox.toml`.
+/// The `[llm]`, `[prices]` and `[sandbox]` tables of `planbox.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -70,6 +70,20 @@ pub struct FileConfig {
     /// Prices by model name.
     #[serde(default)]
     pub prices: HashMap<String, Price>,
+    /// Where scripts run.
+    #[serde(default)]
+    pub sandbox: FileSandbox,
+}
+
+/// The `[sandbox]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSandbox {
+    /// OCI runtime for every script container, e.g. `runsc` for gVisor.
+    pub runtime: Option<String>,
+    /// Engines to place scripts on, each `HOST` or `HOST,parallel=N`.
+    #[serde(default)]
+    pub engines: Vec<String>,
 }
 
 /// The `[llm]` table.

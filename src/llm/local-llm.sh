@@ -94,8 +94,9 @@ build_server() {
 healthy() { curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; }
 
 start() {
-  fetch_model
+  fetch_model & fetching=$!
   build_server
+  wait "$fetching"
   if healthy; then
     say "already serving on http://127.0.0.1:$port/v1"
   else
@@ -127,7 +128,8 @@ stop() {
 
 case "${1:-start}" in
   start) start ;;
-  prepare) fetch_model; build_server ;;
+  # The download is network bound and the build CPU bound: side by side.
+  prepare) fetch_model & fetching=$!; build_server; wait "$fetching" ;;
   stop) stop ;;
   status) if healthy; then say "serving on http://127.0.0.1:$port/v1"; else say "not running"; exit 1; fi ;;
   *) say "usage: local-llm.sh [start|stop|status|prepare]"; exit 2 ;;

@@ -24,7 +24,7 @@ pub(super) struct Live {
 /// Removal tasks still running.
 pub(super) type Pending = Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>;
 
-/// Removes a warm container's containers and volume: explicitly at the end, or from `Drop`
+/// Removes a warm container's containers and volumes: explicitly at the end, or from `Drop`
 /// when the future running it was dropped.
 /// Removal runs on a spawned task, off the path to the result; [`settle`] waits for every
 /// such task.
@@ -33,21 +33,21 @@ pub(super) struct Cleanup {
     pub(super) live: Arc<Mutex<Live>>,
     pub(super) pending: Pending,
     pub(super) containers: Vec<String>,
-    pub(super) volume: Option<String>,
+    pub(super) volumes: Vec<String>,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        if self.containers.is_empty() && self.volume.is_none() {
+        if self.containers.is_empty() && self.volumes.is_empty() {
             return;
         }
         let containers = std::mem::take(&mut self.containers);
-        let volume = self.volume.take();
+        let volumes = std::mem::take(&mut self.volumes);
         let (docker, live) = (self.docker.clone(), self.live.clone());
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 let task = handle.spawn(async move {
-                    remove_all(&docker, &live, &containers, volume.as_deref()).await;
+                    remove_all(&docker, &live, &containers, &volumes).await;
                 });
                 let mut pending = self.pending.lock().expect("pending poisoned");
                 pending.retain(|t| !t.is_finished());
@@ -140,26 +140,24 @@ async fn remove(
     containers: &[String],
     volumes: &[String],
 ) {
-    remove_all(docker, live, containers, None).await;
-    for volume in volumes {
-        remove_volume(docker, live, volume).await;
-    }
+    remove_all(docker, live, containers, volumes).await;
 }
 
-/// Remove these containers at once, then the volume they used.
+/// Remove these containers at once, then the volumes they used.
 pub(super) async fn remove_all(
     docker: &Docker,
     live: &Arc<Mutex<Live>>,
     containers: &[String],
-    volume: Option<&str>,
+    volumes: &[String],
 ) {
     let removals = containers
         .iter()
         .map(|id| remove_container(docker, live, id));
     futures_util::future::join_all(removals).await;
-    if let Some(volume) = volume {
-        remove_volume(docker, live, volume).await;
-    }
+    let removals = volumes
+        .iter()
+        .map(|volume| remove_volume(docker, live, volume));
+    futures_util::future::join_all(removals).await;
 }
 
 /// Run a removal until the engine says the thing is gone (success or 404), retrying while

@@ -23,6 +23,27 @@ pub use super::engine::connect;
 pub use super::owner::{LABEL, OWNER_LABEL, owner_alive};
 pub use super::warm::DockerWarm;
 
+/// How inputs and dependencies' states reach a script's container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Bind-mounted read-only from this machine's files: the engine must see them.
+    Bind,
+    /// Copied through the engine's archive API into volumes mounted read-only: for an
+    /// engine on another machine, or one that must not see planbox's files.
+    Copy,
+}
+
+impl Delivery {
+    /// Bind for an engine on this machine's socket, unless `no_bind`; copy otherwise.
+    pub fn for_host(host: &str, no_bind: bool) -> Delivery {
+        if no_bind || !host.starts_with("unix://") {
+            Delivery::Copy
+        } else {
+            Delivery::Bind
+        }
+    }
+}
+
 /// Runs scripts in Docker containers under a [`Policy`].
 #[derive(Clone)]
 pub struct DockerSandbox {
@@ -30,6 +51,7 @@ pub struct DockerSandbox {
     policy: Policy,
     image: String,
     owner: String,
+    delivery: Delivery,
     live: Arc<Mutex<Live>>,
     pending: Pending,
 }
@@ -42,14 +64,30 @@ impl DockerSandbox {
         if !super::image::exists(&docker, &image).await? {
             return Err(Error::ImageMissing(image));
         }
+        if let Some(runtime) = &policy.runtime {
+            super::engine::require_runtime(&docker, runtime).await?;
+        }
         Ok(DockerSandbox {
             docker,
             policy,
             image,
             owner: owner::owner_id(),
+            delivery: Delivery::Bind,
             live: Arc::default(),
             pending: Arc::default(),
         })
+    }
+
+    /// The same sandbox, delivering inputs and states as `delivery` says (bind mounts by
+    /// default).
+    pub fn with_delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
+    /// How inputs reach the containers.
+    pub fn delivery(&self) -> Delivery {
+        self.delivery
     }
 
     /// The engine connection.
@@ -93,6 +131,107 @@ impl DockerSandbox {
             .build();
         self.docker.create_container(Some(options), body).await?;
         Ok(name.to_string())
+    }
+}
+
+impl DockerSandbox {
+    /// Create a labelled volume, tracked before it is asked for (see `create`) and removed
+    /// with `cleanup`.
+    async fn create_volume(
+        &self,
+        cleanup: &mut Cleanup,
+        name: &str,
+        labels: &std::collections::HashMap<String, String>,
+        driver_opts: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<()> {
+        self.live
+            .lock()
+            .expect("live set poisoned")
+            .volumes
+            .insert(name.to_string());
+        cleanup.volumes.push(name.to_string());
+        self.docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(name.to_string()),
+                driver: Some("local".into()),
+                driver_opts,
+                labels: Some(labels.clone()),
+                ..Default::default()
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Copy the inputs ((host path, file name)) and states ((host path, container path))
+    /// into fresh volumes through a loader container that never starts; the (volume,
+    /// container path) pairs to mount read-only in the script's container.
+    async fn copy_in(
+        &self,
+        cleanup: &mut Cleanup,
+        stem: &str,
+        labels: &std::collections::HashMap<String, String>,
+        inputs: Vec<(String, String)>,
+        states: Vec<(String, String)>,
+    ) -> Result<Vec<(String, String)>> {
+        use super::state::STATE_MOUNT_DIR;
+        use super::upload::{Upload, upload};
+        let state_prefix = format!("{STATE_MOUNT_DIR}/");
+        let groups = [
+            (
+                format!("planbox-data-{stem}"),
+                DATA_DIR,
+                inputs
+                    .into_iter()
+                    .map(|(source, name)| Upload {
+                        source: source.into(),
+                        name,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                format!("planbox-state-{stem}"),
+                STATE_MOUNT_DIR,
+                states
+                    .into_iter()
+                    .map(|(source, target)| Upload {
+                        source: source.into(),
+                        name: target.trim_start_matches(&state_prefix).to_string(),
+                    })
+                    .collect(),
+            ),
+        ];
+        let groups: Vec<_> = groups
+            .into_iter()
+            .filter(|(_, _, files)| !files.is_empty())
+            .collect();
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mounts: Vec<(String, String)> = groups
+            .iter()
+            .map(|(volume, target, _)| (volume.clone(), target.to_string()))
+            .collect();
+        for (volume, _) in &mounts {
+            self.create_volume(cleanup, volume, labels, None).await?;
+        }
+        let loader = format!("planbox-{stem}-loader");
+        cleanup.containers.push(loader.clone());
+        self.create(
+            &loader,
+            ContainerCreateBody {
+                image: Some(self.image.clone()),
+                cmd: Some(vec!["true".into()]),
+                labels: Some(labels.clone()),
+                network_disabled: Some(true),
+                host_config: Some(self.policy.loader_config(&mounts)),
+                ..Default::default()
+            },
+        )
+        .await?;
+        for (_, target, files) in groups {
+            upload(&self.docker, &loader, target, files).await?;
+        }
+        Ok(mounts)
     }
 }
 
@@ -144,41 +283,48 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn prepare(&self, job: &Job) -> Result<DockerWarm> {
-        let mut files: Vec<(String, String)> = input_mounts(&job.inputs)?
-            .into_iter()
-            .map(|(source, name)| (source, format!("{DATA_DIR}/{name}")))
-            .collect();
+        let inputs = input_mounts(&job.inputs)?;
+        let mut states = Vec::new();
         for (path, target) in job.state.mounts() {
-            files.push((state_source(&path)?, target));
+            states.push((state_source(&path)?, target));
         }
         check_out_dir(&job.out_dir)?;
         let started = Instant::now();
         let labels = owner::labels(&self.owner, &job.run_id);
-        let volume = format!("planbox-out-{}", unique());
-        // Track the volume before asking for it (see `create`).
-        self.live
-            .lock()
-            .expect("live set poisoned")
-            .volumes
-            .insert(volume.clone());
+        let stem = unique();
+        let volume = format!("planbox-out-{stem}");
         let mut cleanup = Cleanup {
             docker: self.docker.clone(),
             live: self.live.clone(),
             pending: self.pending.clone(),
             containers: Vec::new(),
-            volume: Some(volume.clone()),
+            volumes: Vec::new(),
         };
-        self.docker
-            .create_volume(VolumeCreateRequest {
-                name: Some(volume.clone()),
-                driver: Some("local".into()),
-                driver_opts: Some(self.policy.out_volume_options()),
-                labels: Some(labels.clone()),
-                ..Default::default()
-            })
-            .await?;
+        self.create_volume(
+            &mut cleanup,
+            &volume,
+            &labels,
+            Some(self.policy.out_volume_options()),
+        )
+        .await?;
+        let (files, copied) = match self.delivery {
+            Delivery::Bind => {
+                let mut files: Vec<(String, String)> = inputs
+                    .into_iter()
+                    .map(|(source, name)| (source, format!("{DATA_DIR}/{name}")))
+                    .collect();
+                files.extend(states);
+                (files, Vec::new())
+            }
+            Delivery::Copy => {
+                let copied = self
+                    .copy_in(&mut cleanup, &stem, &labels, inputs, states)
+                    .await?;
+                (Vec::new(), copied)
+            }
+        };
 
-        let script_host = self.policy.host_config(&files, &volume);
+        let script_host = self.policy.host_config_with(&files, &copied, &volume);
         let holder_host = self.policy.holder_config(&volume);
         let base = ContainerCreateBody {
             image: Some(self.image.clone()),
@@ -205,12 +351,13 @@ impl Sandbox for DockerSandbox {
             host_config: Some(holder_host.clone()),
             ..base
         };
-        let stem = volume.trim_start_matches("planbox-out-");
         let (holder_name, script_name) = (
             format!("planbox-{stem}-holder"),
             format!("planbox-{stem}-script"),
         );
-        cleanup.containers = vec![holder_name.clone(), script_name.clone()];
+        cleanup
+            .containers
+            .extend([holder_name.clone(), script_name.clone()]);
         let (holder, script) = tokio::join!(
             self.create(&holder_name, holder_body),
             self.create(&script_name, script_body)

@@ -32,8 +32,13 @@ pub fn host() -> String {
         .unwrap_or_else(|| DEFAULT_HOST.into())
 }
 
-/// Connect to the engine at `host` (`unix://`, `tcp://`, `http://` or `https://`).
+/// Connect to the engine at `host`: `unix://`; `tcp://` or `http://` (TLS when
+/// `DOCKER_TLS_VERIFY` is set, with `key.pem`, `cert.pem` and `ca.pem` from
+/// `DOCKER_CERT_PATH` or `~/.docker`, as the docker CLI reads them); `https://`; `ssh://`
+/// (through the system's `ssh`, as `docker -H ssh://` does).
 pub async fn connect_to(host: &str) -> Result<Docker> {
+    // TLS engines: the same crypto provider as the model client (one per process).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let unreachable = |source: bollard::errors::Error| Error::EngineUnreachable {
         host: host.to_string(),
         kind: kind_of(&source),
@@ -45,6 +50,27 @@ pub async fn connect_to(host: &str) -> Result<Docker> {
         .negotiate_version()
         .await
         .map_err(unreachable)
+}
+
+/// The OCI runtimes the engine offers, sorted, and its default one.
+pub async fn runtimes(docker: &Docker) -> Result<(Vec<String>, Option<String>)> {
+    let info = docker.info().await?;
+    let mut names: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+    names.sort();
+    Ok((names, info.default_runtime))
+}
+
+/// Fail unless the engine offers `runtime`.
+pub async fn require_runtime(docker: &Docker, runtime: &str) -> Result<()> {
+    let (offered, _) = runtimes(docker).await?;
+    if offered.iter().any(|name| name == runtime) {
+        Ok(())
+    } else {
+        Err(Error::RuntimeMissing {
+            name: runtime.to_string(),
+            offered,
+        })
+    }
 }
 
 /// What kind of failure the engine client reported, from its error variant and, for a

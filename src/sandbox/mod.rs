@@ -9,8 +9,10 @@ pub mod harvest;
 pub mod image;
 pub mod owner;
 pub mod policy;
+pub mod pool;
 pub mod seccomp;
 pub mod state;
+mod upload;
 mod warm;
 
 use std::future::Future;
@@ -19,8 +21,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use docker::DockerSandbox;
+pub use docker::{Delivery, DockerSandbox};
 pub use policy::Policy;
+pub use pool::{EngineSpec, Pool};
 
 use crate::error::Result;
 

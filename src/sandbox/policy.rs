@@ -121,9 +121,21 @@ impl Policy {
     }
 
     /// The HostConfig for a script container: `files` are (host path, container path)
-    /// pairs, each mounted read-only (inputs under [`DATA_DIR`], dependencies' states under
-    /// [`super::state::STATE_MOUNT_DIR`]), and `out_volume` the output volume's name.
+    /// pairs, each bind-mounted read-only (inputs under [`DATA_DIR`], dependencies' states
+    /// under [`super::state::STATE_MOUNT_DIR`]), and `out_volume` the output volume's name.
     pub fn host_config(&self, files: &[(String, String)], out_volume: &str) -> HostConfig {
+        self.host_config_with(files, &[], out_volume)
+    }
+
+    /// [`Self::host_config`] with `volumes`, (volume name, container path) pairs, also
+    /// mounted read-only: the inputs and states copied into volumes through the engine, for
+    /// an engine that cannot see planbox's files.
+    pub fn host_config_with(
+        &self,
+        files: &[(String, String)],
+        volumes: &[(String, String)],
+        out_volume: &str,
+    ) -> HostConfig {
         let mut mounts: Vec<Mount> = files
             .iter()
             .map(|(source, target)| Mount {
@@ -134,6 +146,11 @@ impl Policy {
                 ..Default::default()
             })
             .collect();
+        mounts.extend(
+            volumes
+                .iter()
+                .map(|(name, target)| volume_at(name, target, true)),
+        );
         mounts.push(volume_mount(out_volume, false));
         HostConfig {
             mounts: Some(mounts),
@@ -150,6 +167,21 @@ impl Policy {
     pub fn holder_config(&self, out_volume: &str) -> HostConfig {
         HostConfig {
             mounts: Some(vec![volume_mount(out_volume, true)]),
+            ..self.locked_down(32 * MIB, 8)
+        }
+    }
+
+    /// The HostConfig for the loader container, which is created and never started: the
+    /// engine's archive API writes the copied inputs and states through it into `volumes`,
+    /// (volume name, container path) pairs mounted writable.
+    pub fn loader_config(&self, volumes: &[(String, String)]) -> HostConfig {
+        HostConfig {
+            mounts: Some(
+                volumes
+                    .iter()
+                    .map(|(name, target)| volume_at(name, target, false))
+                    .collect(),
+            ),
             ..self.locked_down(32 * MIB, 8)
         }
     }
@@ -290,6 +322,11 @@ impl Policy {
                 &actual.privileged.or(Some(false)),
             ),
             differs("mounts", &mounts(wanted), &mounts(actual)),
+            // Without a runtime asked for, the engine's default is taken as it is.
+            wanted
+                .runtime
+                .as_ref()
+                .and_then(|want| differs("runtime", &Some(want), &actual.runtime.as_ref())),
             differs("binds", &sorted(&wanted.binds), &sorted(&actual.binds)),
             differs("tmpfs", &wanted.tmpfs, &actual.tmpfs),
             differs("devices", &0, &actual.devices.as_ref().map_or(0, Vec::len)),
@@ -317,10 +354,14 @@ impl Policy {
 }
 
 fn volume_mount(name: &str, read_only: bool) -> Mount {
+    volume_at(name, OUT_DIR, read_only)
+}
+
+fn volume_at(name: &str, target: &str, read_only: bool) -> Mount {
     Mount {
         typ: Some(MountType::VOLUME),
         source: Some(name.to_string()),
-        target: Some(OUT_DIR.to_string()),
+        target: Some(target.to_string()),
         read_only: Some(read_only),
         ..Default::default()
     }
@@ -396,6 +437,27 @@ mod tests {
         assert!(why.contains("network_mode"), "{why}");
         assert!(why.contains("memory_swap"), "{why}");
         assert!(why.contains("cap_add"), "{why}");
+    }
+
+    #[test]
+    fn check_refuses_a_container_under_another_runtime() {
+        let policy = Policy {
+            runtime: Some("runsc".into()),
+            ..Policy::default()
+        };
+        let wanted = policy.host_config(&[], "vol");
+        let actual = HostConfig {
+            runtime: Some("runc".into()),
+            ..wanted.clone()
+        };
+        let why = policy.check(&wanted, &actual).unwrap_err();
+        assert!(why.contains("runtime: wanted Some(\"runsc\")"), "{why}");
+        let unset = HostConfig {
+            runtime: None,
+            ..wanted.clone()
+        };
+        assert!(policy.check(&wanted, &unset).is_err());
+        assert_eq!(policy.check(&wanted, &wanted.clone()), Ok(()));
     }
 
     #[test]

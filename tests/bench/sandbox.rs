@@ -7,6 +7,9 @@
 //!
 //! Then what shared variables are worth: a step that loads a 100 MB DataFrame an earlier
 //! step left, against one that reads the same table from CSV.
+//!
+//! Last, gVisor against the engine's default runtime, when the engine offers runsc: a cold
+//! start and a pandas step under each.
 
 use std::time::{Duration, Instant};
 
@@ -195,6 +198,79 @@ async fn main() {
     );
 
     state_vs_csv(&sandbox, &image).await;
+    runtimes_compared(sandbox.docker().clone(), &image).await;
+}
+
+/// Rounds of each side of the runtime comparison.
+const RUNTIME_RUNS: usize = 5;
+/// A small pandas step: import, build a table, group and sum, write a CSV.
+const PANDAS_STEP: &str = "\
+import numpy as np
+import pandas as pd
+rng = np.random.default_rng(3)
+df = pd.DataFrame({'region': rng.choice(['n', 's', 'e', 'w'], 200_000), 'x': rng.normal(size=200_000)})
+df.groupby('region')['x'].sum().to_csv('sums.csv')
+print(len(df))
+";
+
+/// Cold start-up and a pandas step under runsc against the default runtime.
+async fn runtimes_compared(docker: bollard::Docker, image: &str) {
+    let (offered, default) = sandbox::engine::runtimes(&docker)
+        .await
+        .expect("listing the engine's runtimes");
+    if !offered.iter().any(|name| name == "runsc") {
+        println!("runsc against runc: skipped, the engine does not offer runsc (sudo make runsc)");
+        return;
+    }
+    let default = default.unwrap_or_else(|| "runc".into());
+    let dir = tempfile::tempdir().unwrap();
+    let mut medians = Vec::new();
+    for runtime in [default.clone(), "runsc".to_string()] {
+        let policy = Policy {
+            runtime: Some(runtime.clone()),
+            ..Policy::default()
+        };
+        let sandbox = DockerSandbox::new(docker.clone(), policy, image.to_string())
+            .await
+            .expect("a sandbox under each runtime");
+        let job = |i: usize, kind: &str| Job {
+            inputs: vec![],
+            out_dir: dir.path().join(format!("{runtime}-{kind}-{i}")),
+            run_id: "bench".into(),
+            state: Default::default(),
+        };
+        sandbox.exec(&job(99, "warmup"), SCRIPT).await.unwrap();
+        let mut start_up = Vec::new();
+        let mut pandas = Vec::new();
+        for i in 0..RUNTIME_RUNS {
+            let start = Instant::now();
+            let output = sandbox.exec(&job(i, "cold"), SCRIPT).await.unwrap();
+            assert!(output.status.success(), "{output:?}");
+            start_up.push(start.elapsed());
+            sandbox.settle().await;
+            let start = Instant::now();
+            let output = sandbox.exec(&job(i, "pandas"), PANDAS_STEP).await.unwrap();
+            assert!(
+                output.status.success() && output.stdout == "200000\n",
+                "{output:?}"
+            );
+            pandas.push(start.elapsed());
+            sandbox.settle().await;
+        }
+        println!("runtime {runtime}, {RUNTIME_RUNS} runs each");
+        let cold = report(
+            &format!("  cold start, print(1) ({runtime})"),
+            &mut start_up,
+        );
+        let step = report(&format!("  pandas step ({runtime})"), &mut pandas);
+        medians.push((cold, step));
+    }
+    let ratio = |x: Duration, y: Duration| x.as_secs_f64() / y.as_secs_f64();
+    println!(
+        "runsc/{default}: cold start {:.2}   pandas step {:.2}",
+        ratio(medians[1].0, medians[0].0),
+        ratio(medians[1].1, medians[0].1)
+    );
 }
 
 /// A step that loads the table an earlier step left as a variable, against one that reads

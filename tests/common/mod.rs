@@ -3,6 +3,8 @@
 
 #![allow(dead_code, missing_docs)]
 
+pub mod engine;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,15 +23,29 @@ pub struct World {
     before: BTreeMap<PathBuf, String>,
 }
 
-/// The policy tests use: the defaults, but small and quick.
+/// The policy tests use: the defaults, but small and quick, under [`test_runtime`].
 pub fn test_policy() -> Policy {
     Policy {
         memory: 256 * 1024 * 1024,
         timeout: Duration::from_secs(20),
         out_bytes: 8 * 1024 * 1024,
         out_files: 200,
+        runtime: test_runtime(),
         ..Policy::default()
     }
+}
+
+/// The OCI runtime the sandbox tests run under: `PLANBOX_TEST_RUNTIME` (`make test` runs the
+/// hostile-script suites a second time with `runsc`), else the engine's default.
+pub fn test_runtime() -> Option<String> {
+    std::env::var("PLANBOX_TEST_RUNTIME")
+        .ok()
+        .filter(|name| !name.is_empty())
+}
+
+/// Whether the tests run under gVisor, where the kernel the script sees is gVisor's own.
+pub fn under_gvisor() -> bool {
+    test_runtime().as_deref() == Some("runsc")
 }
 
 pub async fn docker() -> bollard::Docker {
@@ -43,7 +59,10 @@ impl World {
         World::with_policy(name, test_policy()).await
     }
 
-    pub async fn with_policy(name: &str, policy: Policy) -> World {
+    pub async fn with_policy(name: &str, mut policy: Policy) -> World {
+        if policy.runtime.is_none() {
+            policy.runtime = test_runtime();
+        }
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("inputs")).unwrap();
         std::fs::write(
@@ -53,9 +72,10 @@ impl World {
         .unwrap();
         std::fs::write(dir.path().join("canary.txt"), "do not touch\n").unwrap();
         let image = sandbox::image::tag();
-        let sandbox = DockerSandbox::new(docker().await, policy, image)
-            .await
-            .expect("the sandbox image is missing: run `make image` before the tests");
+        let sandbox = match DockerSandbox::new(docker().await, policy, image).await {
+            Ok(sandbox) => sandbox,
+            Err(err) => panic!("{err} (run `make image`, and `sudo make runsc` for runsc)"),
+        };
         let run_id = format!("test-{name}-{}", std::process::id());
         let before = snapshot(dir.path());
         World {

@@ -1,5 +1,6 @@
 //! The Docker checks: the engine answers (and how old it is), the sandbox image is current,
-//! and no container is left over from a planbox process that is gone. The findings come from
+//! no container is left over from a planbox process that is gone, and which OCI runtimes
+//! the engine offers (gVisor among them or not). The findings come from
 //! `sandbox::engine`, `sandbox::image` and `sandbox::owner`; this module words them.
 
 use std::time::Duration;
@@ -9,16 +10,23 @@ use planbox::sandbox::engine::{self, MIN_API, UnreachableKind};
 use planbox::sandbox::image::{self, Installed, Presence};
 use planbox::sandbox::owner::{self, Kind, Leftover};
 
-use super::{CONTAINERS, Check, DOCKER, IMAGE, age, plural, root_cause, size, within};
+use super::{
+    CONTAINERS, Check, DOCKER, IMAGE, RUNTIMES, Status, age, plural, root_cause, size, within,
+};
 
-/// The engine, image and containers checks; the last two are skipped without an engine.
-pub(super) async fn docker_checks(deadline: Duration) -> (Check, Check, Check) {
+/// The engine, image, containers and runtimes checks; the last three are skipped without an
+/// engine. `wanted` is the runtime planbox.toml names, if any.
+pub(super) async fn docker_checks(
+    deadline: Duration,
+    wanted: Option<String>,
+) -> (Check, Check, Check, Check) {
     let host = engine::host();
     let failed = |engine: Check| {
         (
             engine,
             Check::skip(IMAGE, "needs the Docker engine"),
             Check::skip(CONTAINERS, "needs the Docker engine"),
+            Check::skip(RUNTIMES, "needs the Docker engine"),
         )
     };
     let docker = match within(deadline, engine::connect_to(&host)).await {
@@ -60,7 +68,62 @@ pub(super) async fn docker_checks(deadline: Duration) -> (Check, Check, Check) {
                 .await
                 .unwrap_or_else(|| slow(CONTAINERS, "listing containers"))
         },
+        async {
+            match within(deadline, engine::runtimes(&docker)).await {
+                Some(Ok((offered, default))) => {
+                    runtimes_finding(&offered, default.as_deref(), wanted.as_deref())
+                }
+                Some(Err(err)) => Check::fail(
+                    RUNTIMES,
+                    format!("the engine did not list its runtimes: {}", root_cause(&err)),
+                    UnreachableKind::Other.fix(&host),
+                ),
+                None => slow(RUNTIMES, "listing runtimes"),
+            }
+        },
     )
+}
+
+/// The runtimes the engine offers, against the one planbox.toml asks for; how to add gVisor
+/// when it is not among them.
+fn runtimes_finding(offered: &[String], default: Option<&str>, wanted: Option<&str>) -> Check {
+    let listed: Vec<String> = offered
+        .iter()
+        .map(|name| {
+            if Some(name.as_str()) == default {
+                format!("{name} (default)")
+            } else {
+                name.clone()
+            }
+        })
+        .collect();
+    let listed = listed.join(", ");
+    let has = |name: &str| offered.iter().any(|offered| offered == name);
+    let register = "sudo make runsc (installs gVisor and registers it with the engine)";
+    match wanted {
+        Some(name) if !has(name) => Check::fail(
+            RUNTIMES,
+            format!("planbox.toml asks for runtime {name}, the engine offers {listed}"),
+            if name == "runsc" {
+                register.to_string()
+            } else {
+                format!(
+                    "register {name} in the engine's daemon.json, or set runtime to one of: {listed}"
+                )
+            },
+        ),
+        Some(name) => Check::ok(RUNTIMES, format!("{listed}; scripts run under {name}")),
+        None if has("runsc") => Check::ok(
+            RUNTIMES,
+            format!("{listed}; --runtime runsc runs scripts under gVisor"),
+        ),
+        None => Check {
+            name: RUNTIMES,
+            status: Status::Ok,
+            detail: format!("{listed}; gVisor (runsc) is not registered"),
+            fix: Some(register.to_string()),
+        },
+    }
 }
 
 /// The engine could not be reached: a socket this user may not open and an engine that is
@@ -267,6 +330,34 @@ mod tests {
             "refused",
         );
         assert_eq!(local.fix.as_deref(), Some("sudo systemctl start docker"));
+    }
+
+    #[test]
+    fn runtimes_say_how_to_get_gvisor_and_fail_on_a_missing_choice() {
+        let runc = ["runc".to_string()];
+        let both = ["runc".to_string(), "runsc".to_string()];
+        let plain = runtimes_finding(&runc, Some("runc"), None);
+        assert_eq!(plain.status, Status::Ok);
+        assert_eq!(
+            plain.detail,
+            "runc (default); gVisor (runsc) is not registered"
+        );
+        assert!(plain.fix.unwrap().starts_with("sudo make runsc"));
+        let ready = runtimes_finding(&both, Some("runc"), None);
+        assert_eq!(ready.fix, None);
+        assert!(
+            ready.detail.starts_with("runc (default), runsc;"),
+            "{}",
+            ready.detail
+        );
+        let chosen = runtimes_finding(&both, Some("runc"), Some("runsc"));
+        assert_eq!(chosen.status, Status::Ok);
+        assert!(chosen.detail.ends_with("scripts run under runsc"));
+        let missing = runtimes_finding(&runc, Some("runc"), Some("runsc"));
+        assert_eq!(missing.status, Status::Fail);
+        assert!(missing.fix.unwrap().starts_with("sudo make runsc"));
+        let other = runtimes_finding(&runc, Some("runc"), Some("kata"));
+        assert!(other.fix.unwrap().contains("daemon.json"));
     }
 
     #[test]
