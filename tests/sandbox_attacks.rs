@@ -115,6 +115,8 @@ async fn links_special_files_and_odd_names_are_rejected() {
     for ((name, _, why), output) in cases.iter().zip(outputs) {
         match &output.status {
             Status::ArtifactRejected(reason) => assert!(reason.contains(why), "{name}: {reason}"),
+            // Under gVisor a FIFO lives in gVisor's own kernel: nothing reaches the folder.
+            Status::Exited(0) if *name == "fifo" && common::under_gvisor() => {}
             other => panic!("{name}: {other:?}\n{}", output.stderr),
         }
         assert!(output.artifacts.is_empty(), "{name}");

@@ -10,6 +10,15 @@ use crate::error::{Error, Result};
 
 const MIB: i64 = 1024 * 1024;
 
+/// Host threads gVisor's own kernel (the Sentry and its gofer) needs in the container's pids
+/// cgroup before the script's first process: under runsc the cgroup counts them too, and a
+/// sandbox that cannot start a thread of its own dies (exit code 2, nothing printed).
+pub const RUNSC_PIDS_HEADROOM: i64 = 96;
+/// Host processes and threads per process or thread of the script under runsc's ptrace
+/// platform (the task's host thread, its address space's stub process and its threads),
+/// measured: with less, the cgroup runs out before gVisor's own process limit answers.
+pub const RUNSC_PIDS_PER_TASK: i64 = 7;
+
 /// Where inputs are mounted, read-only, one file each.
 pub const DATA_DIR: &str = "/data";
 /// The script's writable output folder and working directory.
@@ -186,7 +195,35 @@ impl Policy {
         }
     }
 
+    /// The pids cgroup limit for a container whose processes and threads are bounded by
+    /// `pids`: the same under runc; with gVisor's own threads on top under runsc.
+    ///
+    /// Under runsc the script's processes and threads are bounded inside gVisor by the
+    /// nproc limit (gVisor counts it per sandbox, where the host kernel counts it per uid
+    /// across containers), and the cgroup bounds the host side.
+    pub fn pids_cgroup(&self, pids: i64) -> i64 {
+        if self.under_gvisor() {
+            RUNSC_PIDS_HEADROOM + RUNSC_PIDS_PER_TASK * pids
+        } else {
+            pids
+        }
+    }
+
+    /// Whether scripts run under gVisor.
+    pub fn under_gvisor(&self) -> bool {
+        self.runtime.as_deref() == Some("runsc")
+    }
+
     fn locked_down(&self, memory: i64, pids: i64) -> HostConfig {
+        let mut ulimits = vec![
+            ulimit("nofile", self.nofile),
+            ulimit("fsize", self.fsize),
+            ulimit("core", 0),
+        ];
+        if self.under_gvisor() {
+            ulimits.push(ulimit("nproc", pids));
+        }
+        let pids = self.pids_cgroup(pids);
         HostConfig {
             network_mode: Some("none".into()),
             readonly_rootfs: Some(true),
@@ -199,11 +236,7 @@ impl Policy {
             memory_swap: Some(memory),
             nano_cpus: Some(self.nano_cpus),
             pids_limit: Some(pids),
-            ulimits: Some(vec![
-                ulimit("nofile", self.nofile),
-                ulimit("fsize", self.fsize),
-                ulimit("core", 0),
-            ]),
+            ulimits: Some(ulimits),
             init: Some(true),
             log_config: Some(HostConfigLogConfig {
                 typ: Some("none".into()),
@@ -437,6 +470,34 @@ mod tests {
         assert!(why.contains("network_mode"), "{why}");
         assert!(why.contains("memory_swap"), "{why}");
         assert!(why.contains("cap_add"), "{why}");
+    }
+
+    #[test]
+    fn under_gvisor_processes_are_bounded_inside_and_the_cgroup_leaves_room_for_it() {
+        let runc = Policy::default().host_config(&[], "vol");
+        assert_eq!(runc.pids_limit, Some(128));
+        assert!(
+            !runc
+                .ulimits
+                .unwrap()
+                .iter()
+                .any(|u| u.name.as_deref() == Some("nproc"))
+        );
+        let gvisor = Policy {
+            runtime: Some("runsc".into()),
+            ..Policy::default()
+        };
+        let host = gvisor.host_config(&[], "vol");
+        assert_eq!(host.runtime.as_deref(), Some("runsc"));
+        assert_eq!(host.pids_limit, Some(96 + 7 * 128));
+        let nproc = host
+            .ulimits
+            .unwrap()
+            .into_iter()
+            .find(|u| u.name.as_deref() == Some("nproc"))
+            .unwrap();
+        assert_eq!((nproc.soft, nproc.hard), (Some(128), Some(128)));
+        assert_eq!(gvisor.holder_config("vol").pids_limit, Some(96 + 7 * 8));
     }
 
     #[test]

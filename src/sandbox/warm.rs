@@ -230,7 +230,11 @@ async fn drive(
         (state, harvest_from(docker, holder, out_dir, caps).await?)
     };
     // Status comes from the engine, never from what the script printed.
-    let mut status = forced.unwrap_or(if state.oom_killed == Some(true) {
+    // Under gVisor the host's OOM killer may take the sandbox's own kernel, which the engine
+    // does not always flag: a SIGKILL that planbox did not send (forced is unset) is the
+    // memory limit's.
+    let killed_unasked = policy.under_gvisor() && state.exit_code == Some(137);
+    let mut status = forced.unwrap_or(if state.oom_killed == Some(true) || killed_unasked {
         Status::OutOfMemory
     } else {
         Status::Exited(state.exit_code.unwrap_or(-1))
