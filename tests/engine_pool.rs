@@ -42,7 +42,7 @@ fn model() -> Rules {
     })
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_finishes_when_one_engine_of_two_stops_and_nothing_is_left_on_either() {
     let world = common::World::new("pool").await;
     let mut engine = Engine::start("pool", &[]);

@@ -100,7 +100,7 @@ async fn a_goal_gives_the_same_answer_on_an_engine_that_cannot_see_planbox_s_fil
         )
         .await;
     match bound {
-        Err(err) => assert!(err.to_string().contains("sales.csv"), "{err}"),
+        Err(err) => assert!(format!("{err:?}").contains("sales.csv"), "{err:?}"),
         Ok(output) => assert_eq!(output.stdout, "False\n", "{output:?}"),
     }
     binding.settle().await;

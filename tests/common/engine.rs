@@ -55,14 +55,19 @@ impl Engine {
         }
         // The first engine's containerd lives under its exec root, so a dockerd with an exec
         // root of its own starts a containerd of its own, inside this namespace.
+        // A configuration file of its own: the first engine's may name its data root.
+        std::fs::write(
+            root.join("daemon.json"),
+            format!("{{\"storage-driver\": \"{}\"}}\n", storage_driver()),
+        )
+        .unwrap();
         let script = format!(
-            "{hide}exec dockerd --data-root '{root}/data' --exec-root '{root}/exec' \
-             --pidfile '{root}/dockerd.pid' -H {host} -H 'unix://{root}/docker.sock' \
-             --storage-driver {driver} --bridge none --iptables=false --ip6tables=false \
+            "{hide}exec dockerd --config-file '{root}/daemon.json' --data-root '{root}/data' \
+             --exec-root '{root}/exec' --pidfile '{root}/dockerd.pid' -H {host} \
+             -H 'unix://{root}/docker.sock' --bridge none --iptables=false --ip6tables=false \
              --ip-forward=false --ip-masq=false --userland-proxy=false \
              --containerd-namespace planbox-{name} --containerd-plugins-namespace planbox-{name}-plugins",
             root = root.display(),
-            driver = storage_driver(),
         );
         let mut engine = Engine {
             host,
