@@ -400,3 +400,54 @@ async fn a_container_whose_owner_is_gone_is_reported_as_leftover() {
     // A warning alone keeps the exit code at 0.
     assert_eq!(run.code, Some(0), "{:#}", run.report);
 }
+
+#[tokio::test]
+async fn every_engine_of_a_pool_is_checked_and_a_dead_one_fails_with_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = healthy_model().await;
+    let url = server.openai_url();
+    let dead = closed_port().await.replace("http://", "tcp://");
+    let dead = dead.trim_end_matches("/v1");
+    let run = doctor(
+        dir.path(),
+        &[
+            "--provider",
+            "openai",
+            "--base-url",
+            &url,
+            "--engine",
+            "unix:///var/run/docker.sock",
+            "--engine",
+            &format!("{dead},parallel=2"),
+        ],
+        &[("OPENAI_API_KEY", "sk-test")],
+    )
+    .await;
+    assert_eq!(run.status("engines"), "fail", "{:#}", run.report);
+    let detail = run.check("engines")["detail"].as_str().unwrap();
+    assert!(detail.starts_with("2 engines: "), "{detail}");
+    assert!(detail.contains(&format!("{dead}: ")), "{detail}");
+    assert!(
+        detail.contains("unix:///var/run/docker.sock ok"),
+        "{detail}"
+    );
+    assert!(run.fix("engines").starts_with("start the engines"));
+    assert_eq!(run.code, Some(1));
+
+    // Without a pool there is no engines check; the runtimes check is always there.
+    let other = healthy_model().await;
+    let plain = doctor(
+        dir.path(),
+        &["--provider", "openai", "--base-url", &other.openai_url()],
+        &[("OPENAI_API_KEY", "sk-test")],
+    )
+    .await;
+    assert!(
+        plain.report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != "engines")
+    );
+    assert_eq!(plain.status("runtimes"), "ok");
+}

@@ -30,6 +30,10 @@ pub(crate) struct Args {
     /// of lines.
     #[arg(long)]
     json: bool,
+    /// Also check this engine of a pool (repeatable) [default: the engines in
+    /// planbox.toml's [sandbox]].
+    #[arg(long = "engine", value_name = "HOST")]
+    engines: Vec<String>,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -95,6 +99,7 @@ const RUNTIMES: &str = "runtimes";
 const MODEL: &str = "model";
 const STRUCTURED: &str = "structured-output";
 const DISK: &str = "disk";
+const ENGINES: &str = "engines";
 
 /// Run every check, print them, and map the outcome to an exit code.
 pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -102,15 +107,22 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--timeout must be in (0, 600] seconds");
     }
     let deadline = Duration::from_secs_f64(args.timeout);
-    let wanted = planbox::llm::config::FileConfig::load(args.model.config())
-        .ok()
-        .and_then(|file| file.sandbox.runtime);
-    let ((docker, image, containers, runtimes), (model, structured), disk) = tokio::join!(
+    let file = planbox::llm::config::FileConfig::load(args.model.config()).ok();
+    let wanted = file.as_ref().and_then(|file| file.sandbox.runtime.clone());
+    let pool = if args.engines.is_empty() {
+        file.map(|file| file.sandbox.engines).unwrap_or_default()
+    } else {
+        args.engines.clone()
+    };
+    let ((docker, image, containers, runtimes), engines, (model, structured), disk) = tokio::join!(
         docker::docker_checks(deadline, wanted),
+        docker::engines_check(&pool, deadline),
         model::model_checks(&args.model, deadline),
         disk::disk_check(args.runs_dir.clone(), deadline),
     );
-    let checks = [docker, image, containers, runtimes, model, structured, disk];
+    let mut checks = vec![docker, image, containers, runtimes];
+    checks.extend(engines);
+    checks.extend([model, structured, disk]);
     let failed = checks.iter().any(|c| c.status == Status::Fail);
     if args.json {
         let value = json!({"ok": !failed, "checks": checks});

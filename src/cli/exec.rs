@@ -28,10 +28,15 @@ pub(super) async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         runtime: args.sandbox.runtime(&args.config)?,
         ..Policy::default()
     };
-    let docker = sandbox::docker::connect().await?;
+    // One script, one engine: the one named, else DOCKER_HOST's.
+    let engines = args.sandbox.engines(&args.config)?;
+    let [engine] = engines.as_slice() else {
+        anyhow::bail!("exec runs one script on one engine: give --engine once");
+    };
+    let docker = sandbox::engine::connect_to(&engine.host).await?;
     let sandbox = DockerSandbox::new(docker, policy, sandbox::image::tag())
         .await?
-        .with_delivery(args.sandbox.delivery(&sandbox::engine::host()));
+        .with_delivery(args.sandbox.delivery(&engine.host));
     let reaped = sandbox
         .reap()
         .await

@@ -11,7 +11,8 @@ use planbox::sandbox::image::{self, Installed, Presence};
 use planbox::sandbox::owner::{self, Kind, Leftover};
 
 use super::{
-    CONTAINERS, Check, DOCKER, IMAGE, RUNTIMES, Status, age, plural, root_cause, size, within,
+    CONTAINERS, Check, DOCKER, ENGINES, IMAGE, RUNTIMES, Status, age, plural, root_cause, size,
+    within,
 };
 
 /// The engine, image, containers and runtimes checks; the last three are skipped without an
@@ -82,6 +83,80 @@ pub(super) async fn docker_checks(
             }
         },
     )
+}
+
+/// Each engine of a configured pool: it answers and holds the current sandbox image, and
+/// what dead planbox processes left there. `None` without a pool.
+pub(super) async fn engines_check(pool: &[String], deadline: Duration) -> Option<Check> {
+    if pool.is_empty() {
+        return None;
+    }
+    let image = image::tag();
+    let one = |text: String| {
+        let image = image.clone();
+        async move {
+            let spec = match planbox::sandbox::EngineSpec::parse(&text) {
+                Ok(spec) => spec,
+                Err(why) => return (text, Err(why)),
+            };
+            let probe = async {
+                let docker = engine::connect_to(&spec.host)
+                    .await
+                    .map_err(|err| root_cause(&err))?;
+                let found = image::exists(&docker, &image)
+                    .await
+                    .map_err(|err| root_cause(&err))?;
+                let leftovers = owner::leftovers(&docker, false)
+                    .await
+                    .map_err(|err| root_cause(&err))?
+                    .iter()
+                    .filter(|l| l.kind == Kind::Container && !l.alive)
+                    .count();
+                Ok::<_, String>((found, leftovers))
+            };
+            let found = within(deadline, probe)
+                .await
+                .unwrap_or_else(|| Err(format!("no answer within {deadline:?}")));
+            (spec.host, found)
+        }
+    };
+    let found = futures_util::future::join_all(pool.iter().cloned().map(one)).await;
+    let mut details = Vec::new();
+    let mut problems = Vec::new();
+    for (host, result) in &found {
+        match result {
+            Ok((true, 0)) => details.push(format!("{host} ok")),
+            Ok((true, n)) => details.push(format!(
+                "{host} ok, {n} left by gone planbox processes (reaped at the next run)"
+            )),
+            Ok((false, _)) => problems.push(format!("{host} lacks {image}")),
+            Err(why) => problems.push(format!("{host}: {why}")),
+        }
+    }
+    let listed = format!(
+        "{} engine{}",
+        pool.len(),
+        if pool.len() == 1 { "" } else { "s" }
+    );
+    Some(if problems.is_empty() {
+        Check::ok(ENGINES, format!("{listed}: {}", details.join("; ")))
+    } else {
+        Check::fail(
+            ENGINES,
+            format!(
+                "{listed}: {}",
+                problems
+                    .iter()
+                    .chain(&details)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            format!(
+                "start the engines that do not answer or drop them from --engine / planbox.toml's [sandbox] engines; load the image into one that lacks it: docker save {image} | DOCKER_HOST=HOST docker load"
+            ),
+        )
+    })
 }
 
 /// The runtimes the engine offers, against the one planbox.toml asks for; how to add gVisor
