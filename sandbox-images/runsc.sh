@@ -69,7 +69,7 @@ with open(tmp, "w") as f:
 os.replace(tmp, path)
 PY
 
-pid=$(pidof dockerd || true)
+pid=$(pidof dockerd 2>/dev/null || pgrep -x dockerd 2>/dev/null || true)
 if [ -z "$pid" ]; then
   say "no dockerd process to reload; $daemon_json now lists runsc: restart the engine"
   exit 1

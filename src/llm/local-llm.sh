@@ -75,7 +75,7 @@ build_server() {
   local tree
   tree=$(dirname "$(find "$src" -path '*/tools/server/CMakeLists.txt' -o -path '*/examples/server/CMakeLists.txt' | head -n 1)")
   tree=$(cd "$tree/../.." && pwd)
-  say "building llama-server from $tree (8 to 30 minutes on 2 cores, once)"
+  say "building llama-server from $tree (about 5 minutes alone on 2 cores, 8 beside other builds; once)"
   # Portable x86-64 code (AVX2, FMA, F16C) rather than -march=native: a virtual CPU may list
   # instruction sets (AVX-512 variants) it does not execute, and the cache may move machines.
   local cpu=()
