@@ -385,16 +385,27 @@ async fn batch(
     runs: &Path,
     junit: &Path,
 ) -> (Option<i32>, Vec<Value>, String) {
+    batch_with(suite, &fake_model_args(model, runs), junit, &[]).await
+}
+
+/// `planbox batch SUITE` with these model flags and `extra` ones.
+async fn batch_with(
+    suite: &Path,
+    model_args: &[std::ffi::OsString],
+    junit: &Path,
+    extra: &[&std::ffi::OsStr],
+) -> (Option<i32>, Vec<Value>, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_planbox"))
         .arg("batch")
         .arg(suite)
+        .args(extra)
         .args(["--goals-parallel", "3", "--parallel", "2", "--json"])
         .args(["--timeout", "180", "--memory", "1g"])
         // The reference plans run step by step, as written.
         .arg("--no-fuse")
         .arg("--junit")
         .arg(junit)
-        .args(fake_model_args(model, runs))
+        .args(model_args)
         .envs(FAKE_MODEL_ENV.iter().map(|k| (k, "")))
         .output()
         .await
@@ -424,8 +435,15 @@ async fn a_batch_of_the_three_goals_runs_them_in_parallel_and_every_answer_match
     let model = Model::start(examples.clone(), examples.len()).await;
     let work = tempfile::tempdir().unwrap();
     let (runs, junit) = (work.path().join("runs"), work.path().join("batch.xml"));
-    let (code, lines, stderr) =
-        batch(&examples_dir().join("suite.jsonl"), &model, &runs, &junit).await;
+    let recording = work.path().join("recording");
+    let suite = examples_dir().join("suite.jsonl");
+    let (code, lines, stderr) = batch_with(
+        &suite,
+        &fake_model_args(&model, &runs),
+        &junit,
+        &["--record".as_ref(), recording.as_os_str()],
+    )
+    .await;
 
     assert_eq!(code, Some(0), "{lines:#?}\n{stderr}");
     assert_eq!(*model.unexpected.lock().unwrap(), Vec::<String>::new());
@@ -524,6 +542,87 @@ async fn a_batch_of_the_three_goals_runs_them_in_parallel_and_every_answer_match
         );
     }
     assert!(shown.contains("report.html"), "{shown}");
+
+    // Replayed by content with the model gone, twice: each goal draws its own replies from
+    // its own folder whatever order the parallel steps and goals ask in, and every run folder
+    // comes out as the recorded one did, apart from times and ids.
+    let closed = model.server.openai_url();
+    drop(model);
+    let recorded: Vec<_> = lines.iter().map(|l| run_files(&run_dir(l))).collect();
+    for ids in ["retail", "weather", "support-tickets"] {
+        assert!(
+            recording.join(ids).is_dir(),
+            "no recording folder for {ids}"
+        );
+    }
+    for round in ["replay-1", "replay-2"] {
+        let replayed_runs = work.path().join(round);
+        let mut args: Vec<std::ffi::OsString> = vec!["--runs-dir".into(), replayed_runs.into()];
+        for arg in [
+            "--provider",
+            "openai",
+            "--model",
+            "fake-model",
+            "--base-url",
+            &closed,
+        ] {
+            args.push(arg.into());
+        }
+        args.extend(["--config".into(), "/nonexistent/planbox.toml".into()]);
+        let (code, replayed, stderr) = batch_with(
+            &suite,
+            &args,
+            &work.path().join(format!("{round}.xml")),
+            &["--replay".as_ref(), recording.as_os_str()],
+        )
+        .await;
+        assert_eq!(code, Some(0), "{round}: {replayed:#?}\n{stderr}");
+        for ((line, want), example) in replayed.iter().zip(&recorded).zip(&examples) {
+            assert_eq!(line["answer"], json!(example.answer()), "{round}");
+            let got = run_files(&run_dir(line));
+            assert_eq!(
+                got.keys().collect::<Vec<_>>(),
+                want.keys().collect::<Vec<_>>(),
+                "{round}: {}",
+                example.id
+            );
+            for (path, bytes) in want {
+                assert!(
+                    got[path] == *bytes,
+                    "{round}: {}: {path} differs",
+                    example.id
+                );
+            }
+        }
+    }
+}
+
+/// The run folder a batch line names.
+fn run_dir(line: &Value) -> PathBuf {
+    PathBuf::from(line["run"].as_str().unwrap())
+}
+
+/// Every file of a run folder by relative path, with its bytes, apart from those that hold
+/// times or the run's id (the event log, run.json, the reports, attempt timings).
+fn run_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    const VOLATILE: [&str; 6] = [
+        "events.jsonl",
+        "run.json",
+        "report.md",
+        "report.html",
+        "summary.md",
+        "result.json",
+    ];
+    files_below(dir)
+        .into_iter()
+        .filter(|path| !VOLATILE.contains(&path.file_name().unwrap().to_str().unwrap()))
+        .map(|path| {
+            (
+                path.display().to_string(),
+                std::fs::read(dir.join(&path)).unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// `planbox ARGS --runs-dir RUNS`'s standard output; it must exit 0.

@@ -67,9 +67,40 @@ fn parse(text: &str, path: &Path) -> Result<Vec<Goal>> {
             })?;
             // An absolute input stays as it is: `join` keeps it whole.
             goal.inputs = goal.inputs.iter().map(|input| base.join(input)).collect();
+            if !id_is_a_name(&goal.id) {
+                return Err(Error::Io {
+                    context: format!(
+                        "{} line {}: goal id {:?} must be letters, digits, '.', '-' and '_' (it names the goal's recording folder)",
+                        path.display(),
+                        n + 1,
+                        goal.id
+                    ),
+                    source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+                });
+            }
             Ok(goal)
         })
-        .collect()
+        .collect::<Result<Vec<Goal>>>()
+        .and_then(|goals| {
+            let mut seen = std::collections::HashSet::new();
+            match goals.iter().find(|goal| !seen.insert(goal.id.as_str())) {
+                Some(twice) => Err(Error::Io {
+                    context: format!("{}: goal id {:?} is used twice", path.display(), twice.id),
+                    source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+                }),
+                None => Ok(goals),
+            }
+        })
+}
+
+/// Whether a goal id can name a folder: 1 to 64 of letters, digits, `.`, `-`, `_`, and not
+/// only dots.
+fn id_is_a_name(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        && !id.chars().all(|c| c == '.')
 }
 
 /// How a goal's run ended.
@@ -227,6 +258,20 @@ mod tests {
             ended_by: None,
             dir: PathBuf::from("runs/r"),
         })
+    }
+
+    #[test]
+    fn goal_ids_must_name_a_folder_and_be_unique() {
+        let path = Path::new("s.jsonl");
+        for bad in ["../up", "a/b", "", "..", "with space"] {
+            let line = serde_json::json!({"id": bad, "goal": "g"}).to_string();
+            let err = parse(&line, path).unwrap_err().to_string();
+            assert!(err.contains("must be letters, digits"), "{bad}: {err}");
+        }
+        let twice = "{\"id\": \"q1\", \"goal\": \"g\"}\n{\"id\": \"q1\", \"goal\": \"h\"}\n";
+        let err = parse(twice, path).unwrap_err().to_string();
+        assert!(err.contains("\"q1\" is used twice"), "{err}");
+        assert!(parse("{\"id\": \"q-1.b_2\", \"goal\": \"g\"}", path).is_ok());
     }
 
     #[test]

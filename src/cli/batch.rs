@@ -56,7 +56,8 @@ async fn run_goal(
     };
     let dir = folder.dir().to_path_buf();
     lock(started).unfinished.push(dir.clone());
-    let outcome = match setup.drive(&folder, &Silent).await {
+    // Each goal records into, and replays from, a folder of its own: its id.
+    let outcome = match setup.drive(&folder, &Silent, Some(&goal.id)).await {
         Ok(finished) => Outcome::Finished(finished),
         Err(err) => Outcome::Failed(format!("{err:#}")),
     };

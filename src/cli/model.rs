@@ -20,14 +20,28 @@ pub(super) enum Model {
 impl Model {
     /// The model `args` ask for, with `config` resolved from them.
     pub(super) fn open(args: &LlmArgs, config: &LlmConfig) -> anyhow::Result<Model> {
+        Model::open_in(args, config, None)
+    }
+
+    /// [`Model::open`], with the recording kept in `sub` under the `--record` or
+    /// `--replay` folder when given (a batch goal's id).
+    pub(super) fn open_in(
+        args: &LlmArgs,
+        config: &LlmConfig,
+        sub: Option<&str>,
+    ) -> anyhow::Result<Model> {
+        let place = |dir: &std::path::Path| match sub {
+            Some(sub) => dir.join(sub),
+            None => dir.to_path_buf(),
+        };
         let client = match &args.replay {
-            Some(dir) => Client::Replay(Replay::open(dir)?),
+            Some(dir) => Client::Replay(Replay::open(&place(dir))?),
             None => config.client()?,
         };
         Ok(match &args.record {
             Some(dir) => {
                 let secrets = config.api_key.iter().cloned().collect();
-                Model::Recorded(Recorder::new(client, dir, secrets)?)
+                Model::Recorded(Recorder::new(client, &place(dir), secrets)?)
             }
             None => Model::Direct(client),
         })

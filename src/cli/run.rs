@@ -85,13 +85,16 @@ impl<'a> Setup<'a> {
         );
     }
 
-    /// Run the agent over `folder` with a model of its own (a recording starts afresh).
+    /// Run the agent over `folder` with a model of its own; `recording` names the
+    /// subfolder of `--record` / `--replay` this run keeps its exchanges in (a batch goal's
+    /// id), or `None` for the folder itself.
     pub(super) async fn drive(
         &self,
         folder: &RunFolder,
         sink: &impl Sink,
+        recording: Option<&str>,
     ) -> anyhow::Result<Finished> {
-        let model = Model::open(self.llm, &self.config)?;
+        let model = Model::open_in(self.llm, &self.config, recording)?;
         let meter = Arc::new(Meter::new(self.config.token_budget, self.config.price));
         let agent = Agent::new(&model, &self.sandbox, self.settings.agent.clone(), meter);
         Ok(agent.run(folder, sink).await?)
@@ -116,9 +119,9 @@ async fn drive_with_signals(
     let jsonl = Jsonl(std::sync::Mutex::new(std::io::stdout()));
     let work = async {
         if options.json {
-            setup.drive(folder, &jsonl).await
+            setup.drive(folder, &jsonl, None).await
         } else {
-            setup.drive(folder, &human).await
+            setup.drive(folder, &human, None).await
         }
     };
     let finished = tokio::select! {
