@@ -68,6 +68,20 @@ pub enum Problem {
     },
     /// The step left variables in the run, and none this time.
     NoState,
+    /// A picture the step wrote does not decode as its kind of image.
+    NotAnImage {
+        /// The file, as the step wrote it.
+        file: String,
+    },
+    /// An `@name[value]` answer the step printed in the run is printed otherwise, or not.
+    Answer {
+        /// The answer's name.
+        name: String,
+        /// What the run printed.
+        then: String,
+        /// What the re-run printed; `None` when it printed no value for the name.
+        now: Option<String>,
+    },
 }
 
 impl std::fmt::Display for Problem {
@@ -82,6 +96,17 @@ impl std::fmt::Display for Problem {
             Problem::NotWritten { file } => write!(f, "{file} was not written again"),
             Problem::Differs { file } => write!(f, "{file} differs"),
             Problem::NoState => f.write_str("it left no variables this time"),
+            Problem::NotAnImage { file } => write!(f, "{file} is not a readable image"),
+            Problem::Answer { name, then, now } => match now {
+                Some(now) => write!(
+                    f,
+                    "it printed @{name}[{now}], the run printed @{name}[{then}]"
+                ),
+                None => write!(
+                    f,
+                    "it printed no @{name}[...], the run printed @{name}[{then}]"
+                ),
+            },
         }
     }
 }
@@ -106,9 +131,10 @@ impl Check {
 
 /// Check `folder`'s inputs, then re-run the final script of every done step of `plan` in
 /// `sandbox`, in dependency order, each seeing the files it saw in the run and loading the
-/// variables its re-run dependencies left. Outputs must hash
-/// as recorded, except CSV files whose numbers agree within the relative `tolerance` and
-/// pictures. A script that fails is a problem of its check; `Err` means the folder or the
+/// variables its re-run dependencies left. Outputs must hash as recorded, except CSV files
+/// whose numbers agree within the relative `tolerance` and pictures, which must decode as
+/// images; every `@name[value]` the step printed in the run must be printed again (numbers
+/// within the tolerance). A script that fails is a problem of its check; `Err` means the folder or the
 /// machinery broke.
 pub async fn verify<S: Sandbox>(
     folder: &RunFolder,
@@ -220,17 +246,69 @@ async fn rerun<S: Sandbox>(
     for (file, hash) in &done.outputs {
         let fresh = job.out_dir.join(file);
         let recorded = folder.output_path(&step.id, done.attempt, file);
+        let picture = PICTURES.iter().any(|extension| file.ends_with(extension));
         if !fresh.is_file() {
             problems.push(Problem::NotWritten { file: file.clone() });
+        } else if picture {
+            // A picture may differ byte for byte and still be the same chart; it must still
+            // be one.
+            if !decodes_as_image(&fresh, file) {
+                problems.push(Problem::NotAnImage { file: file.clone() });
+            }
         } else if sha256_file(&fresh)? != *hash {
             let close = file.ends_with(".csv") && csv_close(&fresh, &recorded, tolerance);
-            let picture = PICTURES.iter().any(|extension| file.ends_with(extension));
-            if !close && !picture {
+            if !close {
                 problems.push(Problem::Differs { file: file.clone() });
             }
         }
     }
+    // What the step printed as answers, against the run.
+    let printed = folder.attempt_dir(&step.id, done.attempt)?.join("stdout");
+    let then = std::fs::read_to_string(&printed).unwrap_or_default();
+    let now = crate::answer::answer_values(&output.stdout);
+    for (name, value) in crate::answer::answer_values(&then) {
+        let again = now.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+        if !again
+            .as_deref()
+            .is_some_and(|v| same_value(v, &value, tolerance))
+        {
+            problems.push(Problem::Answer {
+                name,
+                then: value,
+                now: again,
+            });
+        }
+    }
     Ok((problems, output.state.is_some()))
+}
+
+/// Two printed values are the same: numbers within the relative tolerance, text as it is.
+fn same_value(a: &str, b: &str, tolerance: f64) -> bool {
+    match (a.trim().parse::<f64>(), b.trim().parse::<f64>()) {
+        (Ok(a), Ok(b)) => (a - b).abs() <= tolerance * a.abs().max(b.abs()).max(1.0),
+        _ => a.trim() == b.trim(),
+    }
+}
+
+/// Whether `path` holds an image of the kind its name says: the format's signature and, for
+/// PNG, a header chunk first and an end chunk last; for JPEG, start and end markers.
+fn decodes_as_image(path: &Path, name: &str) -> bool {
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    if name.ends_with(".png") {
+        bytes.len() >= 8 + 25 + 12
+            && bytes.starts_with(b"\x89PNG\r\n\x1a\n")
+            && &bytes[12..16] == b"IHDR"
+            && bytes.ends_with(&[0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82])
+    } else if name.ends_with(".jpg") {
+        bytes.starts_with(&[0xff, 0xd8, 0xff]) && bytes.ends_with(&[0xff, 0xd9])
+    } else if name.ends_with(".pdf") {
+        bytes.starts_with(b"%PDF-")
+    } else {
+        // SVG: text that holds an svg element.
+        std::str::from_utf8(&bytes).is_ok_and(|text| text.contains("<svg"))
+    }
 }
 
 /// Whether two CSV files agree cell by cell, numbers within a relative tolerance.

@@ -8,7 +8,8 @@ use super::*;
 use crate::sandbox::{Output, Warm};
 
 /// Runs "scripts" without a container: a script is JSON, `{"exit": N, "files": {"name":
-/// "text"}}`, or `"break"` for a sandbox that fails. Every job is kept.
+/// "text"}, "bytes": {"name": "hex"}, "stdout": "text"}`, or `"break"` for a sandbox that
+/// fails. Every job is kept.
 #[derive(Default)]
 struct Scripted {
     jobs: Mutex<Vec<Job>>,
@@ -35,9 +36,16 @@ impl Warm for Ready {
         for (name, text) in script["files"].as_object().into_iter().flatten() {
             std::fs::write(self.0.out_dir.join(name), text.as_str().unwrap()).unwrap();
         }
+        for (name, hex) in script["bytes"].as_object().into_iter().flatten() {
+            std::fs::write(
+                self.0.out_dir.join(name),
+                hex::decode(hex.as_str().unwrap()).unwrap(),
+            )
+            .unwrap();
+        }
         Ok(Output {
             status: Status::Exited(script["exit"].as_i64().unwrap_or(0)),
-            stdout: String::new(),
+            stdout: script["stdout"].as_str().unwrap_or_default().to_string(),
             stderr: String::new(),
             stdout_bytes: 0,
             stderr_bytes: 0,
@@ -55,6 +63,8 @@ struct Done {
     depends_on: &'static [&'static str],
     wrote: &'static [(&'static str, &'static str)],
     script: Value,
+    /// What the step printed in the run.
+    printed: &'static str,
 }
 
 /// A script that writes `files` and exits 0.
@@ -80,6 +90,7 @@ fn finished_run(dir: &Path, steps: &[Done], pending: &[&str]) -> (RunFolder, Pla
     for step in steps {
         let attempt = folder.attempt_dir(step.id, 1).unwrap();
         std::fs::write(attempt.join("script.py"), step.script.to_string()).unwrap();
+        std::fs::write(attempt.join("stdout"), step.printed).unwrap();
         std::fs::create_dir_all(attempt.join("files")).unwrap();
         let mut outputs = BTreeMap::new();
         for (file, text) in step.wrote {
@@ -133,12 +144,14 @@ async fn a_run_whose_scripts_write_the_same_files_again_verifies() {
             depends_on: &[],
             wrote: CLEAN,
             script: writes(CLEAN),
+            printed: "",
         },
         Done {
             id: "total",
             depends_on: &["load"],
             wrote: &[("total.txt", "10")],
-            script: writes(&[("total.txt", "10")]),
+            script: json!({"exit": 0, "files": {"total.txt": "10"}, "stdout": "@total[10]\n"}),
+            printed: "total so far\n@total[10]\n",
         },
     ];
     let (folder, plan) = finished_run(dir.path(), &steps, &["chart"]);
@@ -188,12 +201,14 @@ async fn everything_that_did_not_reproduce_is_named_with_its_step() {
                 "chart.png": "another rendering",
                 "total.txt": "11",
             }}),
+            printed: "",
         },
         Done {
             id: "broken",
             depends_on: &[],
             wrote: &[],
             script: json!("break"),
+            printed: "",
         },
     ];
     let (folder, plan) = finished_run(dir.path(), &steps, &[]);
@@ -219,6 +234,9 @@ async fn everything_that_did_not_reproduce_is_named_with_its_step() {
                         now: Status::Exited(1),
                         then: 0
                     },
+                    Problem::NotAnImage {
+                        file: "chart.png".into()
+                    },
                     Problem::Differs {
                         file: "far.csv".into()
                     },
@@ -238,6 +256,80 @@ async fn everything_that_did_not_reproduce_is_named_with_its_step() {
                 )]
             ),
         ]
+    );
+}
+
+/// A 1×1 PNG, and the same picture with another text chunk: equal charts, other bytes.
+const PNG_A: &str = "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63f8cfc0f01f0005000201d6b6a9a10000000049454e44ae426082";
+const PNG_B: &str = "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c48900000009744558745300766572310e5c5e6d0000000d4944415478da63f8cfc0f01f0005000201d6b6a9a10000000049454e44ae426082";
+
+#[tokio::test]
+async fn answers_are_printed_again_and_charts_still_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps = [
+        Done {
+            id: "same",
+            depends_on: &[],
+            wrote: &[],
+            script: json!({"exit": 0, "bytes": {"chart.png": PNG_B}, "stdout": "regions: 2\n@top[south] @total[37525.50000000001]\n"}),
+            printed: "regions: 2\n@top[South] @total[37525.5]\n",
+        },
+        Done {
+            id: "changed",
+            depends_on: &[],
+            wrote: &[],
+            script: json!({"exit": 0, "stdout": "@top[north]\n"}),
+            printed: "@top[south] @total[37525.5]\n",
+        },
+    ];
+    let (folder, plan) = finished_run(dir.path(), &steps, &[]);
+    // The charts as the run wrote them: a real PNG for "same".
+    let chart = folder.output_path("same", 1, "chart.png");
+    std::fs::write(&chart, hex::decode(PNG_A).unwrap()).unwrap();
+    let mut state = folder.state();
+    state
+        .done
+        .get_mut("same")
+        .unwrap()
+        .outputs
+        .insert("chart.png".into(), sha256_file(&chart).unwrap());
+    folder
+        .mark_done("same", state.done["same"].clone())
+        .unwrap();
+
+    let checks = verify(&folder, &plan, &Scripted::default(), 1e-6)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        untimed(checks),
+        vec![
+            check(Subject::Inputs, vec![]),
+            check(
+                step("same"),
+                vec![Problem::Answer {
+                    name: "top".into(),
+                    then: "South".into(),
+                    now: Some("south".into())
+                }]
+            ),
+            check(
+                step("changed"),
+                vec![
+                    Problem::Answer {
+                        name: "top".into(),
+                        then: "south".into(),
+                        now: Some("north".into())
+                    },
+                    Problem::Answer {
+                        name: "total".into(),
+                        then: "37525.5".into(),
+                        now: None
+                    },
+                ]
+            ),
+        ],
+        "a number within the tolerance and a re-rendered chart pass; text must match exactly"
     );
 }
 
@@ -279,6 +371,19 @@ fn problems_read_as_the_verify_report_shows_them() {
         Problem::Differs {
             file: "b.txt".into(),
         },
+        Problem::NotAnImage {
+            file: "c.png".into(),
+        },
+        Problem::Answer {
+            name: "total".into(),
+            then: "10".into(),
+            now: Some("11".into()),
+        },
+        Problem::Answer {
+            name: "total".into(),
+            then: "10".into(),
+            now: None,
+        },
     ]
     .iter()
     .map(ToString::to_string)
@@ -290,6 +395,9 @@ fn problems_read_as_the_verify_report_shows_them() {
             "timed out (the run had exit code 0)",
             "a.csv was not written again",
             "b.txt differs",
+            "c.png is not a readable image",
+            "it printed @total[11], the run printed @total[10]",
+            "it printed no @total[...], the run printed @total[10]",
         ]
     );
 }
