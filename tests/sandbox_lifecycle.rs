@@ -95,8 +95,21 @@ async fn a_dropped_run_removes_its_containers() {
     world.assert_clean().await;
 }
 
+/// `planbox`, its scripts under the tests' runtime: run from a folder whose planbox.toml
+/// names it (`exec` reads `runtime` there; the paths it is given are absolute).
 fn planbox() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_planbox"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_planbox"));
+    if let Some(runtime) = common::test_runtime() {
+        let folder = std::env::temp_dir().join(format!("planbox-lifecycle-{runtime}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join("planbox.toml"),
+            format!("[sandbox]\nruntime = \"{runtime}\"\n"),
+        )
+        .unwrap();
+        command.current_dir(folder);
+    }
+    command
 }
 
 async fn wait_for_containers(pid: u32) {

@@ -162,7 +162,8 @@ pub(super) async fn remove_all(
 
 /// Run a removal until the engine says the thing is gone (success or 404), retrying while
 /// it answers 409: another cleanup (a dropped future's, or the signal handler's) is removing
-/// it, or a volume is still in use by a container being removed. True when it is gone.
+/// it, or a volume is still in use by a container being removed; and, a few times, while it
+/// answers 500. True when it is gone.
 async fn remove_until_gone<F, Fut>(what: &str, mut remove: F) -> bool
 where
     F: FnMut() -> Fut,
@@ -179,6 +180,13 @@ where
                 status_code: 409, ..
             }) if attempt < 49 => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // A loaded engine may fail to see a killed container exit in time ("did not
+            // receive an exit event"): a few more tries, further apart.
+            Err(DockerResponseServerError {
+                status_code: 500, ..
+            }) if attempt < 8 => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(err) => {
                 tracing::warn!(%err, what, "removal failed");
