@@ -545,3 +545,132 @@ async fn a_key_refused_mid_run_ends_the_run_with_the_fix_and_no_replan() {
         "the plan, then the refused script request"
     );
 }
+
+/// `planbox ARGS` against the fake model at `url`, with no configuration file.
+async fn planbox_with_model(url: &str, args: &[&std::ffi::OsStr]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_planbox"))
+        .args(args)
+        .args([
+            "--provider",
+            "openai",
+            "--base-url",
+            url,
+            "--model",
+            "fake-model",
+        ])
+        .args(["--config", "/nonexistent/planbox.toml"])
+        .env("OPENAI_API_KEY", "sk-test")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("PLANBOX_MODEL")
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_plan_written_by_plan_out_and_edited_runs_as_given_and_a_bad_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("sales.csv");
+    std::fs::write(&input, "region,amount\nnorth,10\nsouth,32\n").unwrap();
+    let goal = "What is the total amount? Answer as @total[value].";
+    let planned = serde_json::json!({"steps": [{"id": "total", "title": "sum", "instruction": "Sum amount.",
+        "kind": "action", "depends_on": [], "reads": ["sales.csv"], "writes": []}]});
+    let planner = FakeServer::start(vec![fake_llm::chat(&planned.to_string())]).await;
+    let plan_file = dir.path().join("plan.json");
+    let made = planbox_with_model(
+        &planner.openai_url(),
+        &[
+            "plan".as_ref(),
+            goal.as_ref(),
+            "--input".as_ref(),
+            input.as_os_str(),
+            "--out".as_ref(),
+            plan_file.as_os_str(),
+        ],
+    )
+    .await;
+    assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    assert_eq!(plan["steps"][0]["id"], "total");
+
+    // A person edits it: a clearer instruction, and a title of their own.
+    plan["steps"][0]["instruction"] = "Sum the amount column and print it as @total[...].".into();
+    plan["steps"][0]["title"] = "sum of amounts".into();
+    std::fs::write(&plan_file, plan.to_string()).unwrap();
+    let writer = FakeServer::start(vec![
+        fake_llm::chat("```python\nimport pandas as pd\nprint(f\"@total[{pd.read_csv('/data/sales.csv').amount.sum()}]\")\n```"),
+        fake_llm::chat("The total is @total[42]."),
+    ])
+    .await;
+    let runs = dir.path().join("runs");
+    let ran = planbox_with_model(
+        &writer.openai_url(),
+        &[
+            "run".as_ref(),
+            goal.as_ref(),
+            "--input".as_ref(),
+            input.as_os_str(),
+            "--plan-file".as_ref(),
+            plan_file.as_os_str(),
+            "--runs-dir".as_ref(),
+            runs.as_os_str(),
+            "--expect".as_ref(),
+            "total=42".as_ref(),
+        ],
+    )
+    .await;
+    assert_eq!(ran.status.code(), Some(0), "{}", stderr(&ran));
+    let asked: Vec<String> = writer
+        .seen()
+        .iter()
+        .map(|s| s.body["messages"].to_string())
+        .collect();
+    assert!(
+        !asked
+            .iter()
+            .any(|m| m.contains("Reply with {\\\"steps\\\"")),
+        "the model was asked for a plan: {asked:?}"
+    );
+    assert!(
+        asked[0].contains("This step: sum of amounts"),
+        "{}",
+        asked[0]
+    );
+    assert!(
+        asked[0].contains("Sum the amount column and print it"),
+        "{}",
+        asked[0]
+    );
+
+    // A plan that reads a file nobody provides is refused before anything runs.
+    let calls = writer.seen().len();
+    plan["steps"][0]["reads"] = serde_json::json!(["missing.csv"]);
+    std::fs::write(&plan_file, plan.to_string()).unwrap();
+    let refused = planbox_with_model(
+        &writer.openai_url(),
+        &[
+            "run".as_ref(),
+            goal.as_ref(),
+            "--input".as_ref(),
+            input.as_os_str(),
+            "--plan-file".as_ref(),
+            plan_file.as_os_str(),
+            "--runs-dir".as_ref(),
+            runs.as_os_str(),
+        ],
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let text = stderr(&refused);
+    assert!(
+        text.contains("is not a plan for these inputs: step \"total\" reads \"missing.csv\""),
+        "{text}"
+    );
+    assert_eq!(writer.seen().len(), calls, "the refused plan asked the model");
+    assert_eq!(
+        std::fs::read_dir(&runs).unwrap().count(),
+        1,
+        "no run folder for the refused plan"
+    );
+}

@@ -235,6 +235,10 @@ pub(super) struct RunArgs {
     /// match within 1e-6, text ignoring case; a mismatch makes the exit code 1.
     #[arg(long = "expect", value_name = "NAME=VALUE", value_parser = parse_expect)]
     pub(super) expect: Vec<(String, String)>,
+    /// Run this plan as given instead of asking the model for one (written by `planbox plan
+    /// --out`, or by hand: {"steps": [...]}); checked against the inputs first.
+    #[arg(long, value_name = "FILE")]
+    pub(super) plan_file: Option<PathBuf>,
     #[command(flatten)]
     pub(super) watch: super::watch::WatchFlags,
     #[command(flatten)]
@@ -322,6 +326,10 @@ pub(super) struct PlanArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     pub(super) json: bool,
+    /// Also write the plan to this file, for a person to review or edit and for `planbox run
+    /// --plan-file` to execute as given.
+    #[arg(long, value_name = "FILE")]
+    pub(super) out: Option<PathBuf>,
     #[command(flatten)]
     pub(super) llm: LlmArgs,
 }

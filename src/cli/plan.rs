@@ -1,9 +1,13 @@
 //! `planbox plan`: the inputs profiled and the validated plan for a goal, printed without
 //! running it.
 
+use std::path::Path;
 use std::process::ExitCode;
 
-use planbox::planner::Planner;
+use anyhow::Context;
+use planbox::plan::{Limits, Plan};
+use planbox::planner::{Mode, Planned, Planner};
+use planbox::profile::Profile;
 
 use super::args::{PlanArgs, max_steps};
 use super::model::Model;
@@ -25,6 +29,15 @@ pub(super) async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let planned = planner
         .plan(&args.goal, &profiles, args.mode.into(), args.reflect)
         .await?;
+    if let Some(out) = &args.out {
+        let text = format!("{:#}\n", planbox::planner::to_json(&planned));
+        std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!(
+            "plan written to {}: run it with planbox run GOAL --plan-file {}",
+            out.display(),
+            out.display()
+        );
+    }
     if args.json {
         print_stdout(&format!("{:#}\n", planbox::planner::to_json(&planned)));
     } else {
@@ -40,4 +53,40 @@ pub(super) async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
         print_stdout(&text);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The plan in `path` for `goal` over the inputs `profiles`: the form `planbox plan --out`
+/// writes, or `{"steps": [...]}`, checked as a model's plan is; every problem names its step.
+pub(super) fn read_plan_file(
+    path: &Path,
+    goal: &str,
+    profiles: &[Profile],
+    max_steps: usize,
+) -> anyhow::Result<Planned> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let plan = Plan::from_model(goal, &value)
+        .map_err(|why| anyhow::anyhow!("{}: not a plan ({why})", path.display()))?;
+    let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
+    let limits = Limits {
+        max_steps,
+        ..Limits::default()
+    };
+    let problems = plan.validate(&inputs, &limits);
+    if !problems.is_empty() {
+        let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::bail!(
+            "{} is not a plan for these inputs: {}",
+            path.display(),
+            listed.join("; ")
+        );
+    }
+    let mode = serde_json::from_value(value["mode"].clone()).unwrap_or(Mode::Dag);
+    Ok(Planned {
+        plan,
+        mode,
+        notes: vec![format!("the plan of {}, run as given", path.display())],
+    })
 }

@@ -165,9 +165,19 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     planbox::planner::check_goal(&args.goal)?;
     // Inputs, the model settings and the options are checked before any container or model
     // call.
+    let mut profiles = Vec::new();
     for path in &args.inputs {
-        planbox::profile::profile(path)?;
+        profiles.push(planbox::profile::profile(path)?);
     }
+    let given = match &args.plan_file {
+        Some(path) => Some(super::plan::read_plan_file(
+            path,
+            &args.goal,
+            &profiles,
+            super::args::max_steps(args.run.max_steps)?,
+        )?),
+        None => None,
+    };
     let setup = Setup::new(&args.run, &args.llm).await?;
     let policy = &setup.settings.policy;
     let stored = serde_json::json!({
@@ -181,6 +191,10 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         &sandbox::image::tag(),
         stored,
     )?;
+    if let Some(planned) = &given {
+        // The run starts from this plan as its first version, as a resumed run would.
+        folder.write_plan(1, &planbox::planner::to_json(planned))?;
+    }
     if !args.run.json {
         eprintln!("run folder: {} (id {})", folder.dir().display(), info.id);
     }
