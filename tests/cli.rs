@@ -667,10 +667,99 @@ async fn a_plan_written_by_plan_out_and_edited_runs_as_given_and_a_bad_one_is_re
         text.contains("is not a plan for these inputs: step \"total\" reads \"missing.csv\""),
         "{text}"
     );
-    assert_eq!(writer.seen().len(), calls, "the refused plan asked the model");
+    assert_eq!(
+        writer.seen().len(),
+        calls,
+        "the refused plan asked the model"
+    );
     assert_eq!(
         std::fs::read_dir(&runs).unwrap().count(),
         1,
         "no run folder for the refused plan"
     );
+}
+
+#[tokio::test]
+async fn resume_keeps_the_options_and_tokens_of_the_run_and_records_what_it_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("sales.csv");
+    std::fs::write(&input, "region,amount\nnorth,10\nsouth,32\n").unwrap();
+    let goal = "What is the total amount? Answer as @total[value].";
+    let plan = serde_json::json!({"steps": [{"id": "total", "title": "sum", "instruction": "Sum amount.",
+        "kind": "action", "depends_on": [], "reads": ["sales.csv"], "writes": []}]});
+    // The first session plans and runs a script that fails; asked for a repair, the server
+    // refuses the key: the run stops unfinished.
+    let first = FakeServer::start(vec![
+        fake_llm::chat(&plan.to_string()),
+        fake_llm::chat("```python\nraise SystemExit(3)\n```"),
+        Answer::status(401, r#"{"error": {"message": "key revoked"}}"#),
+    ])
+    .await;
+    let runs = dir.path().join("runs");
+    let started = planbox_with_model(
+        &first.openai_url(),
+        &[
+            "run".as_ref(),
+            goal.as_ref(),
+            "--input".as_ref(),
+            input.as_os_str(),
+            "--runs-dir".as_ref(),
+            runs.as_os_str(),
+            "--timeout".as_ref(),
+            "45".as_ref(),
+            "--max-replans".as_ref(),
+            "1".as_ref(),
+            "--token-budget".as_ref(),
+            "100000".as_ref(),
+        ],
+    )
+    .await;
+    assert_eq!(started.status.code(), Some(2), "{}", stderr(&started));
+    let run = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let spent = planbox::run::history::tokens_spent(&run);
+    assert!(spent > 0, "the first session's tokens are counted");
+
+    let second = FakeServer::start(vec![fake_llm::chat(
+        "```python\nimport pandas as pd\nprint(f\"@total[{pd.read_csv('/data/sales.csv').amount.sum()}]\")\n```",
+    )])
+    .await;
+    let resumed = planbox_with_model(
+        &second.openai_url(),
+        &[
+            "resume".as_ref(),
+            run.as_os_str(),
+            "--max-repairs".as_ref(),
+            "1".as_ref(),
+        ],
+    )
+    .await;
+    let text = stderr(&resumed);
+    assert_eq!(resumed.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "resuming with the options the run was started with, but max_repairs=1; {spent} tokens spent so far"
+        )),
+        "{text}"
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    let options = &info["options"];
+    assert_eq!(options["agent"]["max_replans"], 1, "{options:#}");
+    assert_eq!(options["sandbox"]["timeout_secs"], 45.0, "{options:#}");
+    assert_eq!(options["token_budget"], 100000, "{options:#}");
+    assert_eq!(
+        options["resumes"],
+        serde_json::json!([{"overrides": {"max_repairs": 1}}]),
+        "{options:#}"
+    );
+    // The token count goes on from the first session.
+    let total = planbox::run::history::tokens_spent(&run);
+    assert!(total > spent, "{total} after {spent}");
+    let summary = planbox::run::history::summarize(&run).unwrap();
+    assert_eq!(summary.tokens, total);
 }

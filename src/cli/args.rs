@@ -195,6 +195,94 @@ impl RunOptions {
     }
 }
 
+impl Settings {
+    /// The settings a run was started with (`stored`, its run.json options), with the
+    /// options in `given` (argument ids given on the command line) taken from `fresh`
+    /// instead; what was overridden, as `(option, value)` pairs. A run stored before its
+    /// options were kept gets `fresh` whole.
+    pub(super) fn resumed(
+        stored: &serde_json::Value,
+        fresh: Settings,
+        given: &[String],
+    ) -> (Settings, Vec<(String, serde_json::Value)>) {
+        let Ok(mut agent) =
+            serde_json::from_value::<planbox::agent::Options>(stored["agent"].clone())
+        else {
+            return (fresh, Vec::new());
+        };
+        let recorded: super::verify::RecordedSandbox =
+            serde_json::from_value(stored["sandbox"].clone()).unwrap_or_default();
+        let mut policy = recorded.policy(None);
+        let mut overrides = Vec::new();
+        let mut take = |id: &str, value: serde_json::Value| overrides.push((id.to_string(), value));
+        for id in given {
+            match id.as_str() {
+                "mode" => {
+                    agent.mode = fresh.agent.mode;
+                    take(id, serde_json::json!(fresh.agent.mode));
+                }
+                "reflect" => {
+                    agent.reflect = fresh.agent.reflect;
+                    take(id, fresh.agent.reflect.into());
+                }
+                "parallel" => {
+                    agent.parallel = fresh.agent.parallel;
+                    take(id, fresh.agent.parallel.into());
+                }
+                "max_repairs" => {
+                    agent.max_repairs = fresh.agent.max_repairs;
+                    take(id, fresh.agent.max_repairs.into());
+                }
+                "max_replans" => {
+                    agent.max_replans = fresh.agent.max_replans;
+                    take(id, fresh.agent.max_replans.into());
+                }
+                "max_steps" => {
+                    agent.max_steps = fresh.agent.max_steps;
+                    take(id, fresh.agent.max_steps.into());
+                }
+                "wall_time" => {
+                    agent.wall = fresh.agent.wall;
+                    take(
+                        id,
+                        serde_json::json!(fresh.agent.wall.map(|w| w.as_secs_f64())),
+                    );
+                }
+                "max_containers" => {
+                    agent.max_containers = fresh.agent.max_containers;
+                    take(id, serde_json::json!(fresh.agent.max_containers));
+                }
+                "no_fuse" => {
+                    agent.fuse_chains = fresh.agent.fuse_chains;
+                    take("fuse_chains", fresh.agent.fuse_chains.into());
+                }
+                "max_state" => {
+                    agent.max_state = fresh.agent.max_state;
+                    take(id, fresh.agent.max_state.into());
+                }
+                "rule_off" => {
+                    agent.rules = fresh.agent.rules.clone();
+                    take(id, serde_json::json!(fresh.agent.rules));
+                }
+                "timeout" => {
+                    policy.timeout = fresh.policy.timeout;
+                    take(id, fresh.policy.timeout.as_secs_f64().into());
+                }
+                "memory" => {
+                    policy.memory = fresh.policy.memory;
+                    take(id, fresh.policy.memory.into());
+                }
+                "runtime" => {
+                    policy.runtime = fresh.policy.runtime.clone();
+                    take(id, serde_json::json!(fresh.policy.runtime));
+                }
+                _ => {}
+            }
+        }
+        (Settings { agent, policy }, overrides)
+    }
+}
+
 /// `--timeout` of a script, checked: seconds in (0, 600].
 pub(super) fn script_timeout(secs: f64) -> anyhow::Result<Duration> {
     if !(secs > 0.0 && secs <= 600.0) {
@@ -277,6 +365,9 @@ pub(super) struct ResumeArgs {
     pub(super) run: RunOptions,
     #[command(flatten)]
     pub(super) llm: LlmArgs,
+    /// The ids of the options given on the command line (filled in after parsing).
+    #[arg(skip)]
+    pub(super) given: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -42,7 +42,12 @@ async fn run_goal(
 ) -> GoalRun {
     let began = Instant::now();
     lock(started).goals.push(goal.id.clone());
-    let stored = serde_json::json!({"agent": setup.settings.agent, "batch": goal.id});
+    let stored = serde_json::json!({
+        "agent": setup.settings.agent,
+        "sandbox": super::verify::RecordedSandbox::of(&setup.settings.policy),
+        "token_budget": setup.token_budget(),
+        "batch": goal.id,
+    });
     let runs_dir = &setup.options.runs_dir;
     let folder = match RunFolder::create(runs_dir, &goal.goal, &goal.inputs, image, stored) {
         Ok((folder, _)) => folder,

@@ -24,6 +24,8 @@ pub(super) struct Setup<'a> {
     pub(super) settings: Settings,
     llm: &'a LlmArgs,
     config: LlmConfig,
+    /// Tokens earlier sessions of the run spent (a resume goes on counting from there).
+    carried_tokens: u64,
     /// The engines every goal's scripts run on, leftovers of earlier runs removed.
     pub(super) sandbox: Pool,
 }
@@ -32,8 +34,17 @@ impl<'a> Setup<'a> {
     /// Check the model settings and the options, then reach the engine and remove the
     /// containers earlier runs left behind.
     pub(super) async fn new(options: &'a RunOptions, llm: &'a LlmArgs) -> anyhow::Result<Self> {
-        let config = llm.config()?;
-        let mut settings = options.settings(&llm.model.config)?;
+        let settings = options.settings(&llm.model.config)?;
+        Setup::with_settings(options, llm, llm.config()?, settings).await
+    }
+
+    /// [`Setup::new`] with settings and model settings already decided (a resume's).
+    pub(super) async fn with_settings(
+        options: &'a RunOptions,
+        llm: &'a LlmArgs,
+        config: LlmConfig,
+        mut settings: Settings,
+    ) -> anyhow::Result<Self> {
         let engines = options.sandbox.engines(&llm.model.config)?;
         let sandbox = Pool::connect(
             &engines,
@@ -56,8 +67,14 @@ impl<'a> Setup<'a> {
             settings,
             llm,
             config,
+            carried_tokens: 0,
             sandbox,
         })
+    }
+
+    /// The run's token budget.
+    pub(super) fn token_budget(&self) -> Option<u64> {
+        self.config.token_budget
     }
 
     /// For a pool of engines, or when an engine went down: what each engine ran, on stderr.
@@ -96,6 +113,7 @@ impl<'a> Setup<'a> {
     ) -> anyhow::Result<Finished> {
         let model = Model::open_in(self.llm, &self.config, recording)?;
         let meter = Arc::new(Meter::new(self.config.token_budget, self.config.price));
+        meter.carry_over(self.carried_tokens);
         let agent = Agent::new(&model, &self.sandbox, self.settings.agent.clone(), meter);
         Ok(agent.run(folder, sink).await?)
     }
@@ -183,6 +201,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let stored = serde_json::json!({
         "agent": setup.settings.agent,
         "sandbox": super::verify::RecordedSandbox::of(policy),
+        "token_budget": setup.token_budget(),
     });
     let (folder, info) = RunFolder::create(
         &args.run.runs_dir,
@@ -215,6 +234,32 @@ pub(super) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let setup = Setup::new(&args.run, &args.llm).await?;
+    // What the run was started with, but for the options given now.
+    let fresh = args.run.settings(&args.llm.model.config)?;
+    let (settings, mut overrides) = Settings::resumed(&info.options, fresh, &args.given);
+    let mut config = args.llm.config()?;
+    if args.given.iter().any(|id| id == "token_budget") {
+        overrides.push((
+            "token_budget".into(),
+            serde_json::json!(config.token_budget),
+        ));
+    } else if let Some(budget) = info.options.get("token_budget") {
+        config.token_budget = budget.as_u64();
+    }
+    let mut setup = Setup::with_settings(&args.run, &args.llm, config, settings).await?;
+    setup.carried_tokens = planbox::run::history::tokens_spent(folder.dir());
+    folder.record_resume(&overrides)?;
+    if !args.run.json {
+        let changed: Vec<String> = overrides.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        eprintln!(
+            "resuming with the options the run was started with{}; {} tokens spent so far",
+            if changed.is_empty() {
+                String::new()
+            } else {
+                format!(", but {}", changed.join(", "))
+            },
+            setup.carried_tokens
+        );
+    }
     drive_with_signals(&setup, &folder, &[], &args.watch).await
 }

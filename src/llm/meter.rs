@@ -54,6 +54,12 @@ impl Meter {
         }
     }
 
+    /// Count `tokens` an earlier session of the run spent (as prompt tokens: the split is not
+    /// kept), so the budget and the totals go on from there.
+    pub fn carry_over(&self, tokens: u64) {
+        self.used.lock().expect("meter poisoned").prompt_tokens += tokens;
+    }
+
     /// Refuse the next call when the budget is spent.
     pub fn check(&self) -> Result<()> {
         let used = *self.used.lock().expect("meter poisoned");

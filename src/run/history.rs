@@ -154,6 +154,38 @@ fn read_events(path: &Path) -> Ending {
     ending
 }
 
+/// Tokens a run spent over all its sessions (a run, then each resume). A session's meter
+/// goes on from the sessions before it, so its counts include theirs; a session whose counts
+/// are below what came before restarted from zero (a run resumed before the count was
+/// carried over) and adds to it. A session cut short counts what its last attempt had used.
+pub fn tokens_spent(dir: &Path) -> u64 {
+    let Ok(file) = std::fs::File::open(dir.join("events.jsonl")) else {
+        return 0;
+    };
+    let combine = |total: u64, session: u64| {
+        if session >= total {
+            session
+        } else {
+            total + session
+        }
+    };
+    let (mut total, mut session) = (0, 0);
+    for line in std::io::BufReader::new(file).lines() {
+        let Ok(line) = line else { break };
+        match serde_json::from_str::<RunEvent>(&line) {
+            Ok(RunEvent::RunStarted { .. }) => {
+                total = combine(total, session);
+                session = 0;
+            }
+            Ok(RunEvent::Attempted { tokens, .. } | RunEvent::RunFinished { tokens, .. }) => {
+                session = session.max(tokens);
+            }
+            _ => {}
+        }
+    }
+    combine(total, session)
+}
+
 /// Summarise one run folder (one that holds `run.json`).
 pub fn summarize(dir: &Path) -> Result<RunSummary> {
     let info: RunInfo = read_json(&dir.join("run.json"))?;
@@ -226,6 +258,48 @@ mod tests {
     fn run_in(runs: &Path, goal: &str) -> RunFolder {
         let (folder, _) = RunFolder::create(runs, goal, &[], "img", serde_json::json!({})).unwrap();
         folder
+    }
+
+    #[test]
+    fn tokens_add_up_over_sessions_carried_or_restarted() {
+        let runs = tempfile::tempdir().unwrap();
+        let folder = run_in(runs.path(), "mean fare");
+        let started = || RunEvent::RunStarted {
+            run: "r".into(),
+            goal: "g".into(),
+        };
+        let attempted = |tokens| RunEvent::Attempted {
+            step: "a".into(),
+            attempt: 1,
+            tokens,
+            ok: false,
+            problem: None,
+        };
+        // A session cut short after 300 tokens; a resume that restarted from zero (200
+        // more); one that carried the count on (to 650).
+        for event in [
+            started(),
+            attempted(100),
+            attempted(300),
+            started(),
+            attempted(200),
+            started(),
+            attempted(560),
+            RunEvent::RunFinished {
+                achieved: true,
+                tokens: 650,
+                millis: 1,
+            },
+        ] {
+            folder.emit(&event);
+        }
+        assert_eq!(tokens_spent(folder.dir()), 650);
+        let restarted = run_in(runs.path(), "other");
+        for event in [started(), attempted(300), started(), attempted(200)] {
+            restarted.emit(&event);
+        }
+        assert_eq!(tokens_spent(restarted.dir()), 500);
+        assert_eq!(tokens_spent(runs.path()), 0, "no events, no tokens");
     }
 
     #[test]

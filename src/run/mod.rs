@@ -155,6 +155,27 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
 }
 
 impl RunFolder {
+    /// Note in `run.json` that the run was resumed with `overrides` (option, value): its
+    /// options list every resume under `resumes`, so what a run ran with stays on record.
+    pub fn record_resume(&self, overrides: &[(String, serde_json::Value)]) -> Result<()> {
+        let mut info = self.info()?;
+        let resume: serde_json::Map<String, serde_json::Value> =
+            overrides.iter().cloned().collect();
+        if !info.options.is_object() {
+            info.options = serde_json::json!({});
+        }
+        let resumes = info
+            .options
+            .as_object_mut()
+            .expect("an object")
+            .entry("resumes");
+        let list = resumes.or_insert_with(|| serde_json::json!([]));
+        if let Some(list) = list.as_array_mut() {
+            list.push(serde_json::json!({"overrides": resume}));
+        }
+        write_json(&self.dir.join("run.json"), &info)
+    }
+
     /// Create a new run folder under `runs_dir`, checking and hashing the inputs first.
     pub fn create(
         runs_dir: &Path,
