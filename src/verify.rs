@@ -252,7 +252,7 @@ async fn rerun<S: Sandbox>(
         } else if picture {
             // A picture may differ byte for byte and still be the same chart; it must still
             // be one.
-            if !decodes_as_image(&fresh, file) {
+            if !crate::fsutil::is_readable_image(&fresh) {
                 problems.push(Problem::NotAnImage { file: file.clone() });
             }
         } else if sha256_file(&fresh)? != *hash {
@@ -287,27 +287,6 @@ fn same_value(a: &str, b: &str, tolerance: f64) -> bool {
     match (a.trim().parse::<f64>(), b.trim().parse::<f64>()) {
         (Ok(a), Ok(b)) => (a - b).abs() <= tolerance * a.abs().max(b.abs()).max(1.0),
         _ => a.trim() == b.trim(),
-    }
-}
-
-/// Whether `path` holds an image of the kind its name says: the format's signature and, for
-/// PNG, a header chunk first and an end chunk last; for JPEG, start and end markers.
-fn decodes_as_image(path: &Path, name: &str) -> bool {
-    let Ok(bytes) = std::fs::read(path) else {
-        return false;
-    };
-    if name.ends_with(".png") {
-        bytes.len() >= 8 + 25 + 12
-            && bytes.starts_with(b"\x89PNG\r\n\x1a\n")
-            && &bytes[12..16] == b"IHDR"
-            && bytes.ends_with(&[0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82])
-    } else if name.ends_with(".jpg") {
-        bytes.starts_with(&[0xff, 0xd8, 0xff]) && bytes.ends_with(&[0xff, 0xd9])
-    } else if name.ends_with(".pdf") {
-        bytes.starts_with(b"%PDF-")
-    } else {
-        // SVG: text that holds an svg element.
-        std::str::from_utf8(&bytes).is_ok_and(|text| text.contains("<svg"))
     }
 }
 

@@ -1010,3 +1010,88 @@ async fn a_step_s_prompt_names_the_variables_its_dependencies_left_and_what_they
         transcript(&model.requests()[2])
     );
 }
+
+/// A 1×1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0xda, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x02, 0x01, 0xd6, 0xb6, 0xa9, 0xa1, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+#[tokio::test]
+async fn a_chart_the_goal_names_is_required_and_repaired_until_it_is_a_readable_image() {
+    let world = World::new();
+    let goal = "What is the total amount? Chart it as a bar in total.png. Answer as @total[value].";
+    let folder = world.create(goal);
+    // The plan forgets the chart; the first script prints the answer and draws nothing, the
+    // second writes something that is not a picture, the third draws it.
+    let model = ScriptedModel::new([
+        one_step(),
+        code("print('@total[42]')"),
+        code("print('@total[42]')\nopen('total.png', 'w').write('a chart')"),
+        code("print('@total[42]')\nplt.savefig('total.png')"),
+    ]);
+    let sandbox = FakeSandbox::new([
+        Run::prints("@total[42]\n"),
+        Run::prints("@total[42]\n").writes("total.png", "a chart"),
+        Run::prints("@total[42]\n").writes_bytes("total.png", PNG),
+    ]);
+    let options = Options {
+        max_repairs: 2,
+        ..options()
+    };
+    let (finished, events) = run(&folder, &model, &sandbox, options, meter()).await;
+
+    let plan = folder.plan().unwrap().unwrap();
+    assert_eq!(plan.plan.steps[0].writes, vec!["total.png".to_string()]);
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("the goal asks for total.png (from only)")),
+        "{:?}",
+        plan.notes
+    );
+    let problems: Vec<Option<String>> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Attempted { problem, .. } => Some(problem.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        problems,
+        vec![
+            Some("The script exited 0 but did not write total.png.".to_string()),
+            Some(
+                "The script exited 0 but did not write total.png (not a readable image)."
+                    .to_string()
+            ),
+            None,
+        ]
+    );
+    assert!(finished.achieved, "{finished:?}");
+    assert_eq!(finished.answer, "@total[42]");
+    // The repair prompt says what is missing.
+    assert!(transcript(&model.requests()[2]).contains("did not write total.png"));
+}
+
+#[tokio::test]
+async fn a_run_that_never_writes_the_named_chart_is_not_achieved() {
+    let world = World::new();
+    let goal = "What is the total amount? Chart it in total.png. Answer as @total[value].";
+    let folder = world.create(goal);
+    let model = ScriptedModel::new([
+        one_step(),
+        code("print('@total[42]')"),
+        code("print('@total[42]') "),
+        // The replan keeps one step; its script still draws nothing.
+        one_step(),
+        code("print('@total[42]')  "),
+        code("print('@total[42]')   "),
+    ]);
+    let sandbox = FakeSandbox::new((0..4).map(|_| Run::prints("@total[42]\n")));
+    let (finished, _) = run(&folder, &model, &sandbox, options(), meter()).await;
+    assert!(!finished.achieved, "{finished:?}");
+}

@@ -204,15 +204,15 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         ctx: &Ctx<'_>,
         planner: &Planner<'_, M>,
     ) -> Result<Option<Planned>> {
-        if let Some(planned) = ctx.folder.plan()? {
-            self.adopt(ctx, &planned, ctx.folder.state().plan_version)?;
+        if let Some(mut planned) = ctx.folder.plan()? {
+            self.adopt(ctx, &mut planned, ctx.folder.state().plan_version)?;
             return Ok(Some(planned));
         }
         let (goal, mode) = (&ctx.info.goal, self.options.mode);
         let made = planner
             .plan(goal, &ctx.profiles, mode, self.options.reflect)
             .await;
-        let planned = match ctx.budgets.within(made, ctx.sink) {
+        let mut planned = match ctx.budgets.within(made, ctx.sink) {
             Ok(Ok(planned)) => planned,
             Ok(Err(_spent)) => return Ok(None),
             // A model that never gives a valid plan still gets the goal as one script: the
@@ -237,13 +237,30 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                 return Err(err);
             }
         };
-        self.adopt(ctx, &planned, 1)?;
+        self.adopt(ctx, &mut planned, 1)?;
         Ok(Some(planned))
     }
 
-    /// Store a plan version (unless it is the one the folder holds) and announce it.
-    fn adopt(&self, ctx: &Ctx<'_>, planned: &Planned, version: usize) -> Result<()> {
-        if ctx.folder.state().plan_version != version {
+    /// Make the files the goal names required outputs of the plan, store the plan version
+    /// (unless it is the one the folder holds, unchanged) and announce it.
+    fn adopt(&self, ctx: &Ctx<'_>, planned: &mut Planned, version: usize) -> Result<()> {
+        let inputs: Vec<String> = ctx.info.inputs.iter().map(|i| i.name.clone()).collect();
+        let deliverables: Vec<String> = planner::named_files(&ctx.info.goal)
+            .into_iter()
+            .filter(|file| !inputs.contains(file))
+            .collect();
+        let added = planned.plan.require_outputs(&deliverables);
+        if !added.is_empty() {
+            planned.notes.push(format!(
+                "the goal asks for {}: required of the steps that end the analysis",
+                added
+                    .iter()
+                    .map(|(file, step)| format!("{file} (from {step})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if ctx.folder.state().plan_version != version || !added.is_empty() {
             ctx.folder.write_plan(version, &planner::to_json(planned))?;
         }
         ctx.emit(RunEvent::Planned {
@@ -346,7 +363,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             .map(|s| s.id.clone())
             .collect();
         ctx.folder.replanned(&dropped)?;
-        let next = Planned {
+        let mut next = Planned {
             plan,
             mode: planned.mode,
             notes: vec![format!(
@@ -354,7 +371,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
                 first_line(problem)
             )],
         };
-        self.adopt(ctx, &next, ctx.folder.state().plan_version + 1)?;
+        self.adopt(ctx, &mut next, ctx.folder.state().plan_version + 1)?;
         Ok(Some(next))
     }
 

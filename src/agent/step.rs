@@ -336,8 +336,8 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
 }
 
 /// What is wrong with an attempt, for the model and the report; `None` when it passed: the
-/// script exited 0, wrote every file the step declares, none empty, and left every variable
-/// it produces.
+/// script exited 0, wrote every file the step declares, none empty and every chart a
+/// readable image, and left every variable it produces.
 fn judge(
     step: &Step,
     job: &Job,
@@ -349,8 +349,16 @@ fn judge(
     let missing: Vec<String> = step
         .writes
         .iter()
-        .filter(|w| std::fs::metadata(job.out_dir.join(w)).map_or(true, |m| m.len() == 0))
-        .cloned()
+        .filter_map(|w| {
+            let path = job.out_dir.join(w);
+            if std::fs::metadata(&path).map_or(true, |m| m.len() == 0) {
+                Some(w.clone())
+            } else if crate::plan::is_chart(w) && !crate::fsutil::is_readable_image(&path) {
+                Some(format!("{w} (not a readable image)"))
+            } else {
+                None
+            }
+        })
         .collect();
     let left = |name: &String| {
         output

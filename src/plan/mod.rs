@@ -206,6 +206,35 @@ impl Plan {
             .collect()
     }
 
+    /// Make each of `files` a required output: one no step writes goes to the writes of the
+    /// last step that ends the analysis (an action nothing depends on). Returns the (file,
+    /// step) pairs added.
+    pub fn require_outputs(&mut self, files: &[String]) -> Vec<(String, String)> {
+        let last_id = self
+            .topological_order()
+            .into_iter()
+            .rev()
+            .find(|s| {
+                s.kind == StepKind::Action
+                    && !self.steps.iter().any(|d| d.depends_on.contains(&s.id))
+            })
+            .map(|s| s.id.clone());
+        let Some(last_id) = last_id else {
+            return Vec::new();
+        };
+        let mut added = Vec::new();
+        for file in files {
+            if !valid_file_name(file) || self.steps.iter().any(|s| s.writes.contains(file)) {
+                continue;
+            }
+            if let Some(step) = self.steps.iter_mut().find(|s| s.id == last_id) {
+                step.writes.push(file.clone());
+                added.push((file.clone(), last_id.clone()));
+            }
+        }
+        added
+    }
+
     /// The steps with every step after its dependencies (plan order among equals). Assumes a
     /// validated plan; steps caught in a cycle are left out.
     pub fn topological_order(&self) -> Vec<&Step> {

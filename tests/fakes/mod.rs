@@ -20,7 +20,7 @@ pub struct Run {
     pub stdout: String,
     pub stderr: String,
     /// Files the script "wrote" into its output folder.
-    pub files: Vec<(String, String)>,
+    pub files: Vec<(String, Vec<u8>)>,
     /// The runner's description of the variables the script left (JSON), if any.
     pub state: Option<String>,
 }
@@ -56,7 +56,13 @@ impl Run {
 
     /// The run also wrote `name` with `content`.
     pub fn writes(mut self, name: &str, content: &str) -> Run {
-        self.files.push((name.into(), content.into()));
+        self.files.push((name.into(), content.as_bytes().to_vec()));
+        self
+    }
+
+    /// The run also wrote `name` with these bytes.
+    pub fn writes_bytes(mut self, name: &str, content: &[u8]) -> Run {
+        self.files.push((name.into(), content.to_vec()));
         self
     }
 }
