@@ -232,6 +232,20 @@ pub enum Error {
         /// The budget.
         limit: u64,
     },
+    /// The run's money budget is spent.
+    #[error("cost budget spent: {cost:.4} of {max:.4} spent")]
+    CostExhausted {
+        /// Estimated cost so far, in the price table's currency.
+        cost: f64,
+        /// The budget.
+        max: f64,
+    },
+    /// The run's wall time ran out during a model call.
+    #[error("wall time budget spent ({left:?} left)")]
+    WallTimeSpent {
+        /// Time that was left (none).
+        left: std::time::Duration,
+    },
     /// A replayed session does not match what is asked now.
     #[error("replay: {0}")]
     Replay(String),
@@ -274,7 +288,9 @@ impl Error {
             | Error::LlmFailing { .. }
             | Error::LlmRefused { .. }
             | Error::LlmReply(_)
-            | Error::BudgetExhausted { .. } => false,
+            | Error::BudgetExhausted { .. }
+            | Error::CostExhausted { .. }
+            | Error::WallTimeSpent { .. } => false,
         }
     }
 

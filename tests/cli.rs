@@ -763,3 +763,41 @@ async fn resume_keeps_the_options_and_tokens_of_the_run_and_records_what_it_over
     let summary = planbox::run::history::summarize(&run).unwrap();
     assert_eq!(summary.tokens, total);
 }
+
+#[tokio::test]
+async fn the_wall_time_ends_a_model_call_that_outlasts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("sales.csv");
+    std::fs::write(&input, "region,amount\nnorth,10\n").unwrap();
+    let server = FakeServer::start(vec![
+        fake_llm::chat(r#"{"steps": []}"#).delayed(std::time::Duration::from_secs(40)),
+    ])
+    .await;
+    let runs = dir.path().join("runs");
+    let started = std::time::Instant::now();
+    let output = planbox_with_model(
+        &server.openai_url(),
+        &[
+            "run".as_ref(),
+            "What is the total? Answer as @total[value].".as_ref(),
+            "--input".as_ref(),
+            input.as_os_str(),
+            "--runs-dir".as_ref(),
+            runs.as_os_str(),
+            "--wall-time".as_ref(),
+            "2".as_ref(),
+        ],
+    )
+    .await;
+    let took = started.elapsed();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "{took:?}: {text}"
+    );
+    assert!(
+        text.contains("the wall time budget ended the run"),
+        "{text}"
+    );
+}

@@ -21,6 +21,8 @@ pub enum Budget {
     WallTime,
     /// The number of containers (`--max-containers`).
     Containers,
+    /// The money budget (`--max-cost`).
+    Cost,
 }
 
 impl std::fmt::Display for Budget {
@@ -29,6 +31,7 @@ impl std::fmt::Display for Budget {
             Budget::Tokens => "tokens",
             Budget::WallTime => "wall time",
             Budget::Containers => "containers",
+            Budget::Cost => "cost",
         })
     }
 }
@@ -71,6 +74,30 @@ impl Budgets {
         self.started.elapsed()
     }
 
+    /// When the wall-time budget ends, if there is one.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.wall.map(|wall| self.started + wall)
+    }
+
+    /// A script run cut off when the wall-time budget ends: `Err` with the budget when it
+    /// did (the script's containers are removed as for any dropped run).
+    pub(crate) async fn script_within<T>(
+        &self,
+        run: impl std::future::Future<Output = T>,
+        sink: &dyn Sink,
+    ) -> Result<T, Budget> {
+        let Some(deadline) = self.deadline() else {
+            return Ok(run.await);
+        };
+        match tokio::time::timeout_at(deadline.into(), run).await {
+            Ok(done) => Ok(done),
+            Err(_) => {
+                self.spend(Budget::WallTime, sink);
+                Err(Budget::WallTime)
+            }
+        }
+    }
+
     /// The budget that ran out, if one did.
     pub(crate) fn spent(&self) -> Option<Budget> {
         *self.spent.lock().expect("budget poisoned")
@@ -87,8 +114,12 @@ impl Budgets {
                 self.spend(Budget::WallTime, sink);
             } else if over_containers {
                 self.spend(Budget::Containers, sink);
-            } else if self.meter.check().is_err() {
-                self.spend(Budget::Tokens, sink);
+            } else {
+                match self.meter.check() {
+                    Err(Error::CostExhausted { .. }) => self.spend(Budget::Cost, sink),
+                    Err(_) => self.spend(Budget::Tokens, sink),
+                    Ok(()) => {}
+                }
             }
         }
         self.spent()
@@ -105,13 +136,14 @@ impl Budgets {
         result: Result<T>,
         sink: &dyn Sink,
     ) -> Result<Result<T, Budget>> {
-        match result {
-            Err(Error::BudgetExhausted { .. }) => {
-                self.spend(Budget::Tokens, sink);
-                Ok(Err(Budget::Tokens))
-            }
-            other => other.map(Ok),
-        }
+        let budget = match &result {
+            Err(Error::BudgetExhausted { .. }) => Budget::Tokens,
+            Err(Error::CostExhausted { .. }) => Budget::Cost,
+            Err(Error::WallTimeSpent { .. }) => Budget::WallTime,
+            _ => return result.map(Ok),
+        };
+        self.spend(budget, sink);
+        Ok(Err(budget))
     }
 
     fn spend(&self, budget: Budget, sink: &dyn Sink) {

@@ -150,6 +150,8 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         let tee = Tee(folder, sink);
         let tracking = progress::Tracking::new(&tee);
         let ctx = self.open(folder, &tracking)?;
+        // Model calls, planning's included, end when the wall time does.
+        self.llm.set_deadline(ctx.budgets.deadline());
         let mut planner = Planner::new(&self.llm);
         planner.limits.max_steps = self.options.max_steps;
         planner.fuse = self.options.fuse_chains;

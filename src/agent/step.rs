@@ -280,8 +280,14 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
                 step: step.id.clone(),
                 attempt,
             });
-            // Run, then judge.
-            let output = warm.run(&script).await?;
+            // Run, then judge; the run's wall time bounds the script as much as its own limit.
+            let output = match ctx.budgets.script_within(warm.run(&script), ctx.sink).await {
+                Ok(output) => output?,
+                Err(budget) => {
+                    self.attempted(ctx, step, attempt, Some(&budget.ran_out()));
+                    return Ok(Outcome::Failed(budget.ran_out()));
+                }
+            };
             let problem = judge(step, &job, &output, &script, &self.options.rules, &defined);
             let record = AttemptRecord {
                 status: output.status.clone(),

@@ -491,6 +491,10 @@ pub(super) struct LlmArgs {
     /// Stop cleanly once this many tokens (prompt plus reply) are spent.
     #[arg(long, value_name = "N")]
     pub(super) token_budget: Option<u64>,
+    /// Stop cleanly once the run's estimated cost reaches this amount, in the currency of the
+    /// model's price in planbox.toml's [prices] (which it needs).
+    #[arg(long, value_name = "AMOUNT")]
+    pub(super) max_cost: Option<f64>,
     /// Write every model exchange to this folder (keys redacted), for --replay later.
     #[arg(long, value_name = "DIR", conflicts_with = "replay")]
     pub(super) record: Option<PathBuf>,
@@ -508,6 +512,7 @@ impl LlmArgs {
             max_tokens: self.max_tokens,
             timeout_secs: self.llm_timeout,
             token_budget: self.token_budget,
+            max_cost: self.max_cost,
             ..Default::default()
         })?)
     }

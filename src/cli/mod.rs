@@ -196,6 +196,8 @@ pub(crate) fn error_fix(err: &planbox::Error) -> Option<String> {
         | Error::LlmRefused { .. }
         | Error::LlmReply(_)
         | Error::BudgetExhausted { .. }
+        | Error::CostExhausted { .. }
+        | Error::WallTimeSpent { .. }
         | Error::Replay(_) => None,
     }
 }

@@ -112,7 +112,11 @@ impl<'a> Setup<'a> {
         recording: Option<&str>,
     ) -> anyhow::Result<Finished> {
         let model = Model::open_in(self.llm, &self.config, recording)?;
-        let meter = Arc::new(Meter::new(self.config.token_budget, self.config.price));
+        let meter = Arc::new(
+            Meter::new(self.config.token_budget, self.config.price)
+                .with_max_cost(self.config.max_cost)
+                .with_reply_limit(self.config.max_tokens),
+        );
         meter.carry_over(self.carried_tokens);
         let agent = Agent::new(&model, &self.sandbox, self.settings.agent.clone(), meter);
         Ok(agent.run(folder, sink).await?)

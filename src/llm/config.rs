@@ -58,6 +58,8 @@ pub struct Overrides {
     pub timeout_secs: Option<f64>,
     /// Token budget for a run.
     pub token_budget: Option<u64>,
+    /// Money budget for a run, in the price table's currency.
+    pub max_cost: Option<f64>,
 }
 
 /// The `[llm]`, `[prices]` and `[sandbox]` tables of `planbox.toml`.
@@ -106,6 +108,8 @@ pub struct FileLlm {
     pub retries: Option<u32>,
     /// Token budget for a run.
     pub token_budget: Option<u64>,
+    /// Money budget for a run, in the price table's currency.
+    pub max_cost: Option<f64>,
 }
 
 impl FileConfig {
@@ -148,6 +152,8 @@ pub struct LlmConfig {
     pub retry: RetryPolicy,
     /// Token budget for a run.
     pub token_budget: Option<u64>,
+    /// Money budget for a run, in the price table's currency.
+    pub max_cost: Option<f64>,
     /// The model's price, if the table has it.
     pub price: Option<Price>,
 }
@@ -262,6 +268,23 @@ impl LlmConfig {
             ..RetryPolicy::default()
         };
         let price = file.prices.get(&model).copied();
+        let max_cost = flags.max_cost.or(file.llm.max_cost);
+        if let Some(max) = max_cost {
+            if !(max.is_finite() && max > 0.0) {
+                return Err(Error::InvalidSetting {
+                    name: "max_cost",
+                    value: max.to_string(),
+                    reason: "must be a positive amount",
+                });
+            }
+            if price.is_none() {
+                return Err(Error::InvalidSetting {
+                    name: "max_cost",
+                    value: max.to_string(),
+                    reason: "needs the model's price: add it under [prices] in planbox.toml",
+                });
+            }
+        }
         Ok(LlmConfig {
             provider,
             base_url,
@@ -273,6 +296,7 @@ impl LlmConfig {
             timeout: Duration::from_secs_f64(timeout_secs),
             retry,
             token_budget: flags.token_budget.or(file.llm.token_budget),
+            max_cost,
             price,
         })
     }
