@@ -829,6 +829,8 @@ async fn a_signalled_batch_removes_its_containers_and_names_the_runs_to_resume()
         .arg("batch")
         .arg(&suite)
         .args(["--goals-parallel", "1", "--json", "--timeout", "600"])
+        .arg("--junit")
+        .arg(work.path().join("stopped.xml"))
         .args(fake_model_args(&model, &runs))
         .envs(FAKE_MODEL_ENV.iter().map(|k| (k, "")))
         .stdout(std::process::Stdio::piped())
@@ -885,6 +887,10 @@ async fn a_signalled_batch_removes_its_containers_and_names_the_runs_to_resume()
         .expect("the batch stops within a minute of SIGTERM")
         .unwrap();
     reader.await.unwrap();
+    // The goal that finished is in the JUnit report; the stopped ones are not.
+    let xml = std::fs::read_to_string(work.path().join("stopped.xml")).unwrap();
+    assert!(xml.contains("tests=\"1\""), "{xml}");
+    assert!(xml.contains(&format!("<testcase name=\"{}\"", ids[0])), "{xml}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(

@@ -146,6 +146,12 @@ pub(super) async fn batch(args: BatchArgs) -> anyhow::Result<ExitCode> {
             if !waiting.is_empty() {
                 eprintln!("planbox: not started: {}", waiting.join(", "));
             }
+            // The goals that finished are reported, as a whole batch would be.
+            if let Some(path) = &args.junit {
+                let xml = planbox::batch::junit(&args.suite.display().to_string(), &cases);
+                std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("planbox: {} ({} finished goals)", path.display(), cases.len());
+            }
             return Ok(ExitCode::from(130));
         }
     };

@@ -226,7 +226,9 @@ fn small_text_files(dir: &Path, names: &[&String]) -> Vec<(String, String)> {
             let small =
                 std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() <= SMALL_FILE);
             let content = std::fs::read_to_string(&path).ok().filter(|_| small)?;
-            Some((name.to_string(), content.trim_end().to_string()))
+            // Shown to the model and to people: no terminal escapes.
+            let content = crate::text::strip_escapes(content.trim_end());
+            Some((name.to_string(), content))
         })
         .take(SMALL_FILES_PER_STEP)
         .collect()
