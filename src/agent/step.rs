@@ -252,11 +252,22 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
             };
             // Draft: the container starts while the model writes.
             ctx.budgets.container();
-            let model_started = Instant::now();
             let request = tries.request();
-            let (warm, reply) =
-                tokio::join!(self.sandbox.prepare(&job), self.llm.complete(&request));
-            let model_ms = model_started.elapsed().as_millis() as u64;
+            // Each timed on its own: the container's start and the model's writing overlap.
+            let ((warm, start), (reply, model)) = tokio::join!(
+                async {
+                    let started = Instant::now();
+                    let done = self.sandbox.prepare(&job).await;
+                    (done, started.elapsed())
+                },
+                async {
+                    let started = Instant::now();
+                    let done = self.llm.complete(&request).await;
+                    (done, started.elapsed())
+                }
+            );
+            let model_ms = model.as_millis() as u64;
+            let start_ms = start.as_millis() as u64;
             let reply = match ctx.budgets.within(reply, ctx.sink)? {
                 Ok(reply) => reply,
                 Err(budget) => return Ok(Outcome::Failed(budget.ran_out())),
@@ -293,9 +304,10 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
                 status: output.status.clone(),
                 ok: problem.is_none(),
                 problem: problem.clone(),
-                start_ms: output.start.as_millis() as u64,
+                start_ms,
                 run_ms: output.run.as_millis() as u64,
                 model_ms,
+                hidden_ms: start_ms.min(model_ms),
                 stdout_bytes: output.stdout_bytes,
                 stderr_bytes: output.stderr_bytes,
                 artifacts: output.artifacts.clone(),

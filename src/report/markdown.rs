@@ -59,10 +59,11 @@ pub fn markdown(report: &Report) -> String {
             let result = last.result.as_ref();
             let _ = writeln!(
                 out,
-                "Attempt {} passed: model {} ms, container start {} ms, run {} ms.\n",
+                "Attempt {} passed: model {} ms, container start {} ms ({} ms of it while the model wrote), run {} ms.\n",
                 last.number,
                 timing(result.map(|r| r.model_ms)),
                 timing(result.map(|r| r.start_ms)),
+                timing(result.map(|r| r.hidden_ms)),
                 timing(result.map(|r| r.run_ms)),
             );
             let script = last.script.as_deref().unwrap_or_default();

@@ -81,6 +81,7 @@ pub(crate) struct AttemptResult {
     pub(crate) start_ms: u64,
     pub(crate) run_ms: u64,
     pub(crate) model_ms: u64,
+    pub(crate) hidden_ms: u64,
     pub(crate) stdout_bytes: u64,
     pub(crate) stderr_bytes: u64,
     pub(crate) artifacts: Vec<Artifact>,

@@ -25,12 +25,16 @@ pub struct AttemptRecord {
     pub ok: bool,
     /// What went wrong, for the model and the report.
     pub problem: Option<String>,
-    /// Container start, in milliseconds.
+    /// Container start (create, check, start), in milliseconds.
     pub start_ms: u64,
     /// Script run, in milliseconds.
     pub run_ms: u64,
     /// Model time writing the script, in milliseconds.
     pub model_ms: u64,
+    /// How much of the container start was hidden behind the model's writing (the start
+    /// ran while the model wrote), in milliseconds.
+    #[serde(default)]
+    pub hidden_ms: u64,
     /// Bytes printed to stdout.
     pub stdout_bytes: u64,
     /// Bytes printed to stderr.

@@ -192,8 +192,12 @@ fn attempt(out: &mut String, status: StepStatus, last: &AttemptView) {
                  <dt>run</dt><dd>{}</dd>\n<dt>printed</dt><dd>{} stdout, {} stderr</dd>\n</dl>\n",
                 escape(&ended),
                 millis(result.model_ms),
-                if result.start_ms == 0 {
-                    "0 ms (warm: it started while the model wrote the script)".to_string()
+                if result.hidden_ms > 0 {
+                    format!(
+                        "{} ({} of it while the model wrote the script)",
+                        millis(result.start_ms),
+                        millis(result.hidden_ms)
+                    )
                 } else {
                     millis(result.start_ms)
                 },
