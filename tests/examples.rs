@@ -890,7 +890,10 @@ async fn a_signalled_batch_removes_its_containers_and_names_the_runs_to_resume()
     // The goal that finished is in the JUnit report; the stopped ones are not.
     let xml = std::fs::read_to_string(work.path().join("stopped.xml")).unwrap();
     assert!(xml.contains("tests=\"1\""), "{xml}");
-    assert!(xml.contains(&format!("<testcase name=\"{}\"", ids[0])), "{xml}");
+    assert!(
+        xml.contains(&format!("<testcase name=\"{}\"", ids[0])),
+        "{xml}"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(

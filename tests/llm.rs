@@ -486,3 +486,89 @@ fn the_shipped_recording_replays() {
         "{stdout}"
     );
 }
+
+/// What OpenAI's strict mode refuses in a schema, found the way its validator does: every
+/// object must list all its properties as required and allow no others, and the string
+/// length keywords are not supported.
+fn strict_problems(schema: &serde_json::Value, path: &str, problems: &mut Vec<String>) {
+    let Some(map) = schema.as_object() else {
+        return;
+    };
+    for keyword in ["minLength", "maxLength"] {
+        if map.contains_key(keyword) {
+            problems.push(format!("{path}: '{keyword}' is not permitted"));
+        }
+    }
+    if let Some(properties) = map.get("properties").and_then(|p| p.as_object()) {
+        let required: Vec<&str> = map
+            .get("required")
+            .and_then(|r| r.as_array())
+            .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        for name in properties.keys() {
+            if !required.contains(&name.as_str()) {
+                problems.push(format!("{path}: 'required' is missing '{name}'"));
+            }
+        }
+        if map.get("additionalProperties") != Some(&json!(false)) {
+            problems.push(format!("{path}: 'additionalProperties' must be false"));
+        }
+        for (name, property) in properties {
+            strict_problems(property, &format!("{path}.{name}"), problems);
+        }
+    }
+    if let Some(items) = map.get("items") {
+        strict_problems(items, &format!("{path}[]"), problems);
+    }
+}
+
+#[tokio::test]
+async fn plan_schemas_pass_a_server_that_enforces_strict_mode_and_its_nulls_are_read_as_absent() {
+    let server = fake_llm::RuleServer::start(|body: serde_json::Value| {
+        Box::pin(async move {
+            let schema = &body["response_format"]["json_schema"]["schema"];
+            let mut problems = Vec::new();
+            strict_problems(schema, "$", &mut problems);
+            if !problems.is_empty() {
+                return Answer::status(
+                    400,
+                    &json!({"error": {"message": format!("Invalid schema for response_format 'plan': {}", problems.join("; "))}}).to_string(),
+                );
+            }
+            chat(
+                &json!({"steps": [{"id": "total", "title": "sum", "instruction": "Sum amount.", "kind": "action",
+                    "depends_on": [], "reads": ["sales.csv"], "writes": [], "produces": null, "uses": null, "fallback": null}]})
+                .to_string(),
+            )
+        }) as fake_llm::Reply
+    })
+    .await;
+    let client = OpenAi::new(settings(&server.openai_url(), Some("sk-test"))).unwrap();
+    let request = Request {
+        schema: Some(Schema {
+            name: "plan".into(),
+            schema: planbox::plan::schema(&planbox::plan::Limits::default()),
+        }),
+        ..ask()
+    };
+    let (value, reply) = complete_json(&client, &request, 0).await.unwrap();
+    assert_eq!(
+        reply.mode,
+        Some(StructuredMode::JsonSchema),
+        "no fallback to json_object"
+    );
+    assert_eq!(client.mode(), StructuredMode::JsonSchema);
+    assert!(value["steps"][0].get("fallback").is_none(), "{value}");
+    let plan = planbox::plan::Plan::from_model("g", &value).unwrap();
+    assert_eq!(plan.steps[0].fallback, None);
+    assert_eq!(server.seen().len(), 1);
+
+    // The same schema sent as given would have been refused.
+    let mut problems = Vec::new();
+    strict_problems(
+        &planbox::plan::schema(&planbox::plan::Limits::default()),
+        "$",
+        &mut problems,
+    );
+    assert!(!problems.is_empty());
+}

@@ -314,7 +314,9 @@ impl LlmConfig {
             retry: self.retry,
         };
         Ok(match self.provider {
-            Provider::OpenAi | Provider::Local => Client::OpenAi(OpenAi::new(settings)?),
+            Provider::OpenAi => Client::OpenAi(OpenAi::new(settings)?),
+            // llama-server turns the schema into a grammar: its limits help a small model.
+            Provider::Local => Client::OpenAi(OpenAi::new(settings)?.with_schemas_as_given()),
             Provider::Anthropic => Client::Anthropic(Anthropic::new(settings)?),
         })
     }

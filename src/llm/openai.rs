@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 pub struct OpenAi {
     conn: Connection,
     mode: AtomicU8,
+    strict: bool,
 }
 
 pub(crate) fn schema_instruction(schema: &Value) -> String {
@@ -56,7 +57,17 @@ impl OpenAi {
         Ok(OpenAi {
             conn: Connection::new(settings, url)?,
             mode: AtomicU8::new(0),
+            strict: true,
         })
+    }
+
+    /// The same client sending `json_schema` schemas as given, not in the form OpenAI's
+    /// strict mode requires (every property required, optional ones nullable, no length
+    /// keywords): for a local server whose grammar uses the schema's limits and optional
+    /// fields as they are.
+    pub fn with_schemas_as_given(mut self) -> Self {
+        self.strict = false;
+        self
     }
 
     /// The structured-output mode this server is currently asked with.
@@ -82,7 +93,11 @@ impl OpenAi {
                 StructuredMode::JsonSchema => {
                     body["response_format"] = json!({
                         "type": "json_schema",
-                        "json_schema": {"name": schema.name, "schema": schema.schema, "strict": true},
+                        "json_schema": {
+                            "name": schema.name,
+                            "schema": if self.strict { super::schema::strict(&schema.schema) } else { schema.schema.clone() },
+                            "strict": true,
+                        },
                     });
                 }
                 StructuredMode::JsonObject => {

@@ -4,6 +4,114 @@
 
 use serde_json::Value;
 
+/// Keywords OpenAI's strict structured output does not accept; planbox checks them itself
+/// on the reply.
+const NOT_STRICT: [&str; 2] = ["minLength", "maxLength"];
+
+/// `schema` in the form OpenAI's strict mode requires: every object lists all its properties
+/// in `required` and allows no others, a property that was optional may be `null` instead,
+/// and the keywords strict mode refuses are left out (the reply is still checked against the
+/// full schema, after [`drop_optional_nulls`]).
+pub fn strict(schema: &Value) -> Value {
+    let mut out = schema.clone();
+    make_strict(&mut out);
+    out
+}
+
+fn make_strict(schema: &mut Value) {
+    let Value::Object(map) = schema else {
+        return;
+    };
+    for keyword in NOT_STRICT {
+        map.remove(keyword);
+    }
+    let required: Vec<String> = match map.get("required") {
+        Some(Value::Array(names)) => names
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if let Some(Value::Object(properties)) = map.get_mut("properties") {
+        let mut properties = std::mem::take(properties);
+        let mut all = Vec::new();
+        for (name, property) in properties.iter_mut() {
+            make_strict(property);
+            if !required.contains(name) {
+                nullable(property);
+            }
+            all.push(Value::String(name.clone()));
+        }
+        map.insert("properties".into(), Value::Object(properties));
+        map.insert("required".into(), Value::Array(all));
+        map.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    if let Some(items) = map.get_mut("items") {
+        make_strict(items);
+    }
+    if let Some(Value::Array(options)) = map.get_mut("anyOf") {
+        options.iter_mut().for_each(make_strict);
+    }
+}
+
+/// Let `property` also be `null`.
+fn nullable(property: &mut Value) {
+    let Value::Object(map) = property else {
+        return;
+    };
+    match map.get("type").cloned() {
+        Some(Value::String(kind)) => {
+            map.insert("type".into(), serde_json::json!([kind, "null"]));
+        }
+        Some(Value::Array(mut kinds)) => {
+            if !kinds.contains(&Value::String("null".into())) {
+                kinds.push(Value::String("null".into()));
+            }
+            map.insert("type".into(), Value::Array(kinds));
+        }
+        _ => {}
+    }
+    // An enum must list null too for a null to be allowed.
+    if let Some(Value::Array(values)) = map.get_mut("enum")
+        && !values.contains(&Value::Null)
+    {
+        values.push(Value::Null);
+    }
+}
+
+/// `value` without the `null`s a strict-mode reply gives for the properties `schema` does not
+/// require: the reply as if those had been left out.
+pub fn drop_optional_nulls(schema: &Value, value: &Value) -> Value {
+    match (schema, value) {
+        (Value::Object(schema), Value::Object(object)) => {
+            let required: Vec<&str> = match schema.get("required") {
+                Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            };
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let mut out = serde_json::Map::new();
+            for (name, field) in object {
+                if field.is_null() && !required.contains(&name.as_str()) {
+                    continue;
+                }
+                let inner = properties.and_then(|p| p.get(name));
+                out.insert(
+                    name.clone(),
+                    inner.map_or_else(|| field.clone(), |s| drop_optional_nulls(s, field)),
+                );
+            }
+            Value::Object(out)
+        }
+        (Value::Object(schema), Value::Array(items)) => match schema.get("items") {
+            Some(item) => {
+                Value::Array(items.iter().map(|v| drop_optional_nulls(item, v)).collect())
+            }
+            None => value.clone(),
+        },
+        _ => value.clone(),
+    }
+}
+
 /// Check `value` against `schema`; every problem found, each naming its JSON path.
 pub fn validate(schema: &Value, value: &Value) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
@@ -145,6 +253,66 @@ fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
             }
         }
         Value::Null | Value::Bool(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_strict_form_requires_every_property_and_drops_what_strict_mode_refuses() {
+        let plan = crate::plan::schema(&crate::plan::Limits::default());
+        let strict = strict(&plan);
+        let item = &strict["properties"]["steps"]["items"];
+        let required: Vec<&str> = item["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let properties: Vec<&str> = item["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(required, properties);
+        assert_eq!(
+            item["properties"]["fallback"]["type"],
+            json!(["string", "null"])
+        );
+        assert_eq!(
+            item["properties"]["produces"]["type"],
+            json!(["array", "null"])
+        );
+        assert_eq!(item["properties"]["id"]["type"], json!("string"));
+        assert_eq!(item["additionalProperties"], json!(false));
+        assert!(!strict.to_string().contains("maxLength"));
+        assert!(
+            strict["properties"]["steps"]
+                .as_object()
+                .unwrap()
+                .contains_key("maxItems")
+        );
+        // The original is untouched.
+        assert!(plan.to_string().contains("maxLength"));
+    }
+
+    #[test]
+    fn a_strict_reply_s_nulls_for_optional_fields_are_dropped_before_the_check() {
+        let plan = crate::plan::schema(&crate::plan::Limits::default());
+        let reply = json!({"steps": [{"id": "a", "title": "t", "instruction": "i", "kind": "action",
+            "depends_on": [], "reads": [], "writes": [], "produces": null, "uses": null, "fallback": null}]});
+        assert!(validate(&plan, &reply).is_err());
+        let cleaned = drop_optional_nulls(&plan, &reply);
+        assert_eq!(validate(&plan, &cleaned), Ok(()));
+        assert!(cleaned["steps"][0].get("fallback").is_none());
+        // A required field's null stays, and fails.
+        let bad = json!({"steps": [{"id": null, "title": "t", "instruction": "i", "kind": "action",
+            "depends_on": [], "reads": [], "writes": []}]});
+        assert!(validate(&plan, &drop_optional_nulls(&plan, &bad)).is_err());
     }
 }
 

@@ -24,8 +24,11 @@ pub async fn complete_json<L: Llm>(
                 "the reply is not valid JSON (it may be cut off); reply with the complete JSON only"
                     .to_string()
             }
-            Some(value) => match schema::validate(&schema.schema, &value) {
-                Ok(()) => return Ok((value, reply)),
+            Some(value) => match schema::validate(
+                &schema.schema,
+                &schema::drop_optional_nulls(&schema.schema, &value),
+            ) {
+                Ok(()) => return Ok((schema::drop_optional_nulls(&schema.schema, &value), reply)),
                 Err(errors) => format!(
                     "the JSON does not match the schema:\n- {}\nReply with corrected JSON only.",
                     errors.join("\n- ")
