@@ -1095,3 +1095,57 @@ async fn a_run_that_never_writes_the_named_chart_is_not_achieved() {
     let (finished, _) = run(&folder, &model, &sandbox, options(), meter()).await;
     assert!(!finished.achieved, "{finished:?}");
 }
+
+#[tokio::test]
+async fn every_failed_branch_is_replanned_in_the_same_round() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let branches = plan(&[
+        step("north", &[], &["sales.csv"], &[]),
+        step("south", &[], &["sales.csv"], &[]),
+    ]);
+    let model = ScriptedModel::new([
+        branches,
+        code("print(1 / 0)"),
+        code("print(2 / 0)"),
+        code("print(3 / 0)"),
+        code("print(4 / 0)"),
+        // One round: north's branch, then south's, each on the plan the one before left.
+        plan(&[step("north2", &[], &["sales.csv"], &[])]),
+        plan(&[step("south2", &[], &["sales.csv"], &[])]),
+        code("print('@north[10]')"),
+        code("print('@total[42]')"),
+    ]);
+    let zero = "Traceback (most recent call last):\n  File \"<stdin>\", line 1, in <module>\nZeroDivisionError: division by zero\n";
+    let sandbox = FakeSandbox::new([
+        Run::raises(zero),
+        Run::raises(zero),
+        Run::raises(zero),
+        Run::raises(zero),
+        Run::prints("@north[10]\n"),
+        Run::prints("@total[42]\n"),
+    ]);
+    let (finished, events) = run(&folder, &model, &sandbox, options(), meter()).await;
+
+    let replanning: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Replanning { step, left } => {
+                assert_eq!(*left, 0, "one round, whatever the branches");
+                Some(step.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replanning, ["north", "south"]);
+    let plan = folder.plan().unwrap().unwrap();
+    let ids: Vec<&str> = plan.plan.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["north2", "south2"]);
+    assert_eq!(plan.notes.len(), 2, "{:?}", plan.notes);
+    // The second replan saw the first's new step as kept, not the failed north.
+    let second = transcript(&model.requests()[6]);
+    assert!(second.contains("north2"), "{second}");
+    assert!(finished.achieved, "{finished:?}");
+    assert_eq!(finished.answer, "@total[42]");
+    assert_eq!(folder.state().replans, 1);
+}

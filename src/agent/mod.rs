@@ -323,8 +323,8 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             .collect())
     }
 
-    /// A new plan replacing the first failed step and its descendants; `None` when the run
-    /// must stop (replans or a budget spent, or no usable plan came back).
+    /// A new plan replacing every failed step and its descendants (one replan round); `None`
+    /// when the run must stop (replans or a budget spent, or no usable plan came back).
     async fn replan<M: Llm>(
         &self,
         ctx: &Ctx<'_>,
@@ -336,27 +336,40 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         if ctx.budgets.spent().is_some() || replans >= self.options.max_replans {
             return Ok(None);
         }
-        let (failed, problem) = &failures[0];
-        ctx.emit(RunEvent::Replanning {
-            step: failed.clone(),
-            left: self.options.max_replans - replans - 1,
-        });
-        let made = planner
-            .replan(&planned.plan, &ctx.profiles, failed, problem)
-            .await;
-        let plan = match ctx.budgets.within(made, ctx.sink) {
-            Ok(Ok(plan)) => plan,
-            Ok(Err(_spent)) => return Ok(None),
-            Err(err) if err.ends_run() => return Err(err),
-            // No new plan (an unusable reply, or the model failing mid-run): the run ends
-            // here, cleanly, with what the finished steps established.
-            Err(err) => {
-                ctx.emit(RunEvent::PlanningFailed {
-                    problem: format!("{err:#}"),
-                });
-                return Ok(None);
+        // Every failed branch is replanned in this round, one after the other, each on the
+        // plan the one before left; a branch an earlier replan already replaced is passed.
+        let mut plan = planned.plan.clone();
+        let mut replanned: Vec<(&String, &String)> = Vec::new();
+        for (failed, problem) in failures {
+            if !plan.steps.iter().any(|s| &s.id == failed) {
+                continue;
             }
-        };
+            ctx.emit(RunEvent::Replanning {
+                step: failed.clone(),
+                left: self.options.max_replans - replans - 1,
+            });
+            let made = planner.replan(&plan, &ctx.profiles, failed, problem).await;
+            match ctx.budgets.within(made, ctx.sink) {
+                Ok(Ok(fresh)) => {
+                    plan = fresh;
+                    replanned.push((failed, problem));
+                }
+                Ok(Err(_spent)) => return Ok(None),
+                Err(err) if err.ends_run() => return Err(err),
+                // No new plan (an unusable reply, or the model failing mid-run): the run
+                // ends here, cleanly, with what the finished steps established, unless an
+                // earlier branch of this round was replanned, which then runs.
+                Err(err) => {
+                    ctx.emit(RunEvent::PlanningFailed {
+                        problem: format!("{err:#}"),
+                    });
+                    if replanned.is_empty() {
+                        return Ok(None);
+                    }
+                    break;
+                }
+            }
+        }
         let dropped: Vec<String> = planned
             .plan
             .steps
@@ -368,10 +381,12 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         let mut next = Planned {
             plan,
             mode: planned.mode,
-            notes: vec![format!(
-                "replanned after {failed} failed: {}",
-                first_line(problem)
-            )],
+            notes: replanned
+                .iter()
+                .map(|(failed, problem)| {
+                    format!("replanned after {failed} failed: {}", first_line(problem))
+                })
+                .collect(),
         };
         self.adopt(ctx, &mut next, ctx.folder.state().plan_version + 1)?;
         Ok(Some(next))
