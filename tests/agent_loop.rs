@@ -1149,3 +1149,32 @@ async fn every_failed_branch_is_replanned_in_the_same_round() {
     assert_eq!(finished.answer, "@total[42]");
     assert_eq!(folder.state().replans, 1);
 }
+
+#[tokio::test]
+async fn a_prompt_past_the_model_s_context_is_cut_and_asked_again_once() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let model = ScriptedModel::answering([
+        Scripted::Reply(one_step()),
+        Scripted::Fail(|| planbox::Error::LlmRefused {
+            url: "http://127.0.0.1:8411/v1/chat/completions".into(),
+            status: reqwest::StatusCode::BAD_REQUEST,
+            message: "the request exceeds the available context size, try increasing it".into(),
+        }),
+        Scripted::Reply(code("print('@total[42]')")),
+    ]);
+    let sandbox = FakeSandbox::new([Run::prints("@total[42]\n")]);
+    let (finished, _) = run(&folder, &model, &sandbox, options(), meter()).await;
+    assert!(finished.achieved, "{finished:?}");
+    let requests = model.requests();
+    assert_eq!(
+        requests.len(),
+        3,
+        "the plan, the refused write, the write again"
+    );
+    let size = |r: &Request| r.messages.iter().map(|m| m.content.len()).sum::<usize>();
+    assert!(
+        size(&requests[2]) < size(&requests[1]),
+        "the second write is smaller"
+    );
+}

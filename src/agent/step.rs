@@ -146,6 +146,30 @@ impl Attempts {
         }
     }
 
+    /// Make the next write's request smaller after the model refused it as too long: the
+    /// failed script and its exchange go, the step's own request keeps its head and tail.
+    /// False when there is nothing left to cut.
+    fn shrink(&mut self) -> bool {
+        let before: usize = self.messages.iter().map(|m| m.content.len()).sum();
+        let mut messages: Vec<Message> = self.first.clone();
+        if let Some(last) = messages.last_mut() {
+            let keep = (last.content.len() / 2).max(200);
+            last.content = crate::text::truncate_middle(&last.content, keep);
+        }
+        if self.made > 1 || !self.failed.is_empty() {
+            messages.push(Message::user(format!(
+                "The last attempt failed: {}",
+                crate::text::truncate_middle(&self.problem, 1500)
+            )));
+        }
+        let after: usize = messages.iter().map(|m| m.content.len()).sum();
+        if after >= before {
+            return false;
+        }
+        self.messages = messages;
+        true
+    }
+
     /// A script ran and failed: the next write repairs it.
     fn failed(&mut self, script: String, problem: String) {
         self.messages = prompt::repair_messages(self.first.clone(), &script, &problem);
@@ -266,8 +290,20 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
                     (done, started.elapsed())
                 }
             );
-            let model_ms = model.as_millis() as u64;
+            let mut model_ms = model.as_millis() as u64;
             let start_ms = start.as_millis() as u64;
+            // A prompt past the model's context: once, the oldest of what it carries goes
+            // (the failed script, the middle of long messages) and the same write is asked
+            // again.
+            let reply = match reply {
+                Err(err) if is_context_overflow(&err) && tries.shrink() => {
+                    let started = Instant::now();
+                    let again = self.llm.complete(&tries.request()).await;
+                    model_ms += started.elapsed().as_millis() as u64;
+                    again
+                }
+                other => other,
+            };
             let reply = match ctx.budgets.within(reply, ctx.sink)? {
                 Ok(reply) => reply,
                 Err(budget) => return Ok(Outcome::Failed(budget.ran_out())),
@@ -351,6 +387,24 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
             problem: problem.map(first_line),
         });
     }
+}
+
+/// Whether the model server refused a request for being longer than its context.
+fn is_context_overflow(err: &crate::error::Error) -> bool {
+    let crate::error::Error::LlmRefused {
+        status, message, ..
+    } = err
+    else {
+        return false;
+    };
+    let message = message.to_lowercase();
+    status.as_u16() == 400
+        && (message.contains("context length")
+            || message.contains("context size")
+            || message.contains("context window")
+            || message.contains("maximum context")
+            || message.contains("too many tokens")
+            || (message.contains("context") && message.contains("exceed")))
 }
 
 /// What is wrong with an attempt, for the model and the report; `None` when it passed: the
