@@ -183,6 +183,7 @@ const SUBCOMMANDS: &[&[&str]] = &[
     &["plan"],
     &["run"],
     &["resume"],
+    &["ask"],
     &["verify"],
     &["export"],
     &["runs"],
@@ -800,4 +801,95 @@ async fn the_wall_time_ends_a_model_call_that_outlasts_it() {
         text.contains("the wall time budget ended the run"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn ask_answers_a_follow_up_on_top_of_the_finished_steps_without_running_them_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("sales.csv");
+    std::fs::write(&input, "region,amount\nnorth,10\nsouth,32\n").unwrap();
+    let runs = dir.path().join("runs");
+    let plan = serde_json::json!({"steps": [{"id": "total", "title": "sum", "instruction": "Load the sales and sum amount.",
+        "kind": "action", "depends_on": [], "reads": ["sales.csv"], "writes": [], "produces": ["sales"]}]});
+    let first = FakeServer::start(vec![
+        fake_llm::chat(&plan.to_string()),
+        fake_llm::chat("```python\nimport pandas as pd\nsales = pd.read_csv('/data/sales.csv')\nprint(f\"@total[{sales.amount.sum()}]\")\n```"),
+    ])
+    .await;
+    let ran = planbox_with_model(
+        &first.openai_url(),
+        &[
+            "run".as_ref(),
+            "What is the total amount? Answer as @total[value].".as_ref(),
+            "--input".as_ref(),
+            input.as_os_str(),
+            "--runs-dir".as_ref(),
+            runs.as_os_str(),
+        ],
+    )
+    .await;
+    assert_eq!(ran.status.code(), Some(0), "{}", stderr(&ran));
+    let run = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+
+    let follow = serde_json::json!({"steps": [{"id": "south", "title": "south amount", "instruction": "Sum the south amount from sales.",
+        "kind": "action", "depends_on": ["total"], "reads": [], "writes": [], "uses": ["sales"]}]});
+    let second = FakeServer::start(vec![
+        fake_llm::chat(&follow.to_string()),
+        fake_llm::chat(
+            "```python\nprint(f\"@south[{sales[sales.region == 'south'].amount.sum()}]\")\n```",
+        ),
+    ])
+    .await;
+    let asked = planbox_with_model(
+        &second.openai_url(),
+        &[
+            "ask".as_ref(),
+            run.as_os_str(),
+            "And the south region's amount? Answer as @south[value].".as_ref(),
+            "--expect".as_ref(),
+            "south=32".as_ref(),
+        ],
+    )
+    .await;
+    let text = stderr(&asked);
+    assert_eq!(asked.status.code(), Some(0), "{text}");
+    assert_eq!(String::from_utf8_lossy(&asked.stdout).trim(), "@south[32]");
+    // The follow-up's plan request listed the kept step; only the new step was written.
+    let seen = second.seen();
+    assert_eq!(
+        seen.len(),
+        2,
+        "the follow-up plan, then the new step's script"
+    );
+    let planning = seen[0].body["messages"].to_string();
+    assert!(
+        planning.contains("This is a follow-up") && planning.contains("- total (sum)"),
+        "{planning}"
+    );
+    let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    assert!(
+        events.contains(r#"{"event":"step_done","step":"total","reused":true}"#),
+        "{events}"
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        info["followups"],
+        serde_json::json!(["And the south region's amount? Answer as @south[value]."])
+    );
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        report.starts_with("# What is the total amount?"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Follow-up 1: And the south region's amount?"),
+        "{report}"
+    );
+    assert!(run.join("plan-2.json").is_file());
 }

@@ -192,7 +192,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         };
         ctx.emit(RunEvent::RunStarted {
             run: ctx.info.id.clone(),
-            goal: ctx.info.goal.clone(),
+            goal: ctx.info.question().to_string(),
         });
         ctx.emit(RunEvent::Profiled {
             inputs: ctx.profiles.iter().map(|p| p.name.clone()).collect(),
@@ -210,7 +210,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             self.adopt(ctx, &mut planned, ctx.folder.state().plan_version)?;
             return Ok(Some(planned));
         }
-        let (goal, mode) = (&ctx.info.goal, self.options.mode);
+        let (goal, mode) = (ctx.info.question(), self.options.mode);
         let made = planner
             .plan(goal, &ctx.profiles, mode, self.options.reflect)
             .await;
@@ -247,7 +247,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
     /// (unless it is the one the folder holds, unchanged) and announce it.
     fn adopt(&self, ctx: &Ctx<'_>, planned: &mut Planned, version: usize) -> Result<()> {
         let inputs: Vec<String> = ctx.info.inputs.iter().map(|i| i.name.clone()).collect();
-        let deliverables: Vec<String> = planner::named_files(&ctx.info.goal)
+        let deliverables: Vec<String> = planner::named_files(ctx.info.question())
             .into_iter()
             .filter(|file| !inputs.contains(file))
             .collect();
@@ -399,7 +399,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         plan: Option<&Plan>,
         all_passed: bool,
     ) -> Result<Finished> {
-        let (goal, rules) = (&ctx.info.goal, &self.options.rules);
+        let (goal, rules) = (ctx.info.question(), &self.options.rules);
         let printed = ctx.folder.printed(plan);
         let draft = compose::draft(goal, &printed, rules);
         let nothing = draft == Draft::Nothing;

@@ -239,7 +239,7 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
             .flat_map(|up| up.state.variables.iter().map(|v| v.name.clone()))
             .collect();
         let first = prompt::step_messages(
-            &ctx.info.goal,
+            ctx.info.question(),
             step,
             &ctx.profiles,
             &upstream,

@@ -371,6 +371,27 @@ pub(super) struct ResumeArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub(super) struct AskArgs {
+    /// The run: its folder, or its id under --runs-dir.
+    #[arg(value_name = "RUN")]
+    pub(super) run_ref: String,
+    /// The follow-up question, in plain words (it may name new answers and files).
+    pub(super) question: String,
+    /// A value the answer must give, as NAME=VALUE (repeatable), as for `run`.
+    #[arg(long = "expect", value_name = "NAME=VALUE", value_parser = parse_expect)]
+    pub(super) expect: Vec<(String, String)>,
+    #[command(flatten)]
+    pub(super) watch: super::watch::WatchFlags,
+    #[command(flatten)]
+    pub(super) run: RunOptions,
+    #[command(flatten)]
+    pub(super) llm: LlmArgs,
+    /// The ids of the options given on the command line (filled in after parsing).
+    #[arg(skip)]
+    pub(super) given: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
 pub(super) struct BatchArgs {
     /// The suite: one JSON object per line, {"id", "goal", "inputs": [...], "expect": {"name":
     /// "value"}}; inputs are relative to the suite file.

@@ -8,8 +8,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use planbox::sandbox;
 
 use args::{
-    BatchArgs, CompletionsArgs, ExecArgs, ImageCommand, LlmCommand, ManArgs, PlanArgs, RescoreArgs,
-    ResumeArgs, RunArgs,
+    AskArgs, BatchArgs, CompletionsArgs, ExecArgs, ImageCommand, LlmCommand, ManArgs, PlanArgs,
+    RescoreArgs, ResumeArgs, RunArgs,
 };
 // `doctor` takes the model flags from here.
 use args::ModelArgs;
@@ -52,6 +52,9 @@ enum Command {
     Run(RunArgs),
     /// Continue a run that crashed, was killed or was stopped; finished steps are kept.
     Resume(ResumeArgs),
+    /// Ask a finished run a follow-up question: planned and run in the same run folder on top
+    /// of its finished steps, which are reused, not run again.
+    Ask(AskArgs),
     /// Re-run a finished run's scripts in fresh containers; exit 0 when every output
     /// reproduces.
     Verify(VerifyArgs),
@@ -103,17 +106,20 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
-    // Which run options `resume` was given on its command line: those override what the
-    // run was started with, the rest keep it.
-    if let (Command::Resume(args), Some(("resume", sub))) = (&mut cli.command, matches.subcommand())
-    {
-        args.given = sub
-            .ids()
+    // Which run options `resume` and `ask` were given on their command line: those
+    // override what the run was started with, the rest keep it.
+    let given = |sub: &clap::ArgMatches| -> Vec<String> {
+        sub.ids()
             .filter(|id| {
                 sub.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine)
             })
             .map(|id| id.as_str().to_string())
-            .collect();
+            .collect()
+    };
+    match (&mut cli.command, matches.subcommand()) {
+        (Command::Resume(args), Some(("resume", sub))) => args.given = given(sub),
+        (Command::Ask(args), Some(("ask", sub))) => args.given = given(sub),
+        _ => {}
     }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -226,6 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::plan(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Resume(args) => run::resume(args).await,
+        Command::Ask(args) => run::ask(args).await,
         Command::Verify(args) => verify::verify(args).await,
         Command::Export(args) => verify::export(&args),
         Command::Watch(args) => watch::watch(args).await,

@@ -11,7 +11,7 @@ use planbox::llm::{LlmConfig, Meter};
 use planbox::run::RunFolder;
 use planbox::sandbox::{self, Pool};
 
-use super::args::{LlmArgs, ResumeArgs, RunArgs, RunOptions, Settings};
+use super::args::{AskArgs, LlmArgs, ResumeArgs, RunArgs, RunOptions, Settings};
 use super::model::Model;
 use super::{exit_code_for, print_stdout, shutdown_signal};
 
@@ -238,11 +238,23 @@ pub(super) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    // What the run was started with, but for the options given now.
-    let fresh = args.run.settings(&args.llm.model.config)?;
-    let (settings, mut overrides) = Settings::resumed(&info.options, fresh, &args.given);
-    let mut config = args.llm.config()?;
-    if args.given.iter().any(|id| id == "token_budget") {
+    let setup = continued(&folder, &info, &args.run, &args.llm, &args.given).await?;
+    drive_with_signals(&setup, &folder, &[], &args.watch).await
+}
+
+/// The setup a run goes on with (a resume, a follow-up): the options it was started with,
+/// but for those given now (`given`, recorded in run.json), and the tokens it has spent.
+async fn continued<'a>(
+    folder: &RunFolder,
+    info: &planbox::run::RunInfo,
+    run: &'a RunOptions,
+    llm: &'a LlmArgs,
+    given: &[String],
+) -> anyhow::Result<Setup<'a>> {
+    let fresh = run.settings(&llm.model.config)?;
+    let (settings, mut overrides) = Settings::resumed(&info.options, fresh, given);
+    let mut config = llm.config()?;
+    if given.iter().any(|id| id == "token_budget") {
         overrides.push((
             "token_budget".into(),
             serde_json::json!(config.token_budget),
@@ -250,10 +262,10 @@ pub(super) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
     } else if let Some(budget) = info.options.get("token_budget") {
         config.token_budget = budget.as_u64();
     }
-    let mut setup = Setup::with_settings(&args.run, &args.llm, config, settings).await?;
+    let mut setup = Setup::with_settings(run, llm, config, settings).await?;
     setup.carried_tokens = planbox::run::history::tokens_spent(folder.dir());
     folder.record_resume(&overrides)?;
-    if !args.run.json {
+    if !run.json {
         let changed: Vec<String> = overrides.iter().map(|(k, v)| format!("{k}={v}")).collect();
         eprintln!(
             "resuming with the options the run was started with{}; {} tokens spent so far",
@@ -265,5 +277,60 @@ pub(super) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
             setup.carried_tokens
         );
     }
-    drive_with_signals(&setup, &folder, &[], &args.watch).await
+    Ok(setup)
+}
+
+/// `planbox ask`: a follow-up question planned on top of a run's finished steps, run in the
+/// same folder as a new plan version; the finished steps are reused.
+pub(super) async fn ask(args: AskArgs) -> anyhow::Result<ExitCode> {
+    let question = planbox::planner::check_goal(&args.question)?.to_string();
+    let dir = RunFolder::locate(&args.run_ref, &args.run.runs_dir)?;
+    let folder = RunFolder::open_dir(&dir)?;
+    let info = folder.info()?;
+    let planned = folder
+        .plan()?
+        .context("the run has no plan yet: finish it first (planbox resume)")?;
+    let done: Vec<String> = folder.state().done.keys().cloned().collect();
+    if done.is_empty() {
+        anyhow::bail!(
+            "no step of the run finished, so there is nothing to build on: planbox resume {} first",
+            dir.display()
+        );
+    }
+    let mut profiles = Vec::new();
+    for input in &info.inputs {
+        if !input.path.is_file() {
+            anyhow::bail!(
+                "input {} of this run is gone ({})",
+                input.name,
+                input.path.display()
+            );
+        }
+        profiles.push(planbox::profile::profile(&input.path)?);
+    }
+    let setup = continued(&folder, &info, &args.run, &args.llm, &args.given).await?;
+    let model = Model::open(&args.llm, &setup.config)?;
+    let mut planner = planbox::planner::Planner::new(&model);
+    planner.limits.max_steps = setup.settings.agent.max_steps.max(done.len() + 1);
+    planner.fuse = setup.settings.agent.fuse_chains;
+    let plan = planner
+        .follow_up(&planned.plan, &profiles, &done, &question, info.question())
+        .await?;
+    let follow = planbox::planner::Planned {
+        plan,
+        mode: planned.mode,
+        notes: vec![format!(
+            "follow-up: {}",
+            planbox::text::truncate_middle(&question, 200)
+        )],
+    };
+    folder.add_followup(&question)?;
+    folder.write_plan(
+        folder.state().plan_version + 1,
+        &planbox::planner::to_json(&follow),
+    )?;
+    if !args.run.json {
+        eprintln!("follow-up in {}: {question}", folder.dir().display());
+    }
+    drive_with_signals(&setup, &folder, &args.expect, &args.watch).await
 }

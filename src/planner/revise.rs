@@ -112,6 +112,51 @@ impl<L: Llm> Planner<'_, L> {
         })
         .await
     }
+
+    /// A plan that answers the follow-up `question` on top of `plan`'s finished steps
+    /// (`done`): those are kept as they are, and new steps may depend on them by id to use
+    /// their variables and files. `earlier` is the question the finished steps answered.
+    pub async fn follow_up(
+        &self,
+        plan: &Plan,
+        profiles: &[Profile],
+        done: &[String],
+        question: &str,
+        earlier: &str,
+    ) -> Result<Plan> {
+        let kept: Vec<&Step> = plan.steps.iter().filter(|s| done.contains(&s.id)).collect();
+        let room = self
+            .budget(question, profiles)
+            .min(self.limits.max_steps.saturating_sub(kept.len()))
+            .max(1);
+        let request = self.plan_request(
+            prompt::followup_messages(question, profiles, &kept, earlier, room),
+            self.limits.max_steps.saturating_sub(kept.len()).max(1),
+        );
+        let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
+        self.ask_until_valid(question, &inputs, request, &self.limits, |fresh| {
+            let fresh = Plan {
+                goal: fresh.goal,
+                steps: fresh
+                    .steps
+                    .into_iter()
+                    .filter(|s| !kept.iter().any(|k| k.id == s.id))
+                    .collect(),
+            };
+            let fresh = if self.fuse {
+                fresh.fuse_chains(&self.limits).0
+            } else {
+                fresh
+            };
+            let mut steps: Vec<Step> = kept.iter().map(|s| (*s).clone()).collect();
+            steps.extend(fresh.steps);
+            Plan {
+                goal: question.to_string(),
+                steps,
+            }
+        })
+        .await
+    }
 }
 
 /// Mend the slips small models make in a plan's files, where the intent is clear, instead of

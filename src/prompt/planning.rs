@@ -114,6 +114,35 @@ pub fn critique_messages(
     ]
 }
 
+/// The kept steps, one line each: id, title, the variables they left and the files they
+/// wrote; `(none)` when there are none.
+fn kept_lines(done: &[&crate::plan::Step]) -> String {
+    let list = |names: &[String]| {
+        if names.is_empty() {
+            "nothing".to_string()
+        } else {
+            names.join(", ")
+        }
+    };
+    let lines: Vec<String> = done
+        .iter()
+        .map(|s| {
+            format!(
+                "- {} ({}): left variables {}; wrote {}",
+                s.id,
+                s.title,
+                list(&s.produces),
+                list(&s.writes)
+            )
+        })
+        .collect();
+    if lines.is_empty() {
+        "(none)".to_string()
+    } else {
+        lines.join("\n")
+    }
+}
+
 /// Messages asking to replace a failed step and everything after it.
 pub fn replan_messages(
     goal: &str,
@@ -124,34 +153,36 @@ pub fn replan_messages(
     max_steps: usize,
 ) -> Vec<crate::llm::Message> {
     let mut messages = plan_messages(goal, profiles, Shape::Dag, max_steps);
-    let kept: Vec<String> = done
-        .iter()
-        .map(|s| {
-            let list = |names: &[String]| {
-                if names.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    names.join(", ")
-                }
-            };
-            format!(
-                "- {} ({}): left variables {}; wrote {}",
-                s.id,
-                s.title,
-                list(&s.produces),
-                list(&s.writes)
-            )
-        })
-        .collect();
+    let kept = kept_lines(done);
     messages[1].content.push_str(&format!(
         "\n\nThese steps already ran and are kept (depend on them by id to use their variables and files):\n{}\n\n\
          This step failed even after repairs:\n- {} ({}): {}\nProblem: {problem}\n\n\
          Reply with new steps that replace it and the steps after it, with new ids. Do not repeat the kept steps. \
          Take a different, simpler approach.",
-        if kept.is_empty() { "(none)".to_string() } else { kept.join("\n") },
+        kept,
         failed.id,
         failed.title,
         failed.instruction,
+    ));
+    messages
+}
+
+/// The messages that plan a follow-up `question` of a run: the plan request for it, with the
+/// steps that already ran for the `earlier` question listed as kept.
+pub fn followup_messages(
+    question: &str,
+    profiles: &[crate::profile::Profile],
+    done: &[&crate::plan::Step],
+    earlier: &str,
+    max_steps: usize,
+) -> Vec<crate::llm::Message> {
+    let mut messages = plan_messages(question, profiles, Shape::Dag, max_steps);
+    let kept = kept_lines(done);
+    messages[1].content.push_str(&format!(
+        "\n\nThis is a follow-up. These steps already ran for the question \"{}\" and are kept (depend on them by id to use their variables and files; they do not run again):\n{}\n\n\
+         Reply with the new steps that answer the question above, with new ids. Do not repeat the kept steps.",
+        crate::text::truncate_middle(earlier, 400),
+        kept,
     ));
     messages
 }

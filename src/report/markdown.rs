@@ -10,6 +10,9 @@ pub fn markdown(report: &Report) -> String {
     let info = &report.info;
     let mut out = String::new();
     let _ = writeln!(out, "# {}\n", info.goal);
+    for (n, question) in info.followups.iter().enumerate() {
+        let _ = writeln!(out, "Follow-up {}: {question}\n", n + 1);
+    }
     let _ = writeln!(out, "## Answer\n\n{}\n", report.answer);
     let _ = writeln!(out, "## Inputs\n");
     for input in &info.inputs {

@@ -55,6 +55,16 @@ pub struct RunInfo {
     pub options: serde_json::Value,
     /// Unix time of creation.
     pub created: u64,
+    /// Follow-up questions asked of the run (`planbox ask`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followups: Vec<String>,
+}
+
+impl RunInfo {
+    /// The question the run answers now: the last follow-up, else the goal.
+    pub fn question(&self) -> &str {
+        self.followups.last().map_or(&self.goal, String::as_str)
+    }
 }
 
 /// A finished step, kept for resume and verify.
@@ -155,6 +165,13 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
 }
 
 impl RunFolder {
+    /// Add a follow-up question to `run.json`: the run answers it next.
+    pub fn add_followup(&self, question: &str) -> Result<()> {
+        let mut info = self.info()?;
+        info.followups.push(question.to_string());
+        write_json(&self.dir.join("run.json"), &info)
+    }
+
     /// Note in `run.json` that the run was resumed with `overrides` (option, value): its
     /// options list every resume under `resumes`, so what a run ran with stays on record.
     pub fn record_resume(&self, overrides: &[(String, serde_json::Value)]) -> Result<()> {
@@ -228,6 +245,7 @@ impl RunFolder {
             created: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            followups: Vec::new(),
         };
         write_json(&dir.join("run.json"), &info)?;
         let folder = RunFolder::open_dir(&dir)?;

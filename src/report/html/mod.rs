@@ -36,6 +36,14 @@ pub fn html(report: &Report) -> String {
         escape(&info.id),
         escape(&info.goal)
     );
+    for (n, question) in info.followups.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "<p class=\"followup\">Follow-up {}: {}</p>",
+            n + 1,
+            escape(question)
+        );
+    }
     if let Some(plan) = &report.plan {
         let count = |status| plan.steps.iter().filter(|s| s.status == status).count();
         let _ = writeln!(

@@ -47,6 +47,7 @@ fn hostile_report() -> Report {
             image: HOSTILE.into(),
             options: serde_json::Value::Null,
             created: 0,
+            followups: vec![HOSTILE.into()],
         },
         answer: HOSTILE.into(),
         plan: Some(PlanView {
