@@ -229,6 +229,13 @@ pub(super) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
     let dir = RunFolder::locate(&args.run_ref, &args.run.runs_dir)?;
     let folder = RunFolder::open_dir(&dir)?;
     let info = folder.info()?;
+    inputs_still_there(&info)?;
+    let setup = continued(&folder, &info, &args.run, &args.llm, &args.given).await?;
+    drive_with_signals(&setup, &folder, &[], &args.watch).await
+}
+
+/// Fail, naming it, when an input of the run is no longer where the run read it.
+fn inputs_still_there(info: &planbox::run::RunInfo) -> anyhow::Result<()> {
     for input in &info.inputs {
         if !input.path.is_file() {
             anyhow::bail!(
@@ -238,8 +245,7 @@ pub(super) async fn resume(args: ResumeArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let setup = continued(&folder, &info, &args.run, &args.llm, &args.given).await?;
-    drive_with_signals(&setup, &folder, &[], &args.watch).await
+    Ok(())
 }
 
 /// The setup a run goes on with (a resume, a follow-up): the options it was started with,
@@ -297,17 +303,12 @@ pub(super) async fn ask(args: AskArgs) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     }
-    let mut profiles = Vec::new();
-    for input in &info.inputs {
-        if !input.path.is_file() {
-            anyhow::bail!(
-                "input {} of this run is gone ({})",
-                input.name,
-                input.path.display()
-            );
-        }
-        profiles.push(planbox::profile::profile(&input.path)?);
-    }
+    inputs_still_there(&info)?;
+    let profiles = info
+        .inputs
+        .iter()
+        .map(|input| planbox::profile::profile(&input.path))
+        .collect::<Result<Vec<_>, _>>()?;
     let setup = continued(&folder, &info, &args.run, &args.llm, &args.given).await?;
     let model = Model::open(&args.llm, &setup.config)?;
     let mut planner = planbox::planner::Planner::new(&model);

@@ -88,27 +88,7 @@ impl<L: Llm> Planner<'_, L> {
         );
         let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
         self.ask_until_valid(&plan.goal, &inputs, request, &self.limits, |fresh| {
-            // Only the new steps are fused (kept ones are done and stay as they ran), once a
-            // kept step the model repeated is left out.
-            let fresh = Plan {
-                goal: fresh.goal,
-                steps: fresh
-                    .steps
-                    .into_iter()
-                    .filter(|s| !kept.iter().any(|k| k.id == s.id))
-                    .collect(),
-            };
-            let fresh = if self.fuse {
-                fresh.fuse_chains(&self.limits).0
-            } else {
-                fresh
-            };
-            let mut steps: Vec<Step> = kept.iter().map(|s| (*s).clone()).collect();
-            steps.extend(fresh.steps);
-            Plan {
-                goal: plan.goal.clone(),
-                steps,
-            }
+            self.after_kept(&kept, fresh, &plan.goal)
         })
         .await
     }
@@ -135,27 +115,33 @@ impl<L: Llm> Planner<'_, L> {
         );
         let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
         self.ask_until_valid(question, &inputs, request, &self.limits, |fresh| {
-            let fresh = Plan {
-                goal: fresh.goal,
-                steps: fresh
-                    .steps
-                    .into_iter()
-                    .filter(|s| !kept.iter().any(|k| k.id == s.id))
-                    .collect(),
-            };
-            let fresh = if self.fuse {
-                fresh.fuse_chains(&self.limits).0
-            } else {
-                fresh
-            };
-            let mut steps: Vec<Step> = kept.iter().map(|s| (*s).clone()).collect();
-            steps.extend(fresh.steps);
-            Plan {
-                goal: question.to_string(),
-                steps,
-            }
+            self.after_kept(&kept, fresh, question)
         })
         .await
+    }
+
+    /// The kept steps, then the model's new ones for `goal`: only the new steps are fused
+    /// (kept ones stay as they ran), once a kept step the model repeated is left out.
+    fn after_kept(&self, kept: &[&Step], fresh: Plan, goal: &str) -> Plan {
+        let fresh = Plan {
+            goal: fresh.goal,
+            steps: fresh
+                .steps
+                .into_iter()
+                .filter(|s| !kept.iter().any(|k| k.id == s.id))
+                .collect(),
+        };
+        let fresh = if self.fuse {
+            fresh.fuse_chains(&self.limits).0
+        } else {
+            fresh
+        };
+        let mut steps: Vec<Step> = kept.iter().map(|s| (*s).clone()).collect();
+        steps.extend(fresh.steps);
+        Plan {
+            goal: goal.to_string(),
+            steps,
+        }
     }
 }
 
