@@ -893,3 +893,70 @@ async fn ask_answers_a_follow_up_on_top_of_the_finished_steps_without_running_th
     );
     assert!(run.join("plan-2.json").is_file());
 }
+
+#[tokio::test]
+async fn the_readme_ci_example_replays_a_recorded_batch_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(
+        dir.path().join("data/a.csv"),
+        "region,amount\nnorth,10\nsouth,32\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("goals.jsonl"),
+        r#"{"id": "q1", "goal": "What is the total amount? Answer as @total[value].", "inputs": ["data/a.csv"], "expect": {"total": "42"}}"#,
+    )
+    .unwrap();
+    let plan = serde_json::json!({"steps": [{"id": "total", "title": "sum", "instruction": "Sum amount.",
+        "kind": "action", "depends_on": [], "reads": ["a.csv"], "writes": []}]});
+    let server = FakeServer::start(vec![
+        fake_llm::chat(&plan.to_string()),
+        fake_llm::chat("```python\nimport pandas as pd\nprint(f\"@total[{pd.read_csv('/data/a.csv').amount.sum()}]\")\n```"),
+    ])
+    .await;
+    let recorded = tokio::process::Command::new(env!("CARGO_BIN_EXE_planbox"))
+        .args(["batch", "goals.jsonl", "--record", "recordings/"])
+        .args([
+            "--provider",
+            "openai",
+            "--base-url",
+            &server.openai_url(),
+            "--model",
+            "fake-model",
+        ])
+        .args(["--config", "/nonexistent/planbox.toml"])
+        .env("OPENAI_API_KEY", "sk-test")
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(recorded.status.code(), Some(0), "{}", stderr(&recorded));
+    drop(server);
+
+    // The README's line, word for word, in the same folder; no model anywhere.
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_planbox"));
+    command
+        .args([
+            "batch",
+            "goals.jsonl",
+            "--replay",
+            "recordings/",
+            "--junit",
+            "batch.xml",
+        ])
+        .current_dir(dir.path());
+    for var in [
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "PLANBOX_MODEL",
+        "PLANBOX_PROVIDER",
+    ] {
+        command.env_remove(var);
+    }
+    let replayed = command.output().await.unwrap();
+    assert_eq!(replayed.status.code(), Some(0), "{}", stderr(&replayed));
+    let xml = std::fs::read_to_string(dir.path().join("batch.xml")).unwrap();
+    assert!(xml.contains("tests=\"1\" failures=\"0\""), "{xml}");
+}
