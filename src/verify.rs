@@ -163,8 +163,10 @@ pub async fn verify<S: Sandbox>(
         problems,
         took: Duration::ZERO,
     }];
-    let max_state = info.options["max_state"]
+    // Where run and batch keep it, else where older runs did.
+    let max_state = info.options["agent"]["max_state"]
         .as_u64()
+        .or_else(|| info.options["max_state"].as_u64())
         .unwrap_or(crate::agent::DEFAULT_MAX_STATE);
     // The states the re-runs left, by step: a dependent loads these, never the run's own.
     let mut rerun_states: std::collections::HashMap<String, PathBuf> = Default::default();

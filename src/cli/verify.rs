@@ -31,7 +31,15 @@ pub(super) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             &sandbox::engine::host(),
             args.no_bind,
         ));
-    let checks = planbox::verify::verify(&folder, &planned.plan, &sandbox, args.tolerance).await?;
+    let work = planbox::verify::verify(&folder, &planned.plan, &sandbox, args.tolerance);
+    let checks = tokio::select! {
+        checks = work => checks?,
+        signal = super::shutdown_signal() => {
+            sandbox.shutdown().await;
+            eprintln!("planbox: stopped by {signal}; containers removed");
+            return Ok(ExitCode::from(130));
+        }
+    };
     sandbox.settle().await;
     let mut text = String::new();
     for check in &checks {
