@@ -200,71 +200,40 @@ impl Settings {
         let recorded: crate::cli::verify::RecordedSandbox =
             serde_json::from_value(stored["sandbox"].clone()).unwrap_or_default();
         let mut policy = recorded.policy(None);
+        // The option takes the value given now, which is what is recorded.
+        macro_rules! given_now {
+            ($slot:expr, $fresh:expr) => {{
+                $slot = $fresh;
+                serde_json::json!($fresh)
+            }};
+        }
         let mut overrides = Vec::new();
-        let mut take = |id: &str, value: serde_json::Value| overrides.push((id.to_string(), value));
         for id in given {
-            match id.as_str() {
-                "mode" => {
-                    agent.mode = fresh.agent.mode;
-                    take(id, serde_json::json!(fresh.agent.mode));
-                }
-                "reflect" => {
-                    agent.reflect = fresh.agent.reflect;
-                    take(id, fresh.agent.reflect.into());
-                }
-                "parallel" => {
-                    agent.parallel = fresh.agent.parallel;
-                    take(id, fresh.agent.parallel.into());
-                }
-                "max_repairs" => {
-                    agent.max_repairs = fresh.agent.max_repairs;
-                    take(id, fresh.agent.max_repairs.into());
-                }
-                "max_replans" => {
-                    agent.max_replans = fresh.agent.max_replans;
-                    take(id, fresh.agent.max_replans.into());
-                }
-                "max_steps" => {
-                    agent.max_steps = fresh.agent.max_steps;
-                    take(id, fresh.agent.max_steps.into());
-                }
+            let value = match id.as_str() {
+                "mode" => given_now!(agent.mode, fresh.agent.mode),
+                "reflect" => given_now!(agent.reflect, fresh.agent.reflect),
+                "parallel" => given_now!(agent.parallel, fresh.agent.parallel),
+                "max_repairs" => given_now!(agent.max_repairs, fresh.agent.max_repairs),
+                "max_replans" => given_now!(agent.max_replans, fresh.agent.max_replans),
+                "max_steps" => given_now!(agent.max_steps, fresh.agent.max_steps),
+                "max_containers" => given_now!(agent.max_containers, fresh.agent.max_containers),
+                "no_fuse" => given_now!(agent.fuse_chains, fresh.agent.fuse_chains),
+                "max_state" => given_now!(agent.max_state, fresh.agent.max_state),
+                "rule_off" => given_now!(agent.rules, fresh.agent.rules.clone()),
+                "memory" => given_now!(policy.memory, fresh.policy.memory),
+                "runtime" => given_now!(policy.runtime, fresh.policy.runtime.clone()),
                 "wall_time" => {
                     agent.wall = fresh.agent.wall;
-                    take(
-                        id,
-                        serde_json::json!(fresh.agent.wall.map(|w| w.as_secs_f64())),
-                    );
-                }
-                "max_containers" => {
-                    agent.max_containers = fresh.agent.max_containers;
-                    take(id, serde_json::json!(fresh.agent.max_containers));
-                }
-                "no_fuse" => {
-                    agent.fuse_chains = fresh.agent.fuse_chains;
-                    take("fuse_chains", fresh.agent.fuse_chains.into());
-                }
-                "max_state" => {
-                    agent.max_state = fresh.agent.max_state;
-                    take(id, fresh.agent.max_state.into());
-                }
-                "rule_off" => {
-                    agent.rules = fresh.agent.rules.clone();
-                    take(id, serde_json::json!(fresh.agent.rules));
+                    serde_json::json!(fresh.agent.wall.map(|w| w.as_secs_f64()))
                 }
                 "timeout" => {
                     policy.timeout = fresh.policy.timeout;
-                    take(id, fresh.policy.timeout.as_secs_f64().into());
+                    serde_json::json!(fresh.policy.timeout.as_secs_f64())
                 }
-                "memory" => {
-                    policy.memory = fresh.policy.memory;
-                    take(id, fresh.policy.memory.into());
-                }
-                "runtime" => {
-                    policy.runtime = fresh.policy.runtime.clone();
-                    take(id, serde_json::json!(fresh.policy.runtime));
-                }
-                _ => {}
-            }
+                _ => continue,
+            };
+            let name = if id == "no_fuse" { "fuse_chains" } else { id };
+            overrides.push((name.to_string(), value));
         }
         (Settings { agent, policy }, overrides)
     }
