@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::engine::Engine;
-use common::{Rules, last_user};
 use planbox::agent::{Agent, Options};
 use planbox::event::Collect;
 use planbox::llm::Meter;
@@ -20,27 +19,6 @@ use serde_json::json;
 
 const GOAL: &str = "What is the total amount of the south region? Answer as @total[value].";
 const GOALS: usize = 6;
-
-/// Two steps, each taking a few seconds, so scripts are running when the engine stops.
-fn model() -> Rules {
-    let plan = json!({"steps": [
-        {"id": "load", "title": "amounts by region", "instruction": "Sum amount per region into by_region.",
-         "kind": "action", "depends_on": [], "reads": ["sales.csv"], "writes": [], "produces": ["by_region"], "uses": []},
-        {"id": "answer", "title": "south total", "instruction": "Print the south total from by_region.",
-         "kind": "action", "depends_on": ["load"], "reads": [], "writes": [], "produces": [], "uses": ["by_region"]},
-    ]})
-    .to_string();
-    Rules::new(move |request, _| {
-        let text = last_user(request);
-        if text.contains("Reply with {\"steps\"") {
-            plan.clone()
-        } else if text.contains("This step: amounts by region") {
-            "```python\nimport time\nimport pandas as pd\ntime.sleep(3)\nsales = pd.read_csv('/data/sales.csv')\nby_region = sales.groupby('region', as_index=False)['amount'].sum()\nprint('regions:', len(by_region))\n```".into()
-        } else {
-            "```python\nimport time\ntime.sleep(2)\nsouth = by_region.loc[by_region.region == 'south', 'amount'].item()\nprint(f'@total[{south}]')\n```".into()
-        }
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_finishes_when_one_engine_of_two_stops_and_nothing_is_left_on_either() {
@@ -58,7 +36,8 @@ async fn a_batch_finishes_when_one_engine_of_two_stops_and_nothing_is_left_on_ei
     assert_eq!(pool.capacity(), 4);
 
     let runs = world.dir.path().join("out/runs");
-    let llm = model();
+    // Each script sleeps, so scripts are running when the engine stops.
+    let llm = common::south_total_model("import time\ntime.sleep(2)\n", false);
     let mut folders = Vec::new();
     for _ in 0..GOALS {
         let (folder, _) = RunFolder::create(

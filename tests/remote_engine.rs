@@ -11,7 +11,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::engine::Engine;
-use common::{Rules, last_user};
 use planbox::agent::{Agent, Options};
 use planbox::event::Collect;
 use planbox::llm::Meter;
@@ -21,26 +20,6 @@ use pretty_assertions::assert_eq;
 use serde_json::json;
 
 const GOAL: &str = "What is the total amount of the south region? Answer as @total[value].";
-
-fn model() -> Rules {
-    let plan = json!({"steps": [
-        {"id": "load", "title": "amounts by region", "instruction": "Sum amount per region into by_region and write it to by_region.csv.",
-         "kind": "action", "depends_on": [], "reads": ["sales.csv"], "writes": ["by_region.csv"], "produces": ["by_region"], "uses": []},
-        {"id": "answer", "title": "south total", "instruction": "Print the south total from by_region.",
-         "kind": "action", "depends_on": ["load"], "reads": [], "writes": [], "produces": [], "uses": ["by_region"]},
-    ]})
-    .to_string();
-    Rules::new(move |request, _| {
-        let text = last_user(request);
-        if text.contains("Reply with {\"steps\"") {
-            plan.clone()
-        } else if text.contains("This step: amounts by region") {
-            "```python\nimport pandas as pd\nsales = pd.read_csv('/data/sales.csv')\nby_region = sales.groupby('region', as_index=False)['amount'].sum()\nby_region.to_csv('by_region.csv', index=False)\nprint('regions:', len(by_region))\n```".into()
-        } else {
-            "```python\nsouth = by_region.loc[by_region.region == 'south', 'amount'].item()\nprint(f'@total[{south}]')\n```".into()
-        }
-    })
-}
 
 /// Run the goal on `sandbox` into a new run folder under `runs`; the answer and, for each
 /// finished step, its output files with their hashes and whether it left a state.
@@ -57,7 +36,7 @@ async fn run_goal(
         json!({}),
     )
     .unwrap();
-    let llm = model();
+    let llm = common::south_total_model("", true);
     let options = Options {
         fuse_chains: false,
         ..Options::default()

@@ -287,3 +287,40 @@ pub fn chromium(install: &str) -> PathBuf {
         .find(|candidate| candidate.is_file())
         .unwrap_or_else(|| panic!("{install}"))
 }
+
+/// A model that plans two steps over `sales.csv` (`load` leaves `by_region`, also written to
+/// `by_region.csv` when `writes_csv`; `answer` prints `@total[...]`, the south total, from
+/// it) and writes their scripts, each starting with `prelude`.
+pub fn south_total_model(prelude: &'static str, writes_csv: bool) -> Rules {
+    let writes: Vec<&str> = if writes_csv {
+        vec!["by_region.csv"]
+    } else {
+        vec![]
+    };
+    let plan = serde_json::json!({"steps": [
+        {"id": "load", "title": "amounts by region", "instruction": "Sum amount per region into by_region.",
+         "kind": "action", "depends_on": [], "reads": ["sales.csv"], "writes": writes, "produces": ["by_region"], "uses": []},
+        {"id": "answer", "title": "south total", "instruction": "Print the south total from by_region.",
+         "kind": "action", "depends_on": ["load"], "reads": [], "writes": [], "produces": [], "uses": ["by_region"]},
+    ]})
+    .to_string();
+    let save = if writes_csv {
+        "by_region.to_csv('by_region.csv', index=False)\n"
+    } else {
+        ""
+    };
+    Rules::new(move |request, _| {
+        let text = last_user(request);
+        if text.contains("Reply with {\"steps\"") {
+            plan.clone()
+        } else if text.contains("This step: amounts by region") {
+            format!(
+                "```python\n{prelude}import pandas as pd\nsales = pd.read_csv('/data/sales.csv')\nby_region = sales.groupby('region', as_index=False)['amount'].sum()\n{save}print('regions:', len(by_region))\n```"
+            )
+        } else {
+            format!(
+                "```python\n{prelude}south = by_region.loc[by_region.region == 'south', 'amount'].item()\nprint(f'@total[{{south}}]')\n```"
+            )
+        }
+    })
+}
