@@ -993,8 +993,9 @@ async fn a_step_s_prompt_names_the_variables_its_dependencies_left_and_what_they
     let description = json!({"format": 1, "bytes": 700, "variables": [
         {"name": "sales", "type": "pandas.DataFrame", "set_by": "load", "bytes": 700, "shape": [2, 2],
          "columns": [["region", "object"], ["amount", "int64"]], "sample": "  region  amount\n0  north      10"}],
-        "skipped": [{"name": "pd", "type": "module", "why": "a module: import it again"},
-                    {"name": "fig", "type": "matplotlib.Figure", "why": "a chart object: save the chart with plt.savefig in the step that draws it"}]});
+        "skipped": [{"name": "fig", "type": "matplotlib.Figure", "why": "a chart object: save the chart with plt.savefig in the step that draws it"}],
+        "imports": [{"name": "pd", "of": "pandas"}, {"name": "shapiro", "of": "scipy.stats._morestats:shapiro"},
+                    {"name": "bad name", "of": "os"}, {"name": "sneaky", "of": "os; rm -rf /"}]});
     let sandbox = FakeSandbox::new([
         Run::prints("").leaves(description),
         Run::prints("@north[10]\n"),

@@ -30,7 +30,8 @@ fn plan() -> String {
 }
 
 const LOAD: &str = "import pandas as pd\nsales = pd.read_csv('/data/sales.csv')\nby_region = sales.groupby('region', as_index=False)['amount'].sum()\nprint('regions:', len(by_region))";
-const ANSWER: &str = "north = by_region.loc[by_region.region == 'north', 'amount'].item()\nprint(f'@total[{north}]')";
+// No import: step 1's `pd` is imported again before it runs.
+const ANSWER: &str = "north = pd.to_numeric(by_region.loc[by_region.region == 'north', 'amount']).item()\nprint(f'@total[{north}]')";
 
 fn model() -> Rules {
     Rules::new(|request, _| {
@@ -91,9 +92,17 @@ async fn a_step_uses_the_dataframe_its_dependency_built_and_the_export_reproduce
         })
         .expect("load saved its state");
     assert_eq!(saved.0, vec!["sales".to_string(), "by_region".to_string()]);
-    assert!(
-        saved.1.iter().any(|s| s.starts_with("pd: a module")),
-        "{saved:?}"
+    // Its import is kept as a name to import again, not as a value, and not as skipped.
+    assert!(!saved.1.iter().any(|s| s.starts_with("pd:")), "{saved:?}");
+    let described = planbox::sandbox::state::read(&folder.dir().join("steps/load/attempt-1/state"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        described.imports,
+        vec![planbox::sandbox::state::Import {
+            name: "pd".into(),
+            of: "pandas".into()
+        }]
     );
 
     // Step 2's prompt names the variable, its type and its columns.
@@ -111,7 +120,10 @@ async fn a_step_uses_the_dataframe_its_dependency_built_and_the_export_reproduce
         prompt.contains("columns: region (object), amount (int64)"),
         "{prompt}"
     );
-    assert!(prompt.contains("its imports are not kept: pd"), "{prompt}");
+    assert!(
+        prompt.contains("its imports, already done in your script: pd (import pandas as pd)"),
+        "{prompt}"
+    );
 
     // Verify re-runs the chain, step 2 loading the state step 1's re-run left.
     let plan = folder.plan().unwrap().unwrap().plan;
@@ -157,7 +169,7 @@ async fn a_step_uses_the_dataframe_its_dependency_built_and_the_export_reproduce
     assert_eq!(cells.len(), 5);
     assert_eq!(
         cells[4]["source"].as_array().unwrap()[0],
-        "north = by_region.loc[by_region.region == 'north', 'amount'].item()\n"
+        "north = pd.to_numeric(by_region.loc[by_region.region == 'north', 'amount']).item()\n"
     );
     world.sandbox.settle().await;
     world.assert_clean().await;

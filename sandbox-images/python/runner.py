@@ -7,11 +7,14 @@ stdin is the script, optionally preceded by one header line from the host:
 Without the header (planbox exec) the script simply runs.
 
 The state lives in /out/.planbox-state/: state.pkl, a stream of (name, set_by, pickle bytes)
-records, and state.json, the description the host reads (it never unpickles anything).
+records, and (name, set_by, "module:qualname", "import") records for what the script imported
+(modules, and functions and classes of installed modules), which the next step imports again
+by name; and state.json, the description the host reads (it never unpickles anything).
 """
 
 import builtins
 import hashlib
+import importlib
 import json
 import os
 import keyword
@@ -109,16 +112,56 @@ def load(entries, namespace):
         with open(entry["file"], "rb") as source:
             while True:
                 try:
-                    name, set_by, data = pickle.load(source)
+                    record = pickle.load(source)
                 except EOFError:
                     break
+                name, set_by, data = record[:3]
                 set_by = set_by or entry["step"]
                 passed_through = set_by != entry["step"]
                 if name in loaded and passed_through and loaded[name][0] != set_by:
                     continue
-                namespace[name] = pickle.loads(data)
+                if record[3:] == ("import",):
+                    try:
+                        value = imported(data)
+                    except Exception as err:
+                        sys.stderr.write(f"planbox: could not import {name} ({data}) again: {err}\n")
+                        continue
+                    data = data.encode("utf-8")
+                else:
+                    value = pickle.loads(data)
+                namespace[name] = value
                 loaded[name] = (set_by, hashlib.sha256(data).hexdigest())
     return loaded
+
+
+def imported(path):
+    """The module, or the module's attribute, that `path` ("module" or "module:qualname") names."""
+    module, _, qualname = path.partition(":")
+    value = importlib.import_module(module)
+    for part in qualname.split(".") if qualname else []:
+        value = getattr(value, part)
+    return value
+
+
+def import_path(value):
+    """How the next script imports `value` again ("module" or "module:qualname"), or None
+    when it is no module or no function or class of an installed module."""
+    try:
+        if isinstance(value, types.ModuleType):
+            path = value.__name__
+        elif isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)):
+            module = getattr(value, "__module__", None)
+            qualname = getattr(value, "__qualname__", "")
+            if not module or module == "__main__" or "<" in qualname:
+                return None
+            path = f"{module}:{qualname}"
+        else:
+            return None
+        if path.split(":")[0] == "__main__" or imported(path) is not value:
+            return None
+        return path
+    except Exception:
+        return None
 
 
 def skip_reason(name, value):
@@ -128,7 +171,7 @@ def skip_reason(name, value):
     if not IDENTIFIER.match(name) or keyword.iskeyword(name):
         return "its name is not a plain ASCII identifier of at most 80 characters"
     if isinstance(value, types.ModuleType):
-        return "a module: import it again"
+        return "a module planbox cannot import again: import it again"
     if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)):
         return "a function or class: define it again where it is needed"
     kind = type(value)
@@ -173,12 +216,20 @@ def write_description(description):
 
 
 def pickle_all(namespace, loaded, step, cap):
-    saved, skipped, total = [], [], 0
+    saved, skipped, imports, total = [], [], [], 0
     path = os.path.join(STATE_DIR, "state.pkl")
     too_large = None
     with open(path, "wb") as sink:
         for name, value in list(namespace.items()):
             if name in ("__builtins__",) or (name.startswith("__") and name.endswith("__")):
+                continue
+            again = import_path(value) if not name.startswith("_") and IDENTIFIER.match(name) else None
+            if again is not None:
+                data = again.encode("utf-8")
+                digest = hashlib.sha256(data).hexdigest()
+                set_by = loaded[name][0] if name in loaded and loaded[name][1] == digest else ""
+                pickle.dump((name, set_by, again, "import"), sink, protocol=pickle.HIGHEST_PROTOCOL)
+                imports.append({"name": name, "of": again})
                 continue
             why = skip_reason(name, value)
             if why is None:
@@ -213,7 +264,8 @@ def pickle_all(namespace, loaded, step, cap):
     if too_large:
         os.remove(path)
         return {"format": 1, "too_large": too_large, "variables": [], "skipped": skipped}
-    return {"format": 1, "bytes": total, "variables": saved, "skipped": skipped}
+    return {"format": 1, "bytes": total, "variables": saved, "skipped": skipped,
+            "imports": imports[:MAX_VARIABLES]}
 
 
 def cap(text, limit=TEXT_CAP):

@@ -26,15 +26,11 @@ impl Plan {
             for name in step.reads.iter_mut().chain(step.writes.iter_mut()) {
                 *name = plain_name(name);
             }
-            // Models put answer placeholders (`top[name]`) and files (`chart.png`) among the
-            // variables: the name before the brackets is the variable, a file is written.
+            // Models put answer placeholders (`@top[name]`) and files (`chart.png`) among the
+            // variables: the name between `@` and the brackets is the variable, a file is
+            // written.
             for name in std::mem::take(&mut step.produces) {
-                let name = name
-                    .split('[')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string();
+                let name = placeholder_name(&name);
                 if super::valid_file_name(&name) && name.contains('.') {
                     if !step.writes.contains(&name) {
                         step.writes.push(name);
@@ -44,12 +40,7 @@ impl Plan {
                 }
             }
             for name in &mut step.uses {
-                *name = name
-                    .split('[')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string();
+                *name = placeholder_name(name);
             }
             // A check leaves nothing behind: a "verify" step that produces values computes
             // them, and its script must not be asked to assert instead.
@@ -88,6 +79,12 @@ impl Plan {
             step.uses.retain(|u| names.contains(u));
         }
     }
+}
+
+/// The variable an answer placeholder names: `outlier_count` for `@outlier_count[value]`.
+fn placeholder_name(name: &str) -> String {
+    let name = name.split('[').next().unwrap_or_default().trim();
+    name.strip_prefix('@').unwrap_or(name).trim().to_string()
 }
 
 /// `name` without a leading `/data/`, `data/`, `/out/`, `out/` or `./`.

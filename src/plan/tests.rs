@@ -192,10 +192,10 @@ fn model_json_round_trips_and_ignores_extra_fields() {
 #[test]
 fn answer_placeholders_and_files_among_the_variables_are_read_as_meant() {
     let value = serde_json::json!({"steps": [{"id": "a", "title": "t", "instruction": "i", "kind": "verify",
-        "produces": ["top_region[name]", "revenue_2023.png", "total"], "uses": ["df[x]"]}]});
+        "produces": ["top_region[name]", "revenue_2023.png", "total", "@outlier_count"], "uses": ["df[x]"]}]});
     let plan = Plan::from_model("g", &value).unwrap();
     let step = &plan.steps[0];
-    assert_eq!(step.produces, vec!["top_region", "total"]);
+    assert_eq!(step.produces, vec!["top_region", "total", "outlier_count"]);
     assert_eq!(step.writes, vec!["revenue_2023.png"]);
     assert_eq!(step.uses, Vec::<String>::new(), "no ancestor produces df");
     assert_eq!(

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::sandbox::state::Variable;
+use crate::sandbox::state::{Import, Variable};
 
 /// One dependency's state as a step sees it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -15,12 +15,16 @@ pub struct Inherited {
     pub replaced: Vec<(String, String)>,
     /// Names the dependency left that could not be kept, with why.
     pub skipped: Vec<(String, String)>,
+    /// What the dependency imported that no earlier dependency did, imported again before
+    /// the script runs.
+    pub imports: Vec<Import>,
 }
 
 /// Columns listed per DataFrame, at most.
 const COLUMNS_SHOWN: usize = 30;
 
-/// The block for one dependency's variables (empty when it left none and skipped none).
+/// The block for one dependency's variables (empty when it left none, imported none and
+/// skipped none).
 pub fn render(from: &str, inherited: &Inherited) -> String {
     let mut text = String::new();
     if !inherited.variables.is_empty() {
@@ -28,6 +32,25 @@ pub fn render(from: &str, inherited: &Inherited) -> String {
         for variable in &inherited.variables {
             text.push_str(&render_variable(variable));
         }
+    }
+    if !inherited.imports.is_empty() {
+        // Modules with what they are (`pd = pandas`), functions and classes by name.
+        let names: Vec<String> = inherited
+            .imports
+            .iter()
+            .map(|i| {
+                if i.is_module() && i.name != i.of {
+                    format!("{} (import {} as {})", i.name, i.of, i.name)
+                } else {
+                    i.name.clone()
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            text,
+            "  its imports, already done in your script: {}",
+            names.join(", ")
+        );
     }
     for (name, winner) in &inherited.replaced {
         let _ = writeln!(

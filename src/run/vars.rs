@@ -79,11 +79,18 @@ pub fn resolve(states: &[(String, Description)]) -> Vec<(String, Inherited)> {
             winner.insert(&variable.name, (i, set_by));
         }
     }
+    let mut imported: std::collections::BTreeSet<&str> = Default::default();
     states
         .iter()
         .enumerate()
         .map(|(i, (dep, description))| {
             let mut inherited = Inherited::default();
+            // An import is the same whichever dependency made it: said once, where first.
+            for import in &description.imports {
+                if imported.insert(import.name.as_str()) {
+                    inherited.imports.push(import.clone());
+                }
+            }
             for variable in &description.variables {
                 let (from, _) = winner[variable.name.as_str()];
                 if from == i {

@@ -239,6 +239,23 @@ pub struct Skipped {
     pub why: String,
 }
 
+/// A name the script imported (a module, or a function or class of an installed module),
+/// which the runner imports again, by name, in the steps that load this state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Import {
+    /// The script's name for it.
+    pub name: String,
+    /// What it is: `module` or `module:qualname`.
+    pub of: String,
+}
+
+impl Import {
+    /// Whether it is a whole module (`pd` for pandas), not a function or class of one.
+    pub fn is_module(&self) -> bool {
+        !self.of.contains(':')
+    }
+}
+
 /// The state past the step's cap: nothing was saved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TooLarge {
@@ -263,6 +280,9 @@ pub struct Description {
     /// The names not saved.
     #[serde(default)]
     pub skipped: Vec<Skipped>,
+    /// The names imported again in the steps after it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imports: Vec<Import>,
     /// Set when the variables were over the cap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub too_large: Option<TooLarge>,
@@ -290,7 +310,9 @@ pub fn parse(bytes: &[u8]) -> Result<Description, Rejection> {
     }
     let mut description: Description = serde_json::from_str(text)
         .map_err(|err| format!("the state description is not valid: {err}"))?;
-    if description.variables.len() + description.skipped.len() > MAX_VARIABLES {
+    if description.variables.len() + description.skipped.len() + description.imports.len()
+        > MAX_VARIABLES
+    {
         return Err(format!(
             "the state description lists more than {MAX_VARIABLES} variables"
         ));
@@ -317,8 +339,12 @@ pub fn parse(bytes: &[u8]) -> Result<Description, Rejection> {
             *dtype = clean(dtype);
         }
     }
-    // What was not kept is only a listing: an odd name there is left out, not fatal.
+    // What was not kept, or is imported again, is only a listing: an odd name there is left
+    // out, not fatal.
     description.skipped.retain(|s| identifier(&s.name));
+    description
+        .imports
+        .retain(|i| identifier(&i.name) && import_path(&i.of));
     for skipped in &mut description.skipped {
         skipped.kind = clean(&skipped.kind);
         skipped.why = clean(&skipped.why);
@@ -379,6 +405,16 @@ fn identifier(name: &str) -> bool {
 }
 
 /// A text cut to [`MAX_TEXT`], without terminal escapes or control characters but newlines.
+/// `module` or `module:qualname`, dotted identifiers, at most 200 characters.
+fn import_path(path: &str) -> bool {
+    let dotted = |s: &str| s.split('.').all(identifier);
+    path.len() <= 200
+        && match path.split_once(':') {
+            Some((module, qualname)) => dotted(module) && dotted(qualname),
+            None => dotted(path),
+        }
+}
+
 fn clean(text: &str) -> String {
     let stripped = crate::text::strip_escapes(text);
     let kept: String = stripped
@@ -448,6 +484,21 @@ mod tests {
         );
         let description = parse(text.as_bytes()).unwrap();
         assert_eq!(description.variables[0].value.as_deref(), Some("red ok"));
+    }
+
+    #[test]
+    fn imports_are_kept_only_as_dotted_names() {
+        let text = r#"{"format": 1, "variables": [], "skipped": [], "imports": [
+            {"name": "pd", "of": "pandas"}, {"name": "shapiro", "of": "scipy.stats._morestats:shapiro"},
+            {"name": "odd name", "of": "os"}, {"name": "x", "of": "os; import sys"},
+            {"name": "y", "of": "os:"}, {"name": "z", "of": "\u001b[31mos"}]}"#;
+        let description = parse(text.as_bytes()).unwrap();
+        let kept: Vec<(&str, bool)> = description
+            .imports
+            .iter()
+            .map(|i| (i.name.as_str(), i.is_module()))
+            .collect();
+        assert_eq!(kept, vec![("pd", true), ("shapiro", false)]);
     }
 
     #[test]
