@@ -157,7 +157,7 @@ async fn millions_of_files_and_descriptor_hogs_are_bounded() {
 }
 
 #[tokio::test]
-async fn spinning_sleeping_and_stdin_readers_end_at_the_deadline() {
+async fn spinning_and_sleeping_scripts_end_at_the_deadline() {
     let world = World::with_policy(
         "deadline",
         Policy {
@@ -171,28 +171,44 @@ async fn spinning_sleeping_and_stdin_readers_end_at_the_deadline() {
         "import multiprocessing as mp\ndef spin():\n    while True: pass\nfor _ in range(8):\n    mp.Process(target=spin).start()\nspin()\n",
     );
     let sleep = world.run("sleep", "import time\ntime.sleep(3600)\n");
-    let stdin = world.run(
-        "stdin",
-        "import sys\ndata = sys.stdin.read()\nprint('eof', len(data))\n",
-    );
     let stubborn = world.run(
         "term",
         "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    time.sleep(1)\n",
     );
     let started = std::time::Instant::now();
-    let (spin, sleep, stdin, stubborn) = tokio::join!(spin, sleep, stdin, stubborn);
+    let (spin, sleep, stubborn) = tokio::join!(spin, sleep, stubborn);
     assert_status(&spin, &Status::TimedOut);
     assert_status(&sleep, &Status::TimedOut);
     assert_status(&stubborn, &Status::TimedOut);
-    // stdin is closed after the script: a reader sees end of file, it does not hang.
-    assert_status(&stdin, &Status::Exited(0));
-    assert_eq!(stdin.stdout, "eof 0\n");
     // Each case ends within its deadline plus 5 s (they ran side by side).
     assert!(
         started.elapsed() < Duration::from_secs(3 + 5 + 5),
         "{:?}",
         started.elapsed()
     );
+    world.assert_clean().await;
+}
+
+#[tokio::test]
+async fn stdin_readers_see_end_of_file_and_do_not_hang() {
+    // The deadline is far off: a reader that hung would reach it and time out,
+    // one that sees end of file exits 0 well before it, however loaded the host.
+    let world = World::with_policy(
+        "stdin",
+        Policy {
+            timeout: Duration::from_secs(120),
+            ..test_policy()
+        },
+    )
+    .await;
+    let stdin = world
+        .run(
+            "stdin",
+            "import sys\ndata = sys.stdin.read()\nprint('eof', len(data))\n",
+        )
+        .await;
+    assert_status(&stdin, &Status::Exited(0));
+    assert_eq!(stdin.stdout, "eof 0\n");
     world.assert_clean().await;
 }
 
@@ -217,16 +233,16 @@ async fn floods_of_output_are_capped_and_endless_ones_stopped() {
         Policy {
             capture_bytes: 64 * 1024,
             stream_ceiling: 16 * 1024 * 1024,
-            // 200,000 writes take a few seconds under runc and about 30 under gVisor, whose
-            // ptrace platform pays for every system call.
-            timeout: Duration::from_secs(90),
+            // 100,000 writes take a few seconds under runc and about 15 under gVisor, whose
+            // ptrace platform pays for every system call, and several times that on a busy host.
+            timeout: Duration::from_secs(180),
             ..test_policy()
         },
     )
     .await;
     let lines = world.run(
         "lines",
-        "import sys\nfor i in range(200000):\n    print('line', i)\nprint('END')\n",
+        "import sys\nfor i in range(100000):\n    print('line', i)\nprint('END')\n",
     );
     let endless = world.run(
         "endless",
@@ -236,8 +252,8 @@ async fn floods_of_output_are_capped_and_endless_ones_stopped() {
     assert_status(&lines, &Status::Exited(0));
     assert!(lines.stdout.len() < 70 * 1024);
     assert!(lines.stdout.starts_with("line 0\n"));
-    assert!(lines.stdout.ends_with("line 199999\nEND\n"));
-    assert!(lines.stdout_bytes > 2_000_000);
+    assert!(lines.stdout.ends_with("line 99999\nEND\n"));
+    assert!(lines.stdout_bytes > 1_000_000);
     assert_status(&endless, &Status::OutputLimit);
     assert!(endless.stderr.len() < 70 * 1024);
     world.assert_clean().await;
