@@ -3,6 +3,11 @@
 //! small model plans a step per operation (read, filter, group, sum), and each hand-off is a
 //! chance to lose a column. Fusing keeps the plan's real structure: branches that run in
 //! parallel, checks, and steps several others need.
+//!
+//! Before fusing, an edge to a dependency that another dependency already descends from is
+//! dropped: that other dependency's state holds the first one's variables, and its files stay
+//! readable (a step reads what any ancestor wrote). A model that lists every earlier step
+//! (read -> skew -> print, print also on read) otherwise hides a chain behind a diamond.
 
 use super::{Plan, Step, StepKind};
 
@@ -12,7 +17,7 @@ impl Plan {
     /// the fused instruction stays within `max_instruction` characters. Returns the fused
     /// plan and, per fused step, the ids it absorbed.
     pub fn fuse_chains(&self, limits: &super::Limits) -> (Plan, Vec<(String, Vec<String>)>) {
-        let mut steps = self.steps.clone();
+        let mut steps = self.without_implied_edges().steps;
         let mut fused: Vec<(String, Vec<String>)> = Vec::new();
         while let Some((first, second)) = next_pair(&steps, limits) {
             let a = steps[first].clone();
@@ -85,6 +90,28 @@ impl Plan {
             },
             fused,
         )
+    }
+}
+
+impl Plan {
+    /// The plan with each step's implied dependencies dropped: `d` goes from a step's
+    /// `depends_on` when another of its dependencies has `d` as an ancestor. Order and every
+    /// other field stay; the set of ancestors of each step is unchanged.
+    pub fn without_implied_edges(&self) -> Plan {
+        let mut plan = self.clone();
+        for (i, step) in self.steps.iter().enumerate() {
+            let implied: Vec<&String> = step
+                .depends_on
+                .iter()
+                .filter(|d| {
+                    step.depends_on
+                        .iter()
+                        .any(|other| other != *d && self.ancestors(other).contains(d.as_str()))
+                })
+                .collect();
+            plan.steps[i].depends_on.retain(|d| !implied.contains(&d));
+        }
+        plan
     }
 }
 
@@ -241,6 +268,48 @@ mod tests {
             "the goal names its chart"
         );
         assert_eq!(fused.steps[0].reads, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_diamond_made_of_implied_edges_is_a_chain_and_fuses() {
+        // read -> skew -> kurt -> print, where kurt and print also name read and skew.
+        let plan = Plan {
+            goal: "g".into(),
+            steps: vec![
+                step("read", &[], StepKind::Action),
+                step("skew", &["read"], StepKind::Action),
+                step("kurt", &["read", "skew"], StepKind::Action),
+                step("print", &["skew", "kurt", "read"], StepKind::Action),
+            ],
+        };
+        let reduced = plan.without_implied_edges();
+        let deps: Vec<Vec<String>> = reduced.steps.iter().map(|s| s.depends_on.clone()).collect();
+        assert_eq!(
+            deps,
+            vec![vec![], vec!["read".to_string()], vec!["skew".into()], vec!["kurt".into()]]
+        );
+        for step in &plan.steps {
+            assert_eq!(reduced.ancestors(&step.id), plan.ancestors(&step.id));
+        }
+        let (fused, absorbed) = plan.fuse_chains(&super::super::Limits::default());
+        assert_eq!(fused.steps.len(), 1);
+        assert_eq!(absorbed[0].1, vec!["read", "skew", "kurt"]);
+        assert!(
+            fused
+                .validate(&[], &super::super::Limits::default())
+                .is_empty()
+        );
+        // Two branches that both feed a join are not implied by each other: they stay.
+        let branches = Plan {
+            goal: "g".into(),
+            steps: vec![
+                step("read", &[], StepKind::Action),
+                step("left", &["read"], StepKind::Action),
+                step("right", &["read"], StepKind::Action),
+                step("join", &["left", "right"], StepKind::Action),
+            ],
+        };
+        assert_eq!(branches.without_implied_edges(), branches);
     }
 
     #[test]
