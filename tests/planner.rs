@@ -379,3 +379,43 @@ async fn empty_and_huge_goals_are_refused_before_any_call() {
     assert!(huge.contains("5000 characters"), "{huge}");
     assert!(llm.requests().is_empty());
 }
+
+#[tokio::test]
+async fn the_reply_is_held_to_the_step_budget_and_a_longer_plan_still_passes() {
+    // One requested value: a budget of 2 steps, which the schema (a grammar, on a local
+    // server) holds the reply to; a model that writes 3 anyway is not refused for it.
+    let llm = Scripted::new(vec![steps(vec![
+        step("a", &[], &["sales.csv"], &[]),
+        step("b", &["a"], &[], &[]),
+        step("c", &["b"], &[], &[]),
+    ])]);
+    let planned = unfused(&llm)
+        .plan(
+            "What is the mean revenue? Answer as @mean_revenue[value].",
+            &inputs(),
+            Mode::Dag,
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(planned.plan.steps.len(), 3);
+    let request = &llm.requests()[0];
+    let schema = &request.schema.as_ref().unwrap().schema;
+    assert_eq!(schema["properties"]["steps"]["maxItems"], json!(2));
+    assert!(
+        request.messages[1].content.contains("Use at most 2 steps"),
+        "{}",
+        request.messages[1].content
+    );
+    // An open goal gets the configured limit.
+    let llm = Scripted::new(vec![steps(vec![step("a", &[], &["sales.csv"], &[])])]);
+    unfused(&llm)
+        .plan("Explore the data.", &inputs(), Mode::Dag, 0)
+        .await
+        .unwrap();
+    let schema = &llm.requests()[0].schema.as_ref().unwrap().schema;
+    assert_eq!(
+        schema["properties"]["steps"]["maxItems"],
+        json!(Limits::default().max_steps)
+    );
+}

@@ -286,7 +286,12 @@ mod tests {
         let deps: Vec<Vec<String>> = reduced.steps.iter().map(|s| s.depends_on.clone()).collect();
         assert_eq!(
             deps,
-            vec![vec![], vec!["read".to_string()], vec!["skew".into()], vec!["kurt".into()]]
+            vec![
+                vec![],
+                vec!["read".to_string()],
+                vec!["skew".into()],
+                vec!["kurt".into()]
+            ]
         );
         for step in &plan.steps {
             assert_eq!(reduced.ancestors(&step.id), plan.ancestors(&step.id));
