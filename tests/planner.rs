@@ -381,14 +381,20 @@ async fn empty_and_huge_goals_are_refused_before_any_call() {
 }
 
 #[tokio::test]
-async fn the_reply_is_held_to_the_step_budget_and_a_longer_plan_still_passes() {
+async fn the_reply_is_held_to_the_step_budget() {
     // One requested value: a budget of 2 steps, which the schema (a grammar, on a local
-    // server) holds the reply to; a model that writes 3 anyway is not refused for it.
-    let llm = Scripted::new(vec![steps(vec![
-        step("a", &[], &["sales.csv"], &[]),
-        step("b", &["a"], &[], &[]),
-        step("c", &["b"], &[], &[]),
-    ])]);
+    // server) holds the reply to; a model that writes 3 anyway is asked again.
+    let llm = Scripted::new(vec![
+        steps(vec![
+            step("a", &[], &["sales.csv"], &["x.csv"]),
+            step("b", &["a"], &["x.csv"], &["y.csv"]),
+            step("c", &["b"], &["y.csv"], &[]),
+        ]),
+        steps(vec![
+            step("a", &[], &["sales.csv"], &["x.csv"]),
+            step("b", &["a"], &["x.csv"], &[]),
+        ]),
+    ]);
     let planned = unfused(&llm)
         .plan(
             "What is the mean revenue? Answer as @mean_revenue[value].",
@@ -398,8 +404,14 @@ async fn the_reply_is_held_to_the_step_budget_and_a_longer_plan_still_passes() {
         )
         .await
         .unwrap();
-    assert_eq!(planned.plan.steps.len(), 3);
-    let request = &llm.requests()[0];
+    assert_eq!(planned.plan.steps.len(), 2);
+    assert!(
+        llm.last_user(1).contains("allows at most 2 items, has 3"),
+        "{}",
+        llm.last_user(1)
+    );
+    let requests = llm.requests();
+    let request = &requests[0];
     let schema = &request.schema.as_ref().unwrap().schema;
     assert_eq!(schema["properties"]["steps"]["maxItems"], json!(2));
     assert!(
@@ -413,7 +425,8 @@ async fn the_reply_is_held_to_the_step_budget_and_a_longer_plan_still_passes() {
         .plan("Explore the data.", &inputs(), Mode::Dag, 0)
         .await
         .unwrap();
-    let schema = &llm.requests()[0].schema.as_ref().unwrap().schema;
+    let requests = llm.requests();
+    let schema = &requests[0].schema.as_ref().unwrap().schema;
     assert_eq!(
         schema["properties"]["steps"]["maxItems"],
         json!(Limits::default().max_steps)

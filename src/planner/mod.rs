@@ -292,8 +292,8 @@ impl<'a, L: Llm> Planner<'a, L> {
         // server that turns the schema into a grammar stops the reply there. A small model
         // otherwise writes a step per operation, and the planning call, which costs about as
         // much as a whole one-script run, grows with every step it writes only for fusion to
-        // merge them again. Validation holds a plan to the configured limit only, so a plan a
-        // person wrote is not refused for it.
+        // merge them again; a reply past it goes back with the schema error. Validation holds
+        // a plan to the configured limit only, so a plan a person wrote is not refused for it.
         let request = self.plan_request(
             prompt::plan_messages(goal, profiles, shape, max_steps),
             max_steps,
