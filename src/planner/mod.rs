@@ -288,15 +288,12 @@ impl<'a, L: Llm> Planner<'a, L> {
         max_steps: usize,
     ) -> Result<Plan> {
         let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
-        // The model is asked for `max_steps`, and the schema holds its reply to that many: a
-        // server that turns the schema into a grammar stops the reply there. A small model
-        // otherwise writes a step per operation, and the planning call, which costs about as
-        // much as a whole one-script run, grows with every step it writes only for fusion to
-        // merge them again; a reply past it goes back with the schema error. Validation holds
-        // a plan to the configured limit only, so a plan a person wrote is not refused for it.
+        // The model is asked for `max_steps`; the schema and the validation hold it to the
+        // configured limit only, so a plan a person wrote or a model that needs one more step
+        // is not refused for it.
         let request = self.plan_request(
             prompt::plan_messages(goal, profiles, shape, max_steps),
-            max_steps,
+            self.limits.max_steps,
         );
         self.ask_valid(goal, &inputs, request, shape, &self.limits)
             .await
