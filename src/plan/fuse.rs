@@ -91,25 +91,16 @@ impl Plan {
             fused,
         )
     }
-}
 
-impl Plan {
     /// The plan with each step's implied dependencies dropped: `d` goes from a step's
     /// `depends_on` when another of its dependencies has `d` as an ancestor. Order and every
     /// other field stay; the set of ancestors of each step is unchanged.
     pub fn without_implied_edges(&self) -> Plan {
         let mut plan = self.clone();
-        for (i, step) in self.steps.iter().enumerate() {
-            let implied: Vec<&String> = step
-                .depends_on
-                .iter()
-                .filter(|d| {
-                    step.depends_on
-                        .iter()
-                        .any(|other| other != *d && self.ancestors(other).contains(d.as_str()))
-                })
-                .collect();
-            plan.steps[i].depends_on.retain(|d| !implied.contains(&d));
+        for step in &mut plan.steps {
+            let all = step.depends_on.clone();
+            step.depends_on
+                .retain(|d| !all.iter().any(|other| self.ancestors(other).contains(d)));
         }
         plan
     }
