@@ -126,6 +126,9 @@ fn plan(steps: &[serde_json::Value]) -> String {
     json!({ "steps": steps }).to_string()
 }
 
+/// The planner's note on a plan of one step, which takes the goal as its instruction.
+const ONE_STEP: &str = "one step: its instruction is the goal itself";
+
 fn planned(version: usize, steps: &[(&str, &[&str])], notes: &[&str]) -> RunEvent {
     RunEvent::Planned {
         version,
@@ -372,7 +375,7 @@ async fn a_failing_script_is_repaired_with_its_error_its_line_and_a_hint() {
     let problem = "The script exited with code 1.";
     let mut want = started(GOAL).to_vec();
     want.extend([
-        planned(1, &[("only", &[])], &[]),
+        planned(1, &[("only", &[])], &[ONE_STEP]),
         writing("only", 1),
         running("only", 1),
         attempted("only", 1, model.tokens_after(2), Some(problem)),
@@ -410,7 +413,7 @@ async fn a_repeated_failed_script_is_not_run_again_and_the_next_write_starts_afr
     let problem = "The script exited with code 1.";
     let mut want = started(GOAL).to_vec();
     want.extend([
-        planned(1, &[("only", &[])], &[]),
+        planned(1, &[("only", &[])], &[ONE_STEP]),
         writing("only", 1),
         running("only", 1),
         attempted("only", 1, model.tokens_after(2), Some(problem)),
@@ -453,7 +456,7 @@ async fn a_reply_without_code_goes_back_to_the_model_without_running() {
         "The reply held no Python code. Reply with the script in one ```python code block.";
     let mut want = started(GOAL).to_vec();
     want.extend([
-        planned(1, &[("only", &[])], &[]),
+        planned(1, &[("only", &[])], &[ONE_STEP]),
         writing("only", 1),
         attempted("only", 1, model.tokens_after(2), Some(problem)),
         writing("only", 2),
@@ -491,7 +494,7 @@ async fn spent_repairs_try_the_step_s_fallback_before_any_replan() {
     let problem = "The script exited with code 1.";
     let mut want = started(GOAL).to_vec();
     want.extend([
-        planned(1, &[("only", &[])], &[]),
+        planned(1, &[("only", &[])], &[ONE_STEP]),
         writing("only", 1),
         running("only", 1),
         attempted("only", 1, model.tokens_after(2), Some(problem)),
@@ -637,7 +640,7 @@ async fn a_spent_container_budget_ends_the_run_with_an_honest_answer_and_no_repl
     let problem = "The script exited with code 1.";
     let mut want = started(GOAL).to_vec();
     want.extend([
-        planned(1, &[("only", &[])], &[]),
+        planned(1, &[("only", &[])], &[ONE_STEP]),
         writing("only", 1),
         running("only", 1),
         attempted("only", 1, model.tokens_after(2), Some(problem)),
@@ -663,7 +666,7 @@ async fn a_spent_wall_time_stops_before_any_script_is_written() {
     let (finished, events) = run(&folder, &model, &sandbox, options, meter()).await;
 
     let mut want = started(GOAL).to_vec();
-    want.push(planned(1, &[("only", &[])], &[]));
+    want.push(planned(1, &[("only", &[])], &[ONE_STEP]));
     want.extend(stopped_by("wall time", "only"));
     let answer = "Could not answer: no step produced any result. The wall time budget ran out.";
     want.extend(ended(answer, false, model.tokens_after(1)));
@@ -682,7 +685,7 @@ async fn a_token_budget_spent_by_planning_stops_the_steps_before_they_are_writte
     let (finished, events) = run(&folder, &model, &sandbox, options(), meter).await;
 
     let mut want = started(GOAL).to_vec();
-    want.push(planned(1, &[("only", &[])], &[]));
+    want.push(planned(1, &[("only", &[])], &[ONE_STEP]));
     want.extend(stopped_by("tokens", "only"));
     let answer = "Could not answer: no step produced any result. The tokens budget ran out.";
     want.extend(ended(answer, false, model.tokens_after(1)));
@@ -878,7 +881,7 @@ async fn a_key_refused_mid_run_ends_the_run_with_the_error_and_no_replan() {
         .collect();
     let mut want = started(GOAL).to_vec();
     want.extend([
-        planned(1, &[("only", &[])], &[]),
+        planned(1, &[("only", &[])], &[ONE_STEP]),
         RunEvent::Progress {
             done: 0,
             total: 1,
@@ -959,7 +962,10 @@ async fn a_chain_planned_an_operation_a_step_runs_as_one_script() {
                 title: "do load; do total".into(),
                 depends_on: vec![],
             }],
-            notes: vec!["fused the chain load -> total into one step".into()],
+            notes: vec![
+                "fused the chain load -> total into one step".into(),
+                "one step: its instruction is the goal itself".into(),
+            ],
         },
         writing("total", 1),
         running("total", 1),
@@ -970,10 +976,12 @@ async fn a_chain_planned_an_operation_a_step_runs_as_one_script() {
     assert_eq!(events, want);
     assert!(finished.achieved);
     let prompt = &model.requests()[1].messages[1].content;
+    // One step left: the goal's own words are its instruction, not the numbered parts.
     assert!(
-        prompt.contains("This step: do load; do total\n1. Do load.\n2. Do total.\n"),
+        prompt.contains(&format!("This step: do load; do total\n{GOAL}\n")),
         "{prompt}"
     );
+    assert!(!prompt.contains("1. Do load."), "{prompt}");
 }
 
 #[tokio::test]

@@ -45,6 +45,7 @@ fn ask() -> Request {
 
 fn answer_schema() -> Schema {
     Schema {
+        decode: None,
         name: "answer".into(),
         schema: json!({
             "type": "object",
@@ -108,6 +109,44 @@ async fn openai_schema_requests_use_strict_json_schema() {
         json!({"type": "json_schema", "json_schema": {"name": "answer", "schema": answer_schema().schema, "strict": true}})
     );
     assert!(server.seen()[0].headers.get("authorization").is_none());
+}
+
+#[tokio::test]
+async fn a_local_grammar_gets_the_narrower_schema_and_a_longer_reply_is_still_taken() {
+    let narrow = json!({
+        "type": "object",
+        "required": ["value"],
+        "properties": {"value": {"type": "integer", "maximum": 3}},
+        "additionalProperties": false
+    });
+    let request = Request {
+        schema: Some(Schema {
+            decode: Some(narrow.clone()),
+            ..answer_schema()
+        }),
+        ..ask()
+    };
+    // A server that ignored the grammar replied past it: the reply matches the schema the
+    // client checks, so it is taken without a re-ask.
+    let server = FakeServer::start(vec![chat("{\"value\": 42}")]).await;
+    let local = OpenAi::new(settings(&server.openai_url(), None))
+        .unwrap()
+        .with_schemas_as_given();
+    let (value, _) = complete_json(&local, &request, 2).await.unwrap();
+    assert_eq!(value, json!({"value": 42}));
+    assert_eq!(server.seen().len(), 1);
+    assert_eq!(
+        server.seen()[0].body["response_format"]["json_schema"]["schema"],
+        narrow
+    );
+    // A strict (hosted) server gets the checked schema in its strict form, never the bound.
+    let server = FakeServer::start(vec![chat("{\"value\": 42}")]).await;
+    let hosted = OpenAi::new(settings(&server.openai_url(), None)).unwrap();
+    complete_json(&hosted, &request, 2).await.unwrap();
+    assert_eq!(
+        server.seen()[0].body["response_format"]["json_schema"]["schema"],
+        answer_schema().schema
+    );
 }
 
 #[tokio::test]
@@ -546,6 +585,7 @@ async fn plan_schemas_pass_a_server_that_enforces_strict_mode_and_its_nulls_are_
     let client = OpenAi::new(settings(&server.openai_url(), Some("sk-test"))).unwrap();
     let request = Request {
         schema: Some(Schema {
+            decode: None,
             name: "plan".into(),
             schema: planbox::plan::schema(&planbox::plan::Limits::default()),
         }),

@@ -40,6 +40,7 @@ async fn the_local_model_answers() {
 #[ignore = "needs the local model server: make local-llm, then make test-llm"]
 async fn the_local_model_follows_a_json_schema() {
     let schema = Schema {
+        decode: None,
         name: "sum".into(),
         schema: json!({
             "type": "object",

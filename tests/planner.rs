@@ -379,3 +379,62 @@ async fn empty_and_huge_goals_are_refused_before_any_call() {
     assert!(huge.contains("5000 characters"), "{huge}");
     assert!(llm.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_plan_of_one_step_takes_the_goal_as_its_instruction() {
+    let goal = "What is the mean amount? Chart it in amount.png. Answer as @mean[value].";
+    let mut only = step("mean", &[], &["sales.csv"], &["amount.png", "mean.txt"]);
+    only["instruction"] = json!("Compute the mean.");
+    let llm = Scripted::new(vec![steps(vec![only])]);
+    let planned = Planner::new(&llm)
+        .plan(goal, &inputs(), Mode::Dag, 0)
+        .await
+        .unwrap();
+    let step = &planned.plan.steps[0];
+    assert_eq!(
+        (
+            step.id.as_str(),
+            step.title.as_str(),
+            step.instruction.as_str(),
+            step.writes.clone()
+        ),
+        ("mean", "do mean", goal, vec!["amount.png".to_string()])
+    );
+    assert_eq!(
+        planned.notes,
+        vec!["one step: its instruction is the goal itself".to_string()]
+    );
+    // The goal asks for one value and one file: the grammar holds the reply to three steps,
+    // while the reply is checked against the configured limit.
+    let schema = llm.requests()[0].schema.clone().unwrap();
+    let max_items = |s: &Value| s["properties"]["steps"]["maxItems"].clone();
+    assert_eq!(
+        (
+            max_items(&schema.decode.unwrap()),
+            max_items(&schema.schema)
+        ),
+        (json!(3), json!(Limits::default().max_steps))
+    );
+}
+
+#[tokio::test]
+async fn a_plan_of_several_steps_keeps_their_instructions() {
+    let llm = Scripted::new(vec![steps(vec![
+        step("a", &[], &["sales.csv"], &[]),
+        step("b", &[], &["sales.csv"], &[]),
+    ])]);
+    let planned = Planner::new(&llm)
+        .plan("Two things.", &inputs(), Mode::Dag, 0)
+        .await
+        .unwrap();
+    let instructions: Vec<&str> = planned
+        .plan
+        .steps
+        .iter()
+        .map(|s| s.instruction.as_str())
+        .collect();
+    assert_eq!(instructions, vec!["Do a.", "Do b."]);
+    assert!(planned.notes.is_empty(), "{:?}", planned.notes);
+    // No size in the goal: the grammar is not narrowed.
+    assert_eq!(llm.requests()[0].schema.as_ref().unwrap().decode, None);
+}

@@ -79,6 +79,12 @@ pub struct Schema {
     pub name: String,
     /// The schema itself.
     pub schema: Value,
+    /// A narrower schema a local server's grammar holds the decoding to, when it is sent
+    /// schemas as given (a preference such as a plan's step budget, which ends a long reply
+    /// where the grammar closes it). The reply is still checked against `schema` only, so a
+    /// server that ignores this one is not re-asked for a reply `schema` accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode: Option<Value>,
 }
 
 /// One request to a model.

@@ -95,7 +95,11 @@ impl OpenAi {
                         "type": "json_schema",
                         "json_schema": {
                             "name": schema.name,
-                            "schema": if self.strict { super::schema::strict(&schema.schema) } else { schema.schema.clone() },
+                            "schema": match (self.strict, &schema.decode) {
+                                (true, _) => super::schema::strict(&schema.schema),
+                                (false, Some(decode)) => decode.clone(),
+                                (false, None) => schema.schema.clone(),
+                            },
                             "strict": true,
                         },
                     });

@@ -124,6 +124,7 @@ impl<'a, L: Llm> Planner<'a, L> {
             Mode::Auto => {
                 let request = Request {
                     schema: Some(Schema {
+                        decode: None,
                         name: "triage".into(),
                         schema: json!({
                             "type": "object", "required": ["plan", "reason"], "additionalProperties": false,
@@ -173,6 +174,10 @@ impl<'a, L: Llm> Planner<'a, L> {
         if self.fuse && used == Mode::Dag {
             planned = self.fused(planned, &mut notes);
         }
+        if used != Mode::None && planned.steps.len() == 1 {
+            planned = the_goal_as_its_step(planned, profiles);
+            notes.push("one step: its instruction is the goal itself".into());
+        }
         Ok(Planned {
             plan: planned,
             mode: used,
@@ -196,15 +201,22 @@ impl<'a, L: Llm> Planner<'a, L> {
         step_budget(goal, profiles, self.limits.max_steps)
     }
 
-    fn plan_request(&self, messages: Vec<Message>, max_steps: usize) -> Request {
-        let limits = Limits {
-            max_steps,
-            ..self.limits
+    /// A plan request: replies are checked against at most `limit` steps, while a server
+    /// that decodes by grammar is held to the `budget` the prompt asks for, so a small model
+    /// that would chain a step per operation stops where the budget ends instead of writing
+    /// steps that fusion merges again (each step costs reply tokens).
+    fn plan_request(&self, messages: Vec<Message>, limit: usize, budget: usize) -> Request {
+        let steps = |max_steps| {
+            plan::schema(&Limits {
+                max_steps,
+                ..self.limits
+            })
         };
         Request {
             schema: Some(Schema {
+                decode: (budget < limit).then(|| steps(budget)),
                 name: "plan".into(),
-                schema: plan::schema(&limits),
+                schema: steps(limit),
             }),
             ..Request::new(messages)
         }
@@ -288,12 +300,13 @@ impl<'a, L: Llm> Planner<'a, L> {
         max_steps: usize,
     ) -> Result<Plan> {
         let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
-        // The model is asked for `max_steps`; the schema and the validation hold it to the
-        // configured limit only, so a plan a person wrote or a model that needs one more step
-        // is not refused for it.
+        // The model is asked for `max_steps`, and a grammar holds it there; the schema and the
+        // validation hold it to the configured limit only, so a plan a person wrote or a model
+        // that needs one more step is not refused for it.
         let request = self.plan_request(
             prompt::plan_messages(goal, profiles, shape, max_steps),
             self.limits.max_steps,
+            max_steps,
         );
         self.ask_valid(goal, &inputs, request, shape, &self.limits)
             .await
@@ -301,9 +314,10 @@ impl<'a, L: Llm> Planner<'a, L> {
 }
 
 /// Most steps a plan for `goal` is asked for: sized to what the goal asks for, when it says
-/// (one step to prepare the data, then one per requested answer and per file it names), else
-/// `max_steps`. A small model otherwise chains a step per operation (read, filter, group,
-/// sum, sort, print), and every hand-off is a chance to lose a column.
+/// (one step to prepare the data, one that computes the requested answers, one per file it
+/// names), else `max_steps`. A small model otherwise chains a step per operation (read,
+/// filter, group, sum, sort, print) or splits a mean and a standard deviation into steps of
+/// their own, and every hand-off is a chance to lose a column and costs a script.
 pub fn step_budget(goal: &str, profiles: &[Profile], max_steps: usize) -> usize {
     let answers = crate::answer::answer_names(goal).len();
     let files = named_files(goal)
@@ -313,7 +327,7 @@ pub fn step_budget(goal: &str, profiles: &[Profile], max_steps: usize) -> usize 
     if answers == 0 && files == 0 {
         return max_steps;
     }
-    (1 + answers + files).min(max_steps)
+    (1 + usize::from(answers > 0) + files).min(max_steps)
 }
 
 /// The files a goal names (`chart.png`, `summary.csv`), in order: deliverables, once the
@@ -370,6 +384,33 @@ pub fn single_step(goal: &str, profiles: &[Profile]) -> Plan {
     }
 }
 
+/// A plan of one step, with the goal itself as its instruction: the model's paraphrase of
+/// a goal it did not split loses what the goal states exactly (a method, a rounding, an
+/// answer's format), and a fused step's numbered parts read as separate tasks to a small
+/// model. The step keeps its id, title, fallback and the files it writes that the goal names
+/// or, when the goal names none, its charts; it may read every input, as the goal may name
+/// any.
+fn the_goal_as_its_step(plan: Plan, profiles: &[Profile]) -> Plan {
+    let mut one = single_step(&plan.goal, profiles);
+    if let Some(step) = plan.steps.into_iter().next() {
+        let goal_files = named_files(&plan.goal);
+        let kept: Vec<String> = step
+            .writes
+            .iter()
+            .filter(|w| {
+                goal_files.contains(w) || (goal_files.is_empty() && plan::is_chart(w.as_str()))
+            })
+            .cloned()
+            .collect();
+        let solve = &mut one.steps[0];
+        solve.id = step.id;
+        solve.title = step.title;
+        solve.writes = kept;
+        solve.fallback = step.fallback;
+    }
+    one
+}
+
 /// JSON of a planned result for `--json` and the run folder.
 pub fn to_json(planned: &Planned) -> Value {
     json!({"goal": planned.plan.goal, "mode": planned.mode, "notes": planned.notes, "steps": planned.plan.steps})
@@ -391,7 +432,10 @@ mod tests {
         let demo = "sales.csv has one row per day. Which region earned most? Chart it in revenue.png. \
                     Answer as @top_region[name] @revenue[value].";
         assert_eq!(named_files(demo), vec!["sales.csv", "revenue.png"]);
-        assert_eq!(step_budget(demo, &profiles, 12), 4);
+        assert_eq!(step_budget(demo, &profiles, 12), 3);
+        let four_values =
+            "Mean, std, min and max of Volume? Answer as @mean[v] @std[v] @min[v] @max[v].";
+        assert_eq!(step_budget(four_values, &profiles, 12), 2);
         assert_eq!(step_budget(demo, &profiles, 2), 2);
         assert_eq!(step_budget("Explore the data.", &profiles, 12), 12);
     }

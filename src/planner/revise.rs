@@ -15,6 +15,7 @@ impl<L: Llm> Planner<'_, L> {
             serde_json::to_string_pretty(&current.steps_json()).expect("plans serialize");
         let request = Request {
             schema: Some(Schema {
+                decode: None,
                 name: "critique".into(),
                 schema: json!({
                     "type": "object", "required": ["problems"], "additionalProperties": false,
@@ -41,7 +42,7 @@ impl<L: Llm> Planner<'_, L> {
             problems.join("\n- ")
         )));
         let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
-        let request = self.plan_request(messages, self.limits.max_steps);
+        let request = self.plan_request(messages, self.limits.max_steps, self.limits.max_steps);
         match self
             .ask_valid(goal, &inputs, request, Shape::Dag, &self.limits)
             .await
@@ -85,6 +86,7 @@ impl<L: Llm> Planner<'_, L> {
         let request = self.plan_request(
             prompt::replan_messages(&plan.goal, profiles, &kept, failed_step, problem, room),
             self.limits.max_steps.saturating_sub(kept.len()).max(1),
+            room,
         );
         let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
         self.ask_until_valid(&plan.goal, &inputs, request, &self.limits, |fresh| {
@@ -112,6 +114,7 @@ impl<L: Llm> Planner<'_, L> {
         let request = self.plan_request(
             prompt::followup_messages(question, profiles, &kept, earlier, room),
             self.limits.max_steps.saturating_sub(kept.len()).max(1),
+            room,
         );
         let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
         self.ask_until_valid(question, &inputs, request, &self.limits, |fresh| {

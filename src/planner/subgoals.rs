@@ -15,6 +15,7 @@ impl<L: Llm> Planner<'_, L> {
         schema["properties"]["steps"]["items"]["properties"]["atomic"] = json!({"type": "boolean"});
         let request = Request {
             schema: Some(Schema {
+                decode: None,
                 name: "subgoals".into(),
                 schema,
             }),
@@ -87,6 +88,7 @@ impl<L: Llm> Planner<'_, L> {
             );
             let request = self.plan_request(
                 prompt::plan_messages(&sub_goal, profiles, Shape::Dag, max_inner),
+                max_inner,
                 max_inner,
             );
             let inner = self

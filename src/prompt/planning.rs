@@ -55,9 +55,10 @@ pub fn plan_messages(
     vec![
         crate::llm::Message::system(PLANNER_SYSTEM),
         crate::llm::Message::user(format!(
-            "{}\n{shape} Use at most {max_steps} steps; use fewer when the goal is simple.\n\
+            "{}\n{shape} Use at most {max_steps} {}; use fewer when the goal is simple.\n\
              Reply with {{\"steps\": [{{\"id\", \"title\", \"instruction\", \"kind\", \"depends_on\", \"reads\", \"writes\", \"produces\", \"uses\"}}]}}.",
-            goal_block(goal, profiles)
+            goal_block(goal, profiles),
+            if max_steps == 1 { "step" } else { "steps" },
         )),
     ]
 }

@@ -152,6 +152,7 @@ async fn structured_check(client: &Client, config: &LlmConfig, deadline: Duratio
     });
     let request = Request {
         schema: Some(Schema {
+            decode: None,
             name: "doctor_sum".into(),
             schema: schema.clone(),
         }),
