@@ -18,7 +18,8 @@ use serde_json::json;
 
 const GOAL: &str = "What is the total amount? Answer as @total[value].";
 
-/// A goal that asks for three values: its plans may have up to four steps.
+/// A goal that asks for three values: its plans are asked for two steps at most (one to
+/// prepare, one for the answers), and may have a few more.
 const GOAL_BY_REGION: &str = "What are the north, south and total amounts? Answer as @north[value] @south[value] @total[value].";
 
 /// A test's run folder over one input, `sales.csv`.
@@ -128,6 +129,19 @@ fn plan(steps: &[serde_json::Value]) -> String {
 
 /// The planner's note on a plan of one step, which takes the goal as its instruction.
 const ONE_STEP: &str = "one step: its instruction is the goal itself";
+
+/// The plan of one step `id`: the goal's own step, under the model's id.
+fn planned_one(id: &str) -> RunEvent {
+    RunEvent::Planned {
+        version: 1,
+        steps: vec![PlannedStep {
+            id: id.into(),
+            title: "Solve the whole goal in one script".into(),
+            depends_on: vec![],
+        }],
+        notes: vec![ONE_STEP.to_string()],
+    }
+}
 
 fn planned(version: usize, steps: &[(&str, &[&str])], notes: &[&str]) -> RunEvent {
     RunEvent::Planned {
@@ -375,7 +389,7 @@ async fn a_failing_script_is_repaired_with_its_error_its_line_and_a_hint() {
     let problem = "The script exited with code 1.";
     let mut want = started(GOAL).to_vec();
     want.extend([
-        planned(1, &[("only", &[])], &[ONE_STEP]),
+        planned_one("only"),
         writing("only", 1),
         running("only", 1),
         attempted("only", 1, model.tokens_after(2), Some(problem)),
@@ -413,7 +427,7 @@ async fn a_repeated_failed_script_is_not_run_again_and_the_next_write_starts_afr
     let problem = "The script exited with code 1.";
     let mut want = started(GOAL).to_vec();
     want.extend([
-        planned(1, &[("only", &[])], &[ONE_STEP]),
+        planned_one("only"),
         writing("only", 1),
         running("only", 1),
         attempted("only", 1, model.tokens_after(2), Some(problem)),
@@ -456,7 +470,7 @@ async fn a_reply_without_code_goes_back_to_the_model_without_running() {
         "The reply held no Python code. Reply with the script in one ```python code block.";
     let mut want = started(GOAL).to_vec();
     want.extend([
-        planned(1, &[("only", &[])], &[ONE_STEP]),
+        planned_one("only"),
         writing("only", 1),
         attempted("only", 1, model.tokens_after(2), Some(problem)),
         writing("only", 2),
@@ -494,7 +508,7 @@ async fn spent_repairs_try_the_step_s_fallback_before_any_replan() {
     let problem = "The script exited with code 1.";
     let mut want = started(GOAL).to_vec();
     want.extend([
-        planned(1, &[("only", &[])], &[ONE_STEP]),
+        planned_one("only"),
         writing("only", 1),
         running("only", 1),
         attempted("only", 1, model.tokens_after(2), Some(problem)),
@@ -640,7 +654,7 @@ async fn a_spent_container_budget_ends_the_run_with_an_honest_answer_and_no_repl
     let problem = "The script exited with code 1.";
     let mut want = started(GOAL).to_vec();
     want.extend([
-        planned(1, &[("only", &[])], &[ONE_STEP]),
+        planned_one("only"),
         writing("only", 1),
         running("only", 1),
         attempted("only", 1, model.tokens_after(2), Some(problem)),
@@ -666,7 +680,7 @@ async fn a_spent_wall_time_stops_before_any_script_is_written() {
     let (finished, events) = run(&folder, &model, &sandbox, options, meter()).await;
 
     let mut want = started(GOAL).to_vec();
-    want.push(planned(1, &[("only", &[])], &[ONE_STEP]));
+    want.push(planned_one("only"));
     want.extend(stopped_by("wall time", "only"));
     let answer = "Could not answer: no step produced any result. The wall time budget ran out.";
     want.extend(ended(answer, false, model.tokens_after(1)));
@@ -685,7 +699,7 @@ async fn a_token_budget_spent_by_planning_stops_the_steps_before_they_are_writte
     let (finished, events) = run(&folder, &model, &sandbox, options(), meter).await;
 
     let mut want = started(GOAL).to_vec();
-    want.push(planned(1, &[("only", &[])], &[ONE_STEP]));
+    want.push(planned_one("only"));
     want.extend(stopped_by("tokens", "only"));
     let answer = "Could not answer: no step produced any result. The tokens budget ran out.";
     want.extend(ended(answer, false, model.tokens_after(1)));
@@ -881,7 +895,7 @@ async fn a_key_refused_mid_run_ends_the_run_with_the_error_and_no_replan() {
         .collect();
     let mut want = started(GOAL).to_vec();
     want.extend([
-        planned(1, &[("only", &[])], &[ONE_STEP]),
+        planned_one("only"),
         RunEvent::Progress {
             done: 0,
             total: 1,
@@ -959,12 +973,12 @@ async fn a_chain_planned_an_operation_a_step_runs_as_one_script() {
             version: 1,
             steps: vec![planbox::event::PlannedStep {
                 id: "total".into(),
-                title: "do load; do total".into(),
+                title: "Solve the whole goal in one script".into(),
                 depends_on: vec![],
             }],
             notes: vec![
                 "fused the chain load -> total into one step".into(),
-                "one step: its instruction is the goal itself".into(),
+                ONE_STEP.into(),
             ],
         },
         writing("total", 1),
@@ -978,7 +992,9 @@ async fn a_chain_planned_an_operation_a_step_runs_as_one_script() {
     let prompt = &model.requests()[1].messages[1].content;
     // One step left: the goal's own words are its instruction, not the numbered parts.
     assert!(
-        prompt.contains(&format!("This step: do load; do total\n{GOAL}\n")),
+        prompt.contains(&format!(
+            "This step: Solve the whole goal in one script\n{GOAL}\n"
+        )),
         "{prompt}"
     );
     assert!(!prompt.contains("1. Do load."), "{prompt}");
@@ -1053,15 +1069,9 @@ async fn a_chart_the_goal_names_is_required_and_repaired_until_it_is_a_readable_
     };
     let (finished, events) = run(&folder, &model, &sandbox, options, meter()).await;
 
+    // A plan of one step is the goal's own step, which writes what the goal names.
     let plan = folder.plan().unwrap().unwrap();
     assert_eq!(plan.plan.steps[0].writes, vec!["total.png".to_string()]);
-    assert!(
-        plan.notes
-            .iter()
-            .any(|n| n.contains("the goal asks for total.png (from only)")),
-        "{:?}",
-        plan.notes
-    );
     let problems: Vec<Option<String>> = events
         .iter()
         .filter_map(|e| match e {
@@ -1186,4 +1196,160 @@ async fn a_prompt_past_the_model_s_context_is_cut_and_asked_again_once() {
         size(&requests[2]) < size(&requests[1]),
         "the second write is smaller"
     );
+}
+
+/// A model whose plans take a while: the plan's reply comes after `PLAN_DELAY`, a script's at
+/// once, and the goal's one-script draft never when `draft_hangs`. It records, per request,
+/// whether it was a plan and when it arrived.
+struct SlowPlanner {
+    plan: String,
+    scripts: std::sync::Mutex<std::collections::VecDeque<String>>,
+    draft_hangs: bool,
+    asked: std::sync::Mutex<Vec<(bool, String, std::time::Instant)>>,
+}
+
+const PLAN_DELAY: Duration = Duration::from_millis(300);
+
+impl SlowPlanner {
+    fn new(plan: String, scripts: &[&str], draft_hangs: bool) -> Self {
+        SlowPlanner {
+            plan,
+            scripts: std::sync::Mutex::new(scripts.iter().map(|s| code(s)).collect()),
+            draft_hangs,
+            asked: std::sync::Mutex::default(),
+        }
+    }
+
+    fn asked(&self) -> Vec<(bool, String, std::time::Instant)> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+impl planbox::llm::Llm for SlowPlanner {
+    async fn complete(&self, request: &Request) -> planbox::Result<planbox::llm::Reply> {
+        let planning = request.schema.is_some();
+        let user = request.messages.last().unwrap().content.clone();
+        self.asked
+            .lock()
+            .unwrap()
+            .push((planning, user.clone(), std::time::Instant::now()));
+        let text = if planning {
+            tokio::time::sleep(PLAN_DELAY).await;
+            self.plan.clone()
+        } else {
+            if self.draft_hangs && user.contains("Solve the whole goal in one script") {
+                std::future::pending::<()>().await;
+            }
+            self.scripts.lock().unwrap().pop_front().expect("a script")
+        };
+        Ok(planbox::llm::Reply {
+            usage: planbox::llm::Usage::estimate(request, &text),
+            text,
+            model: "slow".into(),
+            mode: None,
+            latency: Duration::ZERO,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_plan_of_one_step_runs_the_script_drafted_while_it_was_made() {
+    let world = World::new();
+    let folder = world.create(GOAL);
+    let model = SlowPlanner::new(one_step(), &["print('@total[42]')"], false);
+    let sandbox = FakeSandbox::new([Run::prints("@total[42]\n")]);
+    let finished = Agent::new(&model, &sandbox, options(), meter())
+        .run(&folder, &Collect::default())
+        .await
+        .unwrap();
+    assert!(finished.achieved, "{finished:?}");
+    assert_eq!(finished.answer.trim_end(), "@total[42]");
+    // Two calls: the plan, and the draft, which began before the plan came back and was
+    // the step's script; the step asked for nothing more.
+    let asked = model.asked();
+    let kinds: Vec<bool> = asked.iter().map(|(planning, _, _)| *planning).collect();
+    assert_eq!(kinds, vec![true, false]);
+    assert!(
+        asked[1].2 - asked[0].2 < PLAN_DELAY,
+        "the draft waited for the plan"
+    );
+    assert!(
+        asked[1].1.contains(&format!("\n{GOAL}\n")),
+        "{}",
+        asked[1].1
+    );
+    assert_eq!(sandbox.ran().len(), 1);
+}
+
+#[tokio::test]
+async fn a_plan_of_several_steps_drops_the_draft_unfinished() {
+    let world = World::new();
+    let folder = world.create(GOAL_BY_REGION);
+    let model = SlowPlanner::new(
+        plan(&[
+            step("north", &[], &["sales.csv"], &[]),
+            step("south", &[], &["sales.csv"], &[]),
+        ]),
+        &["print('@north[10]')", "print('@south[32] @total[42]')"],
+        true,
+    );
+    let sandbox = FakeSandbox::new([
+        Run::prints("@north[10]\n"),
+        Run::prints("@south[32] @total[42]\n"),
+    ]);
+    // The draft never ends: the run ends all the same, since it is dropped with the plan.
+    let finished = tokio::time::timeout(
+        Duration::from_secs(20),
+        Agent::new(&model, &sandbox, options(), meter()).run(&folder, &Collect::default()),
+    )
+    .await
+    .expect("a hung draft held the run")
+    .unwrap();
+    assert!(finished.achieved, "{finished:?}");
+    let asked = model.asked();
+    let drafts = asked
+        .iter()
+        .filter(|(_, user, _)| user.contains("Solve the whole goal in one script"))
+        .count();
+    let steps = asked
+        .iter()
+        .filter(|(planning, user, _)| !planning && user.contains("This step: do "))
+        .count();
+    assert_eq!((asked.len(), drafts, steps), (4, 1, 2));
+    // The two steps wrote their own scripts: the plan's instructions, not the goal.
+    assert_eq!(sandbox.ran().len(), 2);
+}
+
+#[tokio::test]
+async fn no_draft_is_written_when_speculation_is_off_or_nothing_is_planned() {
+    for options in [
+        Options {
+            speculate: false,
+            ..options()
+        },
+        Options {
+            mode: planbox::planner::Mode::None,
+            ..options()
+        },
+    ] {
+        let world = World::new();
+        let folder = world.create(GOAL);
+        let model = SlowPlanner::new(one_step(), &["print('@total[42]')"], false);
+        let sandbox = FakeSandbox::new([Run::prints("@total[42]\n")]);
+        let planning = options.mode != planbox::planner::Mode::None;
+        let finished = Agent::new(&model, &sandbox, options, meter())
+            .run(&folder, &Collect::default())
+            .await
+            .unwrap();
+        assert!(finished.achieved, "{finished:?}");
+        let asked = model.asked();
+        let kinds: Vec<bool> = asked.iter().map(|(planning, _, _)| *planning).collect();
+        // Without a draft the step's call comes only once the plan is back.
+        if planning {
+            assert_eq!(kinds, vec![true, false]);
+            assert!(asked[1].2 - asked[0].2 >= PLAN_DELAY);
+        } else {
+            assert_eq!(kinds, vec![false]);
+        }
+    }
 }

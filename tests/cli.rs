@@ -868,7 +868,8 @@ async fn ask_answers_a_follow_up_on_top_of_the_finished_steps_without_running_th
     );
     let planning = seen[0].body["messages"].to_string();
     assert!(
-        planning.contains("This is a follow-up") && planning.contains("- total (sum)"),
+        planning.contains("This is a follow-up")
+            && planning.contains("- total (Solve the whole goal in one script)"),
         "{planning}"
     );
     let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();

@@ -398,7 +398,12 @@ async fn a_plan_of_one_step_takes_the_goal_as_its_instruction() {
             step.instruction.as_str(),
             step.writes.clone()
         ),
-        ("mean", "do mean", goal, vec!["amount.png".to_string()])
+        (
+            "mean",
+            "Solve the whole goal in one script",
+            goal,
+            vec!["amount.png".to_string()]
+        )
     );
     assert_eq!(
         planned.notes,

@@ -19,7 +19,7 @@ use budget::Budgets;
 use crate::answer::compose::{self, Draft};
 use crate::error::{Error, Result};
 use crate::event::{PlannedStep, RunEvent, Sink, Tee};
-use crate::llm::{Llm, Meter, Metered, Request};
+use crate::llm::{Llm, Meter, Metered, Reply, Request};
 use crate::plan::Plan;
 use crate::planner::{self, Mode, Planned, Planner};
 use crate::profile::Profile;
@@ -51,6 +51,12 @@ pub struct Options {
     /// runs as one script with it.
     #[serde(default = "default_fuse")]
     pub fuse_chains: bool,
+    /// While the model plans, it also writes the script the goal gets as one step; a plan of
+    /// one step (the goal itself, see [`crate::planner`]) takes that script instead of
+    /// asking for it again. A plan of several steps drops the draft unfinished. (Absent
+    /// from the options of runs stored before it: off, as a resumed run has its plan.)
+    #[serde(default)]
+    pub speculate: bool,
     /// Most bytes of pickled variables one step may leave for the steps after it.
     #[serde(default = "default_max_state")]
     pub max_state: u64,
@@ -83,6 +89,7 @@ impl Default for Options {
             max_containers: None,
             max_state: DEFAULT_MAX_STATE,
             fuse_chains: true,
+            speculate: true,
             rules: Rules::default(),
         }
     }
@@ -124,11 +131,23 @@ struct Ctx<'a> {
     profiles: Vec<Profile>,
     budgets: Budgets,
     sink: &'a (dyn Sink + 'a),
+    /// A reply written while the plan was made, with the request it answers: the first
+    /// step to ask exactly that takes it ([`Options::speculate`]).
+    drafted: Mutex<Option<(Request, Result<Reply>)>>,
 }
 
 impl Ctx<'_> {
     fn emit(&self, event: RunEvent) {
         self.sink.emit(&event);
+    }
+
+    /// The drafted reply (or the error it met), when `request` is the one it answers.
+    fn take_draft(&self, request: &Request) -> Option<Result<Reply>> {
+        let mut drafted = self.drafted.lock().expect("draft poisoned");
+        match drafted.as_ref() {
+            Some((asked, _)) if asked == request => drafted.take().map(|(_, reply)| reply),
+            _ => None,
+        }
     }
 }
 
@@ -189,6 +208,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             profiles,
             budgets,
             sink,
+            drafted: Mutex::default(),
         };
         ctx.emit(RunEvent::RunStarted {
             run: ctx.info.id.clone(),
@@ -211,9 +231,24 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             return Ok(Some(planned));
         }
         let (goal, mode) = (ctx.info.question(), self.options.mode);
-        let made = planner
-            .plan(goal, &ctx.profiles, mode, self.options.reflect)
-            .await;
+        let planning = planner.plan(goal, &ctx.profiles, mode, self.options.reflect);
+        let draft = self.draft_request(ctx);
+        let drafting = async {
+            match &draft {
+                Some(request) => self.llm.complete(request).await,
+                None => std::future::pending().await,
+            }
+        };
+        let (mut planning, mut drafting) = (std::pin::pin!(planning), std::pin::pin!(drafting));
+        let mut drafted = None;
+        // The plan first: the draft only fills the time the plan takes.
+        let made = loop {
+            tokio::select! {
+                biased;
+                made = &mut planning => break made,
+                reply = &mut drafting, if drafted.is_none() => drafted = Some(reply),
+            }
+        };
         let mut planned = match ctx.budgets.within(made, ctx.sink) {
             Ok(Ok(planned)) => planned,
             Ok(Err(_spent)) => return Ok(None),
@@ -240,18 +275,60 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             }
         };
         self.adopt(ctx, &mut planned, 1)?;
+        // A plan of one step asks what the draft asked: the draft is that step's first call,
+        // its reply or error kept for it (a draft still being written is awaited, as the
+        // step would wait for the same reply), unless a budget ends the run before any
+        // script is written. Otherwise the draft is dropped, and an unfinished one cancelled.
+        if let Some(request) = &draft
+            && self.first_request(ctx, &planned.plan).as_ref() == Some(request)
+            && (drafted.is_some() || ctx.budgets.check(ctx.sink).is_none())
+        {
+            let reply = match drafted {
+                Some(reply) => reply,
+                None => drafting.await,
+            };
+            *ctx.drafted.lock().expect("draft poisoned") = Some((request.clone(), reply));
+        }
         Ok(Some(planned))
+    }
+
+    /// The request the goal's one-script plan would make first, to be drafted while the
+    /// model plans: `None` when the mode plans nothing or speculation is off.
+    fn draft_request(&self, ctx: &Ctx<'_>) -> Option<Request> {
+        if !self.options.speculate || self.options.mode == Mode::None {
+            return None;
+        }
+        let goal = planner::check_goal(ctx.info.question()).ok()?;
+        let mut sole = planner::single_step(goal, &ctx.profiles);
+        sole.require_outputs(&self.deliverables(ctx));
+        self.first_request(ctx, &sole)
+    }
+
+    /// The first request of a plan of one step that depends on nothing; `None` for any
+    /// other plan.
+    fn first_request(&self, ctx: &Ctx<'_>, plan: &Plan) -> Option<Request> {
+        let [step] = plan.steps.as_slice() else {
+            return None;
+        };
+        if !step.depends_on.is_empty() {
+            return None;
+        }
+        Some(step::first_request(ctx, plan, step))
+    }
+
+    /// The files the goal names that are not inputs: what the run must deliver.
+    fn deliverables(&self, ctx: &Ctx<'_>) -> Vec<String> {
+        let inputs: Vec<String> = ctx.info.inputs.iter().map(|i| i.name.clone()).collect();
+        planner::named_files(ctx.info.question())
+            .into_iter()
+            .filter(|file| !inputs.contains(file))
+            .collect()
     }
 
     /// Make the files the goal names required outputs of the plan, store the plan version
     /// (unless it is the one the folder holds, unchanged) and announce it.
     fn adopt(&self, ctx: &Ctx<'_>, planned: &mut Planned, version: usize) -> Result<()> {
-        let inputs: Vec<String> = ctx.info.inputs.iter().map(|i| i.name.clone()).collect();
-        let deliverables: Vec<String> = planner::named_files(ctx.info.question())
-            .into_iter()
-            .filter(|file| !inputs.contains(file))
-            .collect();
-        let added = planned.plan.require_outputs(&deliverables);
+        let added = planned.plan.require_outputs(&self.deliverables(ctx));
         if !added.is_empty() {
             planned.notes.push(format!(
                 "the goal asks for {}: required of the steps that end the analysis",

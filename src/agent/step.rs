@@ -238,13 +238,7 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
             .iter()
             .flat_map(|up| up.state.variables.iter().map(|v| v.name.clone()))
             .collect();
-        let first = prompt::step_messages(
-            ctx.info.question(),
-            step,
-            &ctx.profiles,
-            &upstream,
-            ends_analysis(plan, step),
-        );
+        let first = step_messages(ctx, plan, step, &upstream);
         let mut tries = Attempts::new(first, ctx.folder.attempts_made(&step.id));
         while tries.may_try(self.options.max_repairs) {
             if let Some(budget) = ctx.budgets.check(ctx.sink) {
@@ -286,7 +280,10 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
                 },
                 async {
                     let started = Instant::now();
-                    let done = self.llm.complete(&request).await;
+                    let done = match ctx.take_draft(&request) {
+                        Some(drafted) => drafted,
+                        None => self.llm.complete(&request).await,
+                    };
                     (done, started.elapsed())
                 }
             );
@@ -474,6 +471,27 @@ fn judge(
 /// and it does not only draw (unless every other last step draws too, as when a chain that
 /// ends with its chart was fused into one step). Such a step sees the goal and prints its
 /// answer names.
+/// A step's first request to the model, as its first attempt makes it.
+pub(super) fn first_request(ctx: &Ctx<'_>, plan: &Plan, step: &Step) -> Request {
+    let upstream = ctx.folder.upstream(plan, step);
+    Attempts::new(step_messages(ctx, plan, step, &upstream), 0).request()
+}
+
+fn step_messages(
+    ctx: &Ctx<'_>,
+    plan: &Plan,
+    step: &Step,
+    upstream: &[prompt::Upstream],
+) -> Vec<Message> {
+    prompt::step_messages(
+        ctx.info.question(),
+        step,
+        &ctx.profiles,
+        upstream,
+        ends_analysis(plan, step),
+    )
+}
+
 fn ends_analysis(plan: &Plan, step: &Step) -> bool {
     let last = |s: &Step| {
         s.kind == StepKind::Action && !plan.steps.iter().any(|d| d.depends_on.contains(&s.id))

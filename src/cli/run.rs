@@ -45,6 +45,9 @@ impl<'a> Setup<'a> {
         config: LlmConfig,
         mut settings: Settings,
     ) -> anyhow::Result<Self> {
+        // A draft written beside the plan is free on a local server with a spare slot; a
+        // hosted model would bill it for every plan of several steps.
+        settings.agent.speculate &= config.provider == planbox::llm::config::Provider::Local;
         let engines = options.sandbox.engines(&llm.model.config)?;
         let sandbox = Pool::connect(
             &engines,

@@ -387,26 +387,18 @@ pub fn single_step(goal: &str, profiles: &[Profile]) -> Plan {
 /// A plan of one step, with the goal itself as its instruction: the model's paraphrase of
 /// a goal it did not split loses what the goal states exactly (a method, a rounding, an
 /// answer's format), and a fused step's numbered parts read as separate tasks to a small
-/// model. The step keeps its id, title, fallback and the files it writes that the goal names
-/// or, when the goal names none, its charts; it may read every input, as the goal may name
-/// any.
+/// model. It is the `none` plan's step under the model's id, with its fallback, writing the
+/// files the goal names: so its script is the one a draft written while planning asked for.
 fn the_goal_as_its_step(plan: Plan, profiles: &[Profile]) -> Plan {
     let mut one = single_step(&plan.goal, profiles);
     if let Some(step) = plan.steps.into_iter().next() {
-        let goal_files = named_files(&plan.goal);
-        let kept: Vec<String> = step
-            .writes
-            .iter()
-            .filter(|w| {
-                goal_files.contains(w) || (goal_files.is_empty() && plan::is_chart(w.as_str()))
-            })
-            .cloned()
-            .collect();
         let solve = &mut one.steps[0];
         solve.id = step.id;
-        solve.title = step.title;
-        solve.writes = kept;
         solve.fallback = step.fallback;
+        solve.writes = named_files(&plan.goal)
+            .into_iter()
+            .filter(|f| !profiles.iter().any(|p| &p.name == f))
+            .collect();
     }
     one
 }

@@ -50,6 +50,10 @@ pub(in crate::cli) struct RunOptions {
     /// dependent depends on it alone is fused with it into one script.
     #[arg(long)]
     pub(in crate::cli) no_fuse: bool,
+    /// Do not write the goal's one-script draft while a local model plans (by default, with
+    /// `--provider local`, a plan of one step takes that draft instead of asking again).
+    #[arg(long)]
+    pub(in crate::cli) no_speculate: bool,
     /// Most variables one step may leave for the steps after it (pickled size), e.g. 64m.
     #[arg(long, value_name = "SIZE", default_value = "256m", value_parser = parse_bytes)]
     pub(in crate::cli) max_state: i64,
@@ -176,6 +180,7 @@ impl RunOptions {
             max_containers: self.max_containers,
             max_state: self.max_state.max(0) as u64,
             fuse_chains: !self.no_fuse,
+            speculate: !self.no_speculate,
             rules: rules(&self.rule_off)?,
         };
         Ok(Settings { agent, policy })
