@@ -108,6 +108,7 @@ fn options() -> Options {
     Options {
         parallel: 2,
         fuse_chains: false,
+        always_plan: true,
         ..Options::default()
     }
 }

@@ -51,13 +51,15 @@ impl World {
     }
 }
 
-/// Chains stay as planned here: these tests are about what passes between steps.
+/// Chains stay as planned here, and the model plans every goal: these tests are about what
+/// passes between steps.
 fn options() -> Options {
     Options {
         parallel: 1,
         max_repairs: 1,
         max_replans: 1,
         fuse_chains: false,
+        always_plan: true,
         ..Options::default()
     }
 }

@@ -582,6 +582,7 @@ async fn a_plan_written_by_plan_out_and_edited_runs_as_given_and_a_bad_one_is_re
         &planner.openai_url(),
         &[
             "plan".as_ref(),
+            "--always-plan".as_ref(),
             goal.as_ref(),
             "--input".as_ref(),
             input.as_os_str(),
@@ -820,6 +821,7 @@ async fn ask_answers_a_follow_up_on_top_of_the_finished_steps_without_running_th
         &first.openai_url(),
         &[
             "run".as_ref(),
+            "--always-plan".as_ref(),
             "What is the total amount? Answer as @total[value].".as_ref(),
             "--input".as_ref(),
             input.as_os_str(),

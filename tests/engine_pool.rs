@@ -55,6 +55,7 @@ async fn a_batch_finishes_when_one_engine_of_two_stops_and_nothing_is_left_on_ei
         async move {
             let options = Options {
                 fuse_chains: false,
+                always_plan: true,
                 ..Options::default()
             };
             Agent::new(llm, pool, options, Arc::new(Meter::new(None, None)))

@@ -443,3 +443,25 @@ async fn a_plan_of_several_steps_keeps_their_instructions() {
     // No size in the goal: the grammar is not narrowed.
     assert_eq!(llm.requests()[0].schema.as_ref().unwrap().decode, None);
 }
+
+#[tokio::test]
+async fn a_goal_that_asks_only_for_values_is_one_step_without_a_model_call() {
+    let goal = "What is the mean amount? Answer as @mean[value].";
+    let llm = Scripted::new(vec![]);
+    for mode in [Mode::Dag, Mode::Linear, Mode::Auto] {
+        let planned = Planner::new(&llm)
+            .plan(goal, &inputs(), mode, 0)
+            .await
+            .unwrap();
+        assert_eq!(ids(&planned), vec![pair("solve", &[])]);
+        assert_eq!(planned.plan.steps[0].instruction, goal);
+        assert!(planned.notes[0].starts_with("one step, planned without the model"));
+    }
+    assert!(llm.requests().is_empty());
+    // Asked to, the model plans it.
+    let llm = Scripted::new(vec![steps(vec![step("a", &[], &["sales.csv"], &[])])]);
+    let mut planner = Planner::new(&llm);
+    planner.size_by_goal = false;
+    planner.plan(goal, &inputs(), Mode::Dag, 0).await.unwrap();
+    assert_eq!(llm.requests().len(), 1);
+}

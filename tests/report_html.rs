@@ -197,6 +197,7 @@ async fn the_html_report_renders_in_a_browser_with_the_chart_and_no_console_erro
         max_replans: 0,
         // The report shows each planned step: they stay as planned.
         fuse_chains: false,
+        always_plan: true,
         ..Options::default()
     };
     let agent = Agent::new(

@@ -57,6 +57,10 @@ pub struct Options {
     /// from the options of runs stored before it: off, as a resumed run has its plan.)
     #[serde(default)]
     pub speculate: bool,
+    /// Ask the model for a plan even when the goal is one step by what it asks for (see
+    /// [`planner::one_step_by_its_asks`]).
+    #[serde(default)]
+    pub always_plan: bool,
     /// Most bytes of pickled variables one step may leave for the steps after it.
     #[serde(default = "default_max_state")]
     pub max_state: u64,
@@ -90,6 +94,7 @@ impl Default for Options {
             max_state: DEFAULT_MAX_STATE,
             fuse_chains: true,
             speculate: true,
+            always_plan: false,
             rules: Rules::default(),
         }
     }
@@ -174,6 +179,7 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
         let mut planner = Planner::new(&self.llm);
         planner.limits.max_steps = self.options.max_steps;
         planner.fuse = self.options.fuse_chains;
+        planner.size_by_goal = !self.options.always_plan;
         let Some(mut planned) = self.first_plan(&ctx, &planner).await? else {
             return self.finish(&ctx, None, false).await;
         };

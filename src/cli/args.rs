@@ -146,6 +146,10 @@ pub(super) struct PlanArgs {
     /// Rounds in which the model critiques and improves the plan.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub(super) reflect: usize,
+    /// Ask the model for a plan even for a goal that asks only for values and has no parts
+    /// of its own (by default such a goal is one step, planned without a model call).
+    #[arg(long)]
+    pub(super) always_plan: bool,
     /// Most steps in a plan (1 to 50).
     #[arg(long, value_name = "N", default_value_t = 12)]
     pub(super) max_steps: usize,

@@ -26,6 +26,7 @@ pub(super) async fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let model = Model::open(&args.llm, &config)?;
     let mut planner = Planner::new(&model);
     planner.limits.max_steps = max_steps;
+    planner.size_by_goal = !args.always_plan;
     let planned = planner
         .plan(&args.goal, &profiles, args.mode.into(), args.reflect)
         .await?;

@@ -60,6 +60,9 @@ pub struct Planner<'a, L> {
     pub max_depth: usize,
     /// Fuse chains of steps in graph plans ([`Plan::fuse_chains`]).
     pub fuse: bool,
+    /// Plan a goal that is one step by what it asks for ([`one_step_by_its_asks`]) as that
+    /// step, without a model call; off, the model plans every goal.
+    pub size_by_goal: bool,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +86,7 @@ impl<'a, L: Llm> Planner<'a, L> {
             reasks: 3,
             max_depth: 2,
             fuse: true,
+            size_by_goal: true,
         }
     }
 
@@ -96,6 +100,21 @@ impl<'a, L: Llm> Planner<'a, L> {
     ) -> Result<Planned> {
         let goal = check_goal(goal)?;
         let mut notes = Vec::new();
+        if self.size_by_goal
+            && matches!(mode, Mode::Dag | Mode::Linear | Mode::Auto)
+            && one_step_by_its_asks(goal, profiles)
+        {
+            notes.push(
+                "one step, planned without the model: the goal asks only for values and has no \
+                 parts of its own (a step that fails is replanned)"
+                    .into(),
+            );
+            return Ok(Planned {
+                plan: single_step(goal, profiles),
+                mode: if mode == Mode::Auto { Mode::None } else { mode },
+                notes,
+            });
+        }
         let (mut planned, used) = match mode {
             Mode::None => (single_step(goal, profiles), Mode::None),
             Mode::Linear => (
@@ -330,6 +349,26 @@ pub fn step_budget(goal: &str, profiles: &[Profile], max_steps: usize) -> usize 
     (1 + usize::from(answers > 0) + files).min(max_steps)
 }
 
+/// Whether `goal` is one step by what it asks for: `@name[...]` answers, no file to write
+/// (an input it names aside), and no numbered parts of its own ("1. ... 2. ..."). Such a
+/// goal is one script: a plan for it costs a model call as long as that script's, and on
+/// the dev questions every model plan of one came back as one step once its chains fused.
+pub fn one_step_by_its_asks(goal: &str, profiles: &[Profile]) -> bool {
+    static PART: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?:^|[\s:(])(\d{1,2})[.)]\s").expect("valid")
+    });
+    let mut parts: Vec<&str> = PART
+        .captures_iter(goal)
+        .filter_map(|c| c.get(1).map(|m| m.as_str()))
+        .collect();
+    parts.dedup();
+    let files = named_files(goal)
+        .iter()
+        .filter(|f| !profiles.iter().any(|p| &p.name == *f))
+        .count();
+    !crate::answer::answer_names(goal).is_empty() && files == 0 && parts.len() < 2
+}
+
 /// The files a goal names (`chart.png`, `summary.csv`), in order: deliverables, once the
 /// inputs among them are left out.
 pub fn named_files(goal: &str) -> Vec<String> {
@@ -430,5 +469,27 @@ mod tests {
         assert_eq!(step_budget(four_values, &profiles, 12), 2);
         assert_eq!(step_budget(demo, &profiles, 2), 2);
         assert_eq!(step_budget("Explore the data.", &profiles, 12), 12);
+    }
+
+    #[test]
+    fn a_goal_that_asks_only_for_values_is_one_step_unless_it_has_parts() {
+        let profiles = vec![crate::profile::Profile::empty(
+            "sales.csv".into(),
+            10,
+            crate::profile::FileType::Csv,
+        )];
+        let one = |goal: &str| one_step_by_its_asks(goal, &profiles);
+        assert!(one("What is the mean fare? Answer as @mean_fare[value]."));
+        assert!(one(
+            "2. Is there a correlation in sales.csv? Answer as @r[value], rounded to 2 decimals."
+        ));
+        assert!(!one(
+            "What is the mean fare? Chart it in fare.png. Answer as @mean_fare[value]."
+        ));
+        assert!(!one("Explore the data."));
+        assert!(!one(
+            "Analyse: 1. Remove duplicates. 2. Fill missing values. Answer as @rows[value]."
+        ));
+        assert!(!one("Steps: (1) clean (2) fit. Answer as @rmse[value]."));
     }
 }

@@ -54,6 +54,10 @@ pub(in crate::cli) struct RunOptions {
     /// `--provider local`, a plan of one step takes that draft instead of asking again).
     #[arg(long)]
     pub(in crate::cli) no_speculate: bool,
+    /// Ask the model for a plan even for a goal that asks only for values and has no parts
+    /// of its own (by default such a goal is one step, planned without a model call).
+    #[arg(long)]
+    pub(in crate::cli) always_plan: bool,
     /// Most variables one step may leave for the steps after it (pickled size), e.g. 64m.
     #[arg(long, value_name = "SIZE", default_value = "256m", value_parser = parse_bytes)]
     pub(in crate::cli) max_state: i64,
@@ -181,6 +185,7 @@ impl RunOptions {
             max_state: self.max_state.max(0) as u64,
             fuse_chains: !self.no_fuse,
             speculate: !self.no_speculate,
+            always_plan: self.always_plan,
             rules: rules(&self.rule_off)?,
         };
         Ok(Settings { agent, policy })
@@ -223,6 +228,7 @@ impl Settings {
                 "max_steps" => given_now!(agent.max_steps, fresh.agent.max_steps),
                 "max_containers" => given_now!(agent.max_containers, fresh.agent.max_containers),
                 "no_fuse" => given_now!(agent.fuse_chains, fresh.agent.fuse_chains),
+                "always_plan" => given_now!(agent.always_plan, fresh.agent.always_plan),
                 "max_state" => given_now!(agent.max_state, fresh.agent.max_state),
                 "rule_off" => given_now!(agent.rules, fresh.agent.rules.clone()),
                 "memory" => given_now!(policy.memory, fresh.policy.memory),
