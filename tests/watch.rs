@@ -203,6 +203,7 @@ async fn the_live_view_follows_a_run_step_by_step_without_a_reload() {
     let options = Options {
         fuse_chains: false,
         parallel: 1,
+        always_plan: true,
         ..Options::default()
     };
     let run = tokio::spawn({

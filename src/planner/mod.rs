@@ -339,10 +339,7 @@ impl<'a, L: Llm> Planner<'a, L> {
 /// their own, and every hand-off is a chance to lose a column and costs a script.
 pub fn step_budget(goal: &str, profiles: &[Profile], max_steps: usize) -> usize {
     let answers = crate::answer::answer_names(goal).len();
-    let files = named_files(goal)
-        .iter()
-        .filter(|f| !profiles.iter().any(|p| &p.name == *f))
-        .count();
+    let files = deliverables(goal, profiles).len();
     if answers == 0 && files == 0 {
         return max_steps;
     }
@@ -362,11 +359,17 @@ pub fn one_step_by_its_asks(goal: &str, profiles: &[Profile]) -> bool {
         .filter_map(|c| c.get(1).map(|m| m.as_str()))
         .collect();
     parts.dedup();
-    let files = named_files(goal)
-        .iter()
-        .filter(|f| !profiles.iter().any(|p| &p.name == *f))
-        .count();
-    !crate::answer::answer_names(goal).is_empty() && files == 0 && parts.len() < 2
+    !crate::answer::answer_names(goal).is_empty()
+        && deliverables(goal, profiles).is_empty()
+        && parts.len() < 2
+}
+
+/// The files `goal` names that are not among the inputs: what a run of it must write.
+pub fn deliverables(goal: &str, profiles: &[Profile]) -> Vec<String> {
+    named_files(goal)
+        .into_iter()
+        .filter(|f| !profiles.iter().any(|p| &p.name == f))
+        .collect()
 }
 
 /// The files a goal names (`chart.png`, `summary.csv`), in order: deliverables, once the
@@ -434,10 +437,7 @@ fn the_goal_as_its_step(plan: Plan, profiles: &[Profile]) -> Plan {
         let solve = &mut one.steps[0];
         solve.id = step.id;
         solve.fallback = step.fallback;
-        solve.writes = named_files(&plan.goal)
-            .into_iter()
-            .filter(|f| !profiles.iter().any(|p| &p.name == f))
-            .collect();
+        solve.writes = deliverables(&plan.goal, profiles);
     }
     one
 }
@@ -451,13 +451,17 @@ pub fn to_json(planned: &Planned) -> Value {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_plan_is_sized_to_what_the_goal_asks_for() {
-        let profiles = vec![crate::profile::Profile::empty(
+    fn sales() -> Vec<Profile> {
+        vec![crate::profile::Profile::empty(
             "sales.csv".into(),
             10,
             crate::profile::FileType::Csv,
-        )];
+        )]
+    }
+
+    #[test]
+    fn a_plan_is_sized_to_what_the_goal_asks_for() {
+        let profiles = sales();
         let one_value = "What is the mean fare? Answer as @mean_fare[value].";
         assert_eq!(step_budget(one_value, &profiles, 12), 2);
         let demo = "sales.csv has one row per day. Which region earned most? Chart it in revenue.png. \
@@ -473,11 +477,7 @@ mod tests {
 
     #[test]
     fn a_goal_that_asks_only_for_values_is_one_step_unless_it_has_parts() {
-        let profiles = vec![crate::profile::Profile::empty(
-            "sales.csv".into(),
-            10,
-            crate::profile::FileType::Csv,
-        )];
+        let profiles = sales();
         let one = |goal: &str| one_step_by_its_asks(goal, &profiles);
         assert!(one("What is the mean fare? Answer as @mean_fare[value]."));
         assert!(one(

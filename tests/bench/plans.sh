@@ -6,6 +6,7 @@
 # slows to a crawl beside a build).
 #   tests/bench/plans.sh                          quick set (12 questions), none and dag, 1 round
 #   ROUNDS=2 MODES="none dag" SETS="questions more-questions" tests/bench/plans.sh
+#   MODES="dag-model" ...  dag with a model call for every plan (--always-plan)
 #   SIDE_BY_SIDE=1 ...    the modes of a round run at the same time, one per slot of the model
 #                         server (it has two): half the wall time, and both modes share the
 #                         same machine load, so their seconds per question stay comparable
@@ -30,7 +31,11 @@ questions=$(wc -l < "$suite")
 run_mode() {
   local mode=$1 round=$2 runs=$out/$1-$2 started=$SECONDS
   rm -rf "$runs"
-  "$planbox" batch "$suite" --json --provider local --plan "$mode" --runs-dir "$runs" \
+  # dag-model: dag with the model asked for every plan (--always-plan), even for a goal
+  # that asks only for values, which dag otherwise plans as one step without a model call.
+  local plan=${mode%-model} extra=()
+  [ "$plan" != "$mode" ] && extra=(--always-plan)
+  "$planbox" batch "$suite" --json --provider local --plan "$plan" "${extra[@]}" --runs-dir "$runs" \
     --goals-parallel 1 --parallel 1 > "$runs.jsonl" 2> "$runs.log" || true
   python3 - "$runs.jsonl" "$runs" "$mode" "$round" "$questions" $((SECONDS - started)) <<'PY'
 import glob, json, os, sys
