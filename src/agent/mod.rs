@@ -3,6 +3,7 @@
 //! steps printed. Bounded everywhere: repairs, replans, wall time, tokens, containers.
 
 mod budget;
+mod draft;
 pub mod progress;
 mod step;
 
@@ -296,30 +297,6 @@ impl<'a, L: Llm, S: Sandbox> Agent<'a, L, S> {
             *ctx.drafted.lock().expect("draft poisoned") = Some((request.clone(), reply));
         }
         Ok(Some(planned))
-    }
-
-    /// The request the goal's one-script plan would make first, to be drafted while the
-    /// model plans: `None` when the mode plans nothing or speculation is off.
-    fn draft_request(&self, ctx: &Ctx<'_>) -> Option<Request> {
-        if !self.options.speculate || self.options.mode == Mode::None {
-            return None;
-        }
-        let goal = planner::check_goal(ctx.info.question()).ok()?;
-        let mut sole = planner::single_step(goal, &ctx.profiles);
-        sole.require_outputs(&self.deliverables(ctx));
-        self.first_request(ctx, &sole)
-    }
-
-    /// The first request of a plan of one step that depends on nothing; `None` for any
-    /// other plan.
-    fn first_request(&self, ctx: &Ctx<'_>, plan: &Plan) -> Option<Request> {
-        let [step] = plan.steps.as_slice() else {
-            return None;
-        };
-        if !step.depends_on.is_empty() {
-            return None;
-        }
-        Some(step::first_request(ctx, plan, step))
     }
 
     /// The files the goal names that are not inputs: what the run must deliver.
