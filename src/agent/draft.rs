@@ -16,7 +16,7 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
         }
         let goal = planner::check_goal(ctx.info.question()).ok()?;
         let mut sole = planner::single_step(goal, &ctx.profiles);
-        sole.require_outputs(&self.deliverables(ctx));
+        sole.require_outputs(&planner::deliverables(ctx.info.question(), &ctx.profiles));
         self.first_request(ctx, &sole)
     }
 
