@@ -1254,13 +1254,21 @@ impl planbox::llm::Llm for SlowPlanner {
     }
 }
 
+/// The scripted options with the draft beside the plan (the CLI's default for a local model).
+fn drafting() -> Options {
+    Options {
+        speculate: true,
+        ..options()
+    }
+}
+
 #[tokio::test]
 async fn a_plan_of_one_step_runs_the_script_drafted_while_it_was_made() {
     let world = World::new();
     let folder = world.create(GOAL);
     let model = SlowPlanner::new(one_step(), &["print('@total[42]')"], false);
     let sandbox = FakeSandbox::new([Run::prints("@total[42]\n")]);
-    let finished = Agent::new(&model, &sandbox, options(), meter())
+    let finished = Agent::new(&model, &sandbox, drafting(), meter())
         .run(&folder, &Collect::default())
         .await
         .unwrap();
@@ -1302,7 +1310,7 @@ async fn a_plan_of_several_steps_drops_the_draft_unfinished() {
     // The draft never ends: the run ends all the same, since it is dropped with the plan.
     let finished = tokio::time::timeout(
         Duration::from_secs(20),
-        Agent::new(&model, &sandbox, options(), meter()).run(&folder, &Collect::default()),
+        Agent::new(&model, &sandbox, drafting(), meter()).run(&folder, &Collect::default()),
     )
     .await
     .expect("a hung draft held the run")
@@ -1331,7 +1339,7 @@ async fn no_draft_is_written_when_speculation_is_off_or_nothing_is_planned() {
         },
         Options {
             mode: planbox::planner::Mode::None,
-            ..options()
+            ..drafting()
         },
     ] {
         let world = World::new();

@@ -456,12 +456,22 @@ async fn a_goal_that_asks_only_for_values_is_one_step_without_a_model_call() {
         assert_eq!(ids(&planned), vec![pair("solve", &[])]);
         assert_eq!(planned.plan.steps[0].instruction, goal);
         assert!(planned.notes[0].starts_with("one step, planned without the model"));
+        assert!(!Planner::new(&llm).asks_the_model(goal, &inputs(), mode));
     }
     assert!(llm.requests().is_empty());
+    // A goal that names a chart, or has parts of its own, goes to the model; `none` never.
+    let charted = "Chart the mean amount in mean.png. Answer as @mean[value].";
+    let parts = "1. Find the mean amount. 2. Find its median. Answer as @mean[value].";
+    let planner = Planner::new(&llm);
+    assert!(planner.asks_the_model(charted, &inputs(), Mode::Dag));
+    assert!(planner.asks_the_model(parts, &inputs(), Mode::Linear));
+    assert!(planner.asks_the_model(goal, &inputs(), Mode::Hierarchical));
+    assert!(!planner.asks_the_model(charted, &inputs(), Mode::None));
     // Asked to, the model plans it.
     let llm = Scripted::new(vec![steps(vec![step("a", &[], &["sales.csv"], &[])])]);
     let mut planner = Planner::new(&llm);
     planner.size_by_goal = false;
+    assert!(planner.asks_the_model(goal, &inputs(), Mode::Dag));
     planner.plan(goal, &inputs(), Mode::Dag, 0).await.unwrap();
     assert_eq!(llm.requests().len(), 1);
 }

@@ -4,20 +4,25 @@
 use super::{Agent, Ctx, step};
 use crate::llm::{Llm, Request};
 use crate::plan::Plan;
-use crate::planner::{self, Mode};
+use crate::planner::{self, Planner};
 use crate::sandbox::Sandbox;
 
 impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
     /// The request the goal's one-script plan would make first, to be drafted while the
-    /// model plans: `None` when the mode plans nothing or speculation is off.
-    pub(super) fn draft_request(&self, ctx: &Ctx<'_>) -> Option<Request> {
-        if !self.options.speculate || self.options.mode == Mode::None {
+    /// model plans: `None` when speculation is off or `planner` makes its plan without the
+    /// model (the step then writes its script while its container starts, as always).
+    pub(super) fn draft_request<M: Llm>(
+        &self,
+        ctx: &Ctx<'_>,
+        planner: &Planner<'_, M>,
+    ) -> Option<Request> {
+        let goal = planner::check_goal(ctx.info.question()).ok()?;
+        if !self.options.speculate
+            || !planner.asks_the_model(goal, &ctx.profiles, self.options.mode)
+        {
             return None;
         }
-        let goal = planner::check_goal(ctx.info.question()).ok()?;
-        let mut sole = planner::single_step(goal, &ctx.profiles);
-        sole.require_outputs(&planner::deliverables(ctx.info.question(), &ctx.profiles));
-        self.first_request(ctx, &sole)
+        self.first_request(ctx, &planner::single_step_delivering(goal, &ctx.profiles))
     }
 
     /// The first request of a plan of one step that depends on nothing; `None` for any

@@ -56,12 +56,14 @@ pub struct Options {
     pub fuse_chains: bool,
     /// While the model plans, it also writes the script the goal gets as one step; a plan of
     /// one step (the goal itself, see [`crate::planner`]) takes that script instead of
-    /// asking for it again. A plan of several steps drops the draft unfinished. (Absent
-    /// from the options of runs stored before it: off, as a resumed run has its plan.)
+    /// asking for it again. A plan of several steps drops the draft (its tokens spent if it
+    /// finished first). Off by default: it pays where the server has a spare slot, so the
+    /// CLI turns it on for a local model only. (Absent from the options of runs stored
+    /// before it: off, as a resumed run has its plan.)
     #[serde(default)]
     pub speculate: bool,
     /// Ask the model for a plan even when the goal is one step by what it asks for (see
-    /// [`planner::one_step_by_its_asks`]).
+    /// [`crate::planner::one_step_by_its_asks`]).
     #[serde(default)]
     pub always_plan: bool,
     /// Most bytes of pickled variables one step may leave for the steps after it.
@@ -96,7 +98,7 @@ impl Default for Options {
             max_containers: None,
             max_state: DEFAULT_MAX_STATE,
             fuse_chains: true,
-            speculate: true,
+            speculate: false,
             always_plan: false,
             rules: Rules::default(),
         }
@@ -141,7 +143,7 @@ struct Ctx<'a> {
     sink: &'a (dyn Sink + 'a),
     /// A reply written while the plan was made, with the request it answers: the first
     /// step to ask exactly that takes it ([`Options::speculate`]).
-    drafted: Mutex<Option<(Request, Result<Reply>)>>,
+    drafted: Mutex<Option<(Request, Reply)>>,
 }
 
 impl Ctx<'_> {
@@ -149,8 +151,8 @@ impl Ctx<'_> {
         self.sink.emit(&event);
     }
 
-    /// The drafted reply (or the error it met), when `request` is the one it answers.
-    fn take_draft(&self, request: &Request) -> Option<Result<Reply>> {
+    /// The drafted reply, when `request` is the one it answers.
+    fn take_draft(&self, request: &Request) -> Option<Reply> {
         let mut drafted = self.drafted.lock().expect("draft poisoned");
         match drafted.as_ref() {
             Some((asked, _)) if asked == request => drafted.take().map(|(_, reply)| reply),

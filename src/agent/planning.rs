@@ -9,7 +9,7 @@ use crate::planner::{self, Mode, Planned, Planner};
 use crate::sandbox::Sandbox;
 
 impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
-    /// The plan a resumed run left, or a new one; `None` when the token budget ran out first.
+    /// The plan a resumed run left, or a new one; `None` when a budget ran out first.
     pub(super) async fn first_plan<M: Llm>(
         &self,
         ctx: &Ctx<'_>,
@@ -21,7 +21,7 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
         }
         let (goal, mode) = (ctx.info.question(), self.options.mode);
         let planning = planner.plan(goal, &ctx.profiles, mode, self.options.reflect);
-        let draft = self.draft_request(ctx);
+        let draft = self.draft_request(ctx, planner);
         let drafting = async {
             match &draft {
                 Some(request) => self.llm.complete(request).await,
@@ -64,10 +64,13 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
             }
         };
         self.adopt(ctx, &mut planned, 1)?;
-        // A plan of one step asks what the draft asked: the draft is that step's first call,
-        // its reply or error kept for it (a draft still being written is awaited, as the
-        // step would wait for the same reply), unless a budget ends the run before any
-        // script is written. Otherwise the draft is dropped, and an unfinished one cancelled.
+        // A plan of one step asks what the draft asked: the draft's reply is that step's
+        // first script, unless a budget ends the run before any script is written. A draft
+        // still being written is awaited here (before the step's container starts: the
+        // price of not carrying the unfinished call into the step). A draft that failed
+        // leaves the step to ask again, since the second slot's error (a refused
+        // connection, a 503) says little about the next call. Any other plan drops the
+        // draft, an unfinished one cancelled.
         if let Some(request) = &draft
             && self.first_request(ctx, &planned.plan).as_ref() == Some(request)
             && (drafted.is_some() || ctx.budgets.check(ctx.sink).is_none())
@@ -76,7 +79,9 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
                 Some(reply) => reply,
                 None => drafting.await,
             };
-            *ctx.drafted.lock().expect("draft poisoned") = Some((request.clone(), reply));
+            if let Ok(reply) = reply {
+                *ctx.drafted.lock().expect("draft poisoned") = Some((request.clone(), reply));
+            }
         }
         Ok(Some(planned))
     }

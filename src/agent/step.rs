@@ -120,7 +120,7 @@ impl<L: Llm, S: Sandbox> Agent<'_, L, S> {
                 async {
                     let started = Instant::now();
                     let done = match ctx.take_draft(&request) {
-                        Some(drafted) => drafted,
+                        Some(drafted) => Ok(drafted),
                         None => self.llm.complete(&request).await,
                     };
                     (done, started.elapsed())
@@ -306,16 +306,13 @@ fn judge(
     Some(text)
 }
 
-/// Whether a step ends the analysis: nothing depends on it, it computes rather than checks,
-/// and it does not only draw (unless every other last step draws too, as when a chain that
-/// ends with its chart was fused into one step). Such a step sees the goal and prints its
-/// answer names.
 /// A step's first request to the model, as its first attempt makes it.
 pub(super) fn first_request(ctx: &Ctx<'_>, plan: &Plan, step: &Step) -> Request {
     let upstream = ctx.folder.upstream(plan, step);
     Attempts::new(step_messages(ctx, plan, step, &upstream), 0).request()
 }
 
+/// The messages of a step's first write, over what its dependencies left.
 fn step_messages(
     ctx: &Ctx<'_>,
     plan: &Plan,
@@ -331,6 +328,10 @@ fn step_messages(
     )
 }
 
+/// Whether a step ends the analysis: nothing depends on it, it computes rather than checks,
+/// and it does not only draw (unless every other last step draws too, as when a chain that
+/// ends with its chart was fused into one step). Such a step sees the goal and prints its
+/// answer names.
 fn ends_analysis(plan: &Plan, step: &Step) -> bool {
     let last = |s: &Step| {
         s.kind == StepKind::Action && !plan.steps.iter().any(|d| d.depends_on.contains(&s.id))

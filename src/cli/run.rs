@@ -46,8 +46,12 @@ impl<'a> Setup<'a> {
         mut settings: Settings,
     ) -> anyhow::Result<Self> {
         // A draft written beside the plan is free on a local server with a spare slot; a
-        // hosted model would bill it for every plan of several steps.
-        settings.agent.speculate &= config.provider == planbox::llm::config::Provider::Local;
+        // hosted model would bill it for every plan of several steps. Under a token or cost
+        // budget it would spend for nothing when the plan has several steps, and its
+        // reservation could hold up the planner's next call.
+        settings.agent.speculate &= config.provider == planbox::llm::config::Provider::Local
+            && config.token_budget.is_none()
+            && config.max_cost.is_none();
         let engines = options.sandbox.engines(&llm.model.config)?;
         let sandbox = Pool::connect(
             &engines,

@@ -90,7 +90,21 @@ impl<'a, L: Llm> Planner<'a, L> {
         }
     }
 
-    /// Plan `goal` over the profiled inputs; `reflect` critique rounds follow when above zero.
+    /// Whether [`Planner::plan`] asks the model for a plan of `goal` in `mode`: never for
+    /// `none`, nor for a goal that is one step by what it asks for (see
+    /// [`one_step_by_its_asks`]) while plans are sized by goal.
+    pub fn asks_the_model(&self, goal: &str, profiles: &[Profile], mode: Mode) -> bool {
+        match mode {
+            Mode::None => false,
+            Mode::Hierarchical => true,
+            Mode::Dag | Mode::Linear | Mode::Auto => {
+                !(self.size_by_goal && one_step_by_its_asks(goal, profiles))
+            }
+        }
+    }
+
+    /// Plan `goal` over the profiled inputs; `reflect` critique rounds follow a plan the model
+    /// made (a goal planned without the model is one step, with nothing to critique).
     pub async fn plan(
         &self,
         goal: &str,
@@ -100,10 +114,7 @@ impl<'a, L: Llm> Planner<'a, L> {
     ) -> Result<Planned> {
         let goal = check_goal(goal)?;
         let mut notes = Vec::new();
-        if self.size_by_goal
-            && matches!(mode, Mode::Dag | Mode::Linear | Mode::Auto)
-            && one_step_by_its_asks(goal, profiles)
-        {
+        if mode != Mode::None && !self.asks_the_model(goal, profiles, mode) {
             notes.push(
                 "one step, planned without the model: the goal asks only for values and has no \
                  parts of its own (a step that fails is replanned)"
@@ -432,13 +443,20 @@ pub fn single_step(goal: &str, profiles: &[Profile]) -> Plan {
 /// model. It is the `none` plan's step under the model's id, with its fallback, writing the
 /// files the goal names: so its script is the one a draft written while planning asked for.
 fn the_goal_as_its_step(plan: Plan, profiles: &[Profile]) -> Plan {
-    let mut one = single_step(&plan.goal, profiles);
+    let mut one = single_step_delivering(&plan.goal, profiles);
     if let Some(step) = plan.steps.into_iter().next() {
         let solve = &mut one.steps[0];
         solve.id = step.id;
         solve.fallback = step.fallback;
-        solve.writes = deliverables(&plan.goal, profiles);
     }
+    one
+}
+
+/// [`single_step`] writing the files the goal names, as a run adopts it: the plan a draft
+/// written beside the model's plan is for.
+pub fn single_step_delivering(goal: &str, profiles: &[Profile]) -> Plan {
+    let mut one = single_step(goal, profiles);
+    one.require_outputs(&deliverables(goal, profiles));
     one
 }
 

@@ -229,6 +229,7 @@ impl Settings {
                 "max_containers" => given_now!(agent.max_containers, fresh.agent.max_containers),
                 "no_fuse" => given_now!(agent.fuse_chains, fresh.agent.fuse_chains),
                 "always_plan" => given_now!(agent.always_plan, fresh.agent.always_plan),
+                "no_speculate" => given_now!(agent.speculate, fresh.agent.speculate),
                 "max_state" => given_now!(agent.max_state, fresh.agent.max_state),
                 "rule_off" => given_now!(agent.rules, fresh.agent.rules.clone()),
                 "memory" => given_now!(policy.memory, fresh.policy.memory),
@@ -243,7 +244,11 @@ impl Settings {
                 }
                 _ => continue,
             };
-            let name = if id == "no_fuse" { "fuse_chains" } else { id };
+            let name = match id.as_str() {
+                "no_fuse" => "fuse_chains",
+                "no_speculate" => "speculate",
+                id => id,
+            };
             overrides.push((name.to_string(), value));
         }
         (Settings { agent, policy }, overrides)
