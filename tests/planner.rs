@@ -100,6 +100,25 @@ fn unfused<L: planbox::llm::Llm>(llm: &L) -> Planner<'_, L> {
     planner
 }
 
+type Files<'a> = (&'a str, Vec<&'a str>, Vec<&'a str>, Vec<&'a str>);
+
+/// Each step's id, dependencies, reads and writes.
+fn files(planned: &planbox::planner::Planned) -> Vec<Files<'_>> {
+    planned
+        .plan
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                s.id.as_str(),
+                s.depends_on.iter().map(String::as_str).collect(),
+                s.reads.iter().map(String::as_str).collect(),
+                s.writes.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn an_invalid_plan_goes_back_with_its_errors() {
     let llm = Scripted::new(vec![
@@ -216,22 +235,8 @@ async fn slips_with_a_clear_intent_are_mended_not_sent_back() {
         .await
         .unwrap();
     assert_eq!(llm.requests().len(), 1, "no re-ask");
-    type Shape<'a> = (&'a str, Vec<&'a str>, Vec<&'a str>, Vec<&'a str>);
-    let shape: Vec<Shape> = planned
-        .plan
-        .steps
-        .iter()
-        .map(|s| {
-            (
-                s.id.as_str(),
-                s.depends_on.iter().map(String::as_str).collect(),
-                s.reads.iter().map(String::as_str).collect(),
-                s.writes.iter().map(String::as_str).collect(),
-            )
-        })
-        .collect();
     assert_eq!(
-        shape,
+        files(&planned),
         vec![
             ("load", vec![], vec!["sales.csv"], vec!["sorted_df.csv"]),
             (
@@ -247,6 +252,42 @@ async fn slips_with_a_clear_intent_are_mended_not_sent_back() {
                 vec!["sorted_df.csv"],
                 vec!["total.txt"]
             ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_file_every_step_rewrites_is_a_version_per_step() {
+    // What the offline model plans for the demo: one `df.csv`, read and written again by
+    // each step, some steps naming no dependency.
+    let llm = Scripted::new(vec![steps(vec![
+        step("load", &[], &["sales.csv"], &["df.csv"]),
+        step("filter", &[], &["df.csv"], &["df.csv"]),
+        step("group", &["filter"], &["df.csv"], &["df.csv"]),
+        step("chart", &[], &["df.csv"], &["revenue.png"]),
+    ])]);
+    let planned = unfused(&llm)
+        .plan("goal", &inputs(), Mode::Dag, 0)
+        .await
+        .unwrap();
+    assert_eq!(llm.requests().len(), 1, "no re-ask");
+    assert_eq!(
+        files(&planned),
+        vec![
+            ("load", vec![], vec!["sales.csv"], vec!["df_load.csv"]),
+            (
+                "filter",
+                vec!["load"],
+                vec!["df_load.csv"],
+                vec!["df_filter.csv"]
+            ),
+            (
+                "group",
+                vec!["filter"],
+                vec!["df_filter.csv"],
+                vec!["df.csv"]
+            ),
+            ("chart", vec!["group"], vec!["df.csv"], vec!["revenue.png"]),
         ]
     );
 }

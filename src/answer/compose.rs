@@ -6,7 +6,7 @@ use crate::rules::Rules;
 
 use super::{
     ANSWER_TOKEN, answer_names, answer_values, answer_values_where, grounded_in, is_computed,
-    round_as_asked,
+    round_as_asked, values_after_placeholders,
 };
 
 /// What the finished steps left for the answer.
@@ -40,7 +40,7 @@ pub fn draft(goal: &str, printed: &Printed, rules: &Rules) -> Draft {
         return Draft::Nothing;
     }
     let names = answer_names(goal);
-    let values = computed_values(&printed.text, rules);
+    let values = computed_values(goal, &printed.text, rules);
     let value = |name: &String| values.iter().find(|(p, _)| p == name);
     if !names.is_empty() && names.iter().all(|n| value(n).is_some()) {
         let tokens: Vec<String> = names
@@ -61,8 +61,8 @@ pub fn ground(goal: &str, summary: &str, printed: &Printed, rules: &Rules) -> St
     if names.is_empty() {
         return summary.to_string();
     }
-    let values = computed_values(&printed.text, rules);
-    let written = computed_values(summary, rules);
+    let values = computed_values(goal, &printed.text, rules);
+    let written = computed_values(goal, summary, rules);
     let fixed: Vec<String> = names
         .iter()
         .map(|name| {
@@ -115,8 +115,15 @@ pub fn recompose(goal: &str, printed: &Printed, summary: Option<&str>, rules: &R
     finish(goal, &answer, rules).0
 }
 
-fn computed_values(text: &str, rules: &Rules) -> Vec<(String, String)> {
-    answer_values_where(text, |_, value| is_computed(value, rules))
+/// The computed `@name[value]` values in `text`, a value printed after its placeholder read
+/// as the value when that rule is on.
+fn computed_values(goal: &str, text: &str, rules: &Rules) -> Vec<(String, String)> {
+    let keep = |_: &str, value: &str| is_computed(value, rules);
+    if rules.on("placeholder_then_value") {
+        answer_values_where(&values_after_placeholders(goal, text), keep)
+    } else {
+        answer_values_where(text, keep)
+    }
 }
 
 #[cfg(test)]
@@ -150,6 +157,21 @@ mod tests {
         assert_eq!(
             draft(GOAL, &printed(" \n"), &Rules::default()),
             Draft::Nothing
+        );
+    }
+
+    #[test]
+    fn a_value_printed_after_the_goals_placeholder_is_the_answer() {
+        let goal = "Which region? Answer as @region[name] @total[value].";
+        let out = printed("@region[name] south\n@total[value] 42.5\n");
+        assert_eq!(
+            draft(goal, &out, &Rules::default()),
+            Draft::Printed("@region[south] @total[42.5]".into())
+        );
+        let off = Rules::without(["placeholder_then_value"], &["placeholder_then_value"]).unwrap();
+        assert_eq!(
+            draft(goal, &out, &off),
+            Draft::Printed("@region[name] @total[value]".into())
         );
     }
 

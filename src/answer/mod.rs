@@ -20,6 +20,11 @@ pub static RULES: &[(&str, &str, &str)] = &[
         "a mean over an empty selection printed as @mean[nan]",
     ),
     (
+        "placeholder_then_value",
+        "a value printed after its name's placeholder from the goal (`@region[name] south`) is the value",
+        "the demo's script printed `@top_region[name] south` and the answer read `name`",
+    ),
+    (
         "rounding",
         "values are rounded to the precision the goal asks for",
         "steps that print full precision where the goal asks for two decimals",
@@ -69,6 +74,50 @@ pub fn answer_values_where(text: &str, keep: impl Fn(&str, &str) -> bool) -> Vec
         values.push((name, value));
     }
     values
+}
+
+/// `text` with every `@name[placeholder] value` read as `@name[value]`, where the placeholder
+/// is the one the goal writes between that name's brackets and a value follows on the line
+/// (up to the next `@name[`): a script that copied the goal's format and printed its value
+/// after it. A placeholder printed alone stays as it is (it can be the real answer).
+pub fn values_after_placeholders(goal: &str, text: &str) -> String {
+    let placeholders: BTreeMap<String, String> = ANSWER_TOKEN
+        .captures_iter(goal)
+        .map(|c| (c[1].to_string(), c[2].trim().to_lowercase()))
+        .filter(|(_, placeholder)| !placeholder.is_empty())
+        .collect();
+    if placeholders.is_empty() {
+        return text.to_string();
+    }
+    let mut read = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let mut rest = line;
+        while let Some(token) = ANSWER_TOKEN.captures(rest) {
+            let whole = token.get(0).expect("a match has group 0");
+            read.push_str(&rest[..whole.start()]);
+            let after = &rest[whole.end()..];
+            let until = ANSWER_NAME.find(after).map_or(after.len(), |m| m.start());
+            let value = after[..until].trim().trim_start_matches([':', '=']).trim();
+            let copied = placeholders
+                .get(&token[1])
+                .is_some_and(|p| *p == token[2].trim().to_lowercase());
+            if copied && !value.is_empty() && !value.contains(']') {
+                read.push_str(&format!("@{}[{value}]", &token[1]));
+                // What ended the value stays: the line's end, or a space before the next token.
+                if after[..until].ends_with('\n') {
+                    read.push('\n');
+                } else if until < after.len() {
+                    read.push(' ');
+                }
+                rest = &after[until..];
+            } else {
+                read.push_str(whole.as_str());
+                rest = after;
+            }
+        }
+        read.push_str(rest);
+    }
+    read
 }
 
 /// Whether a printed value is a computed result under `rules`: not NaN or the like.
@@ -258,6 +307,35 @@ mod tests {
         // Numbers match whole printed numbers, not parts of them.
         assert!(!grounded_in("5.19", printed));
         assert!(!grounded_in("91", printed));
+    }
+
+    #[test]
+    fn a_value_printed_after_its_placeholder_is_the_value() {
+        let goal = "Which region? Answer as @top_region[name] @revenue_2023[value].";
+        assert_eq!(
+            values_after_placeholders(
+                goal,
+                "@top_region[name] south\n@revenue_2023[value]: 37525.5\nsouth leads\n"
+            ),
+            "@top_region[south]\n@revenue_2023[37525.5]\nsouth leads\n"
+        );
+        assert_eq!(
+            values_after_placeholders(goal, "@top_region[Name] south @revenue_2023[value] 12"),
+            "@top_region[south] @revenue_2023[12]"
+        );
+        // A placeholder alone can be the answer itself; a real value is left as printed.
+        for kept in [
+            "@top_region[name]\n",
+            "@top_region[south] north\n",
+            "@top_region[name] @revenue_2023[value]\n",
+            "@other[name] south\n",
+        ] {
+            assert_eq!(values_after_placeholders(goal, kept), kept);
+        }
+        assert_eq!(
+            values_after_placeholders("What is the mean?", "@mean[value] 3\n"),
+            "@mean[value] 3\n"
+        );
     }
 
     #[test]

@@ -154,7 +154,8 @@ impl<L: Llm> Planner<'_, L> {
 /// step that names it; a step reading a file another step writes comes to depend on that step
 /// (unless that would make a cycle); a read without an extension that names nothing (a value,
 /// not a file) and a step reading its own output are dropped from `reads`; a misspelt file name
-/// is left to validation.
+/// is left to validation; a file several steps write is a version per writer
+/// ([`version_rewritten_files`]).
 pub(super) fn mend(plan: &mut Plan, inputs: &[String]) {
     // A dependency on a step that is not in the plan (in a replan, often the failed step the
     // new steps replace) or on itself carries nothing: the reads below restore real ones.
@@ -184,6 +185,7 @@ pub(super) fn mend(plan: &mut Plan, inputs: &[String]) {
             }
         }
     }
+    version_rewritten_files(plan);
     let writers: BTreeMap<String, String> = plan
         .steps
         .iter()
@@ -215,6 +217,51 @@ pub(super) fn mend(plan: &mut Plan, inputs: &[String]) {
             reads.push(file);
         }
         plan.steps[i].reads = reads;
+    }
+}
+
+/// A file several steps write (a small model's `df.csv`, updated step after step) becomes a
+/// version per writer, in plan order: the last writer keeps the name (it may be the goal's
+/// deliverable), each earlier one writes `<stem>_<step>.<ext>`, and a step reading the name
+/// reads the version of the last writer before it (a step that reads and rewrites a file reads
+/// the version before its own). A read before every writer is left to validation.
+fn version_rewritten_files(plan: &mut Plan) {
+    let mut writers: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, step) in plan.steps.iter().enumerate() {
+        for file in &step.writes {
+            let at = writers.entry(file.clone()).or_default();
+            if !at.contains(&i) {
+                at.push(i);
+            }
+        }
+    }
+    writers.retain(|_, at| at.len() > 1);
+    if writers.is_empty() {
+        return;
+    }
+    let version = |file: &str, writer: usize, ids: &[String]| -> String {
+        let last = writers[file].last() == Some(&writer);
+        match (last, file.rsplit_once('.')) {
+            (true, _) => file.to_string(),
+            (false, Some((stem, ext))) => format!("{stem}_{}.{ext}", ids[writer]),
+            (false, None) => format!("{file}_{}", ids[writer]),
+        }
+    };
+    let ids: Vec<String> = plan.steps.iter().map(|s| s.id.clone()).collect();
+    for (i, step) in plan.steps.iter_mut().enumerate() {
+        for file in &mut step.reads {
+            let before = writers
+                .get(file.as_str())
+                .and_then(|at| at.iter().rev().find(|w| **w < i));
+            if let Some(&writer) = before {
+                *file = version(file, writer, &ids);
+            }
+        }
+        for file in &mut step.writes {
+            if writers.contains_key(file.as_str()) {
+                *file = version(file, i, &ids);
+            }
+        }
     }
 }
 

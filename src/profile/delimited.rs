@@ -27,10 +27,26 @@ pub(super) fn table(path: &Path, head: &[u8], profile: &mut Profile) -> std::io:
         .delimiter(delimiter)
         .flexible(true)
         .from_reader(&head[..cut]);
+    // Names as pandas reads them: spaces around a name stay (`" WINDSPEED"`), and a script
+    // told the trimmed name fails on a KeyError; only a byte-order mark goes, as in pandas.
     let headers: Vec<String> = reader
         .headers()
-        .map(|h| h.iter().map(|s| s.trim().to_string()).collect())
+        .map(|h| {
+            h.iter()
+                .enumerate()
+                .map(|(i, s)| match i {
+                    0 => s.trim_start_matches('\u{feff}').to_string(),
+                    _ => s.to_string(),
+                })
+                .collect()
+        })
         .unwrap_or_default();
+    if let Some(spaced) = headers.iter().find(|h| h.trim() != h.as_str()) {
+        profile.notes.push(format!(
+            "column names keep the spaces around them when read ({spaced:?}): \
+             df.columns = df.columns.str.strip() removes them"
+        ));
+    }
     let mut kinds = vec![ColumnType::Empty; headers.len()];
     let mut missing = vec![0usize; headers.len()];
     let mut ragged = 0usize;

@@ -20,13 +20,18 @@ pub fn render(profile: &Profile) -> String {
             .iter()
             .map(|c| {
                 let kind = column_kind(profile.file_type, c.kind);
+                // A name with spaces around it is quoted, so the spaces show.
+                let name = match c.name.trim() == c.name {
+                    true => c.name.clone(),
+                    false => format!("{:?}", c.name),
+                };
                 if c.missing > 0 {
                     format!(
-                        "{} ({kind}, {} missing of {} sampled)",
-                        c.name, c.missing, profile.sampled_rows
+                        "{name} ({kind}, {} missing of {} sampled)",
+                        c.missing, profile.sampled_rows
                     )
                 } else {
-                    format!("{} ({kind})", c.name)
+                    format!("{name} ({kind})")
                 }
             })
             .collect();

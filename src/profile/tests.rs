@@ -56,6 +56,24 @@ fn profiles_a_csv_table() {
 }
 
 #[test]
+fn column_names_are_shown_as_pandas_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "\u{feff}DATE TIME, WINDSPEED, DIR\n01/01/2015 00:00,2.72,288\n";
+    let p = profile(&write(dir.path(), "baro.csv", text.as_bytes())).unwrap();
+    let names: Vec<&str> = p.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, vec!["DATE TIME", " WINDSPEED", " DIR"]);
+    let shown = render(&p);
+    assert!(
+        shown.contains(r#"columns: DATE TIME (date as text, parse with pd.to_datetime), " WINDSPEED" (float), " DIR" (integer)"#),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("df.columns = df.columns.str.strip()"),
+        "{shown}"
+    );
+}
+
+#[test]
 fn sniffs_semicolons_and_tabs() {
     let dir = tempfile::tempdir().unwrap();
     let p = profile(&write(dir.path(), "x.csv", b"a;b\n1;2\n3;4\n")).unwrap();
