@@ -1,5 +1,5 @@
 //! Text between planbox, models and people: pulling JSON or code out of a reply that may
-//! wrap it in prose or fences, truncating long text to its head and tail, and stripping
+//! wrap it in prose or fences (a script's missing conventional imports added), truncating long text to its head and tail, and stripping
 //! terminal escapes from anything a script printed.
 
 /// Remove ANSI/VT escape sequences (CSI, OSC, single-character escapes) and control
@@ -145,6 +145,48 @@ pub fn extract_code(reply: &str) -> Option<String> {
     (looks_like_code && !code.trim().is_empty()).then_some(code)
 }
 
+/// The aliases data scripts use by convention, with the import each stands for.
+const CONVENTIONAL_IMPORTS: &[(&str, &str)] = &[
+    ("pd", "import pandas as pd"),
+    ("np", "import numpy as np"),
+    ("plt", "import matplotlib.pyplot as plt"),
+    ("sns", "import seaborn as sns"),
+];
+
+/// `code` with the conventional import of each alias (`pd`, `np`, `plt`, `sns`) it uses as
+/// `alias.` but never binds, added before its first line (after any `from __future__`
+/// import): drawing with a `plt` it never imported is a small model's commonest slip, and
+/// each NameError costs a repair round. The script run, stored and exported holds the line.
+pub fn with_conventional_imports(code: &str) -> String {
+    let missing: Vec<&str> = CONVENTIONAL_IMPORTS
+        .iter()
+        .filter(|(alias, _)| {
+            let used = regex::Regex::new(&format!(r"(?m)(?:^|[^\w.]){alias}\.[A-Za-z_]"))
+                .expect("valid regex");
+            let bound = regex::Regex::new(&format!(
+                r"(?m)\bas\s+{alias}\b|\bimport\s+{alias}\b|^\s*{alias}\s*(?:=|,)|\bfor\s+{alias}\b|\bglobal\s+{alias}\b"
+            ))
+            .expect("valid regex");
+            used.is_match(code) && !bound.is_match(code)
+        })
+        .map(|(_, import)| *import)
+        .collect();
+    if missing.is_empty() {
+        return code.to_string();
+    }
+    let mut lines: Vec<&str> = code.lines().collect();
+    let at = lines
+        .iter()
+        .rposition(|l| l.starts_with("from __future__"))
+        .map_or(0, |i| i + 1);
+    lines.splice(at..at, missing);
+    let mut with = lines.join("\n");
+    if code.ends_with('\n') {
+        with.push('\n');
+    }
+    with
+}
+
 /// Length of the balanced JSON object or array at the start of `text`, strings respected.
 fn balanced_end(text: &str) -> Option<usize> {
     let mut depth = 0usize;
@@ -203,6 +245,30 @@ mod extraction_tests {
     use super::*;
     use pretty_assertions::assert_eq;
     use serde_json::json;
+
+    #[test]
+    fn a_conventional_alias_used_but_never_imported_is_imported_first() {
+        let script = "import pandas as pd\ndf = pd.read_csv('/data/x.csv')\nplt.bar(df.a, df.b)\nnp.mean(df.a)\n";
+        assert_eq!(
+            with_conventional_imports(script),
+            format!("import numpy as np\nimport matplotlib.pyplot as plt\n{script}")
+        );
+        // Bound by the script (an import, an assignment, a from-import), or not used as a
+        // module: left as written.
+        for kept in [
+            "import matplotlib.pyplot as plt\nplt.bar([1], [2])",
+            "from matplotlib import pyplot as plt\nplt.show()",
+            "np = None\nprint(np)",
+            "print(df.np.mean())",
+            "nplt.bar()",
+        ] {
+            assert_eq!(with_conventional_imports(kept), kept);
+        }
+        assert_eq!(
+            with_conventional_imports("from __future__ import annotations\nsns.histplot([1])"),
+            "from __future__ import annotations\nimport seaborn as sns\nsns.histplot([1])"
+        );
+    }
 
     #[test]
     fn extracts_bare_fenced_and_surrounded_json() {

@@ -230,7 +230,7 @@ async fn slips_with_a_clear_intent_are_mended_not_sent_back() {
             &["total.txt"],
         ),
     ])]);
-    let planned = Planner::new(&llm)
+    let planned = unfused(&llm)
         .plan("goal", &inputs(), Mode::Dag, 0)
         .await
         .unwrap();

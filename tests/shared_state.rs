@@ -167,9 +167,13 @@ async fn a_step_uses_the_dataframe_its_dependency_built_and_the_export_reproduce
     let notebook = export.notebook();
     let cells = notebook["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 5);
+    // The script as it ran: `pd`, used and never imported, gets its conventional import.
     assert_eq!(
-        cells[4]["source"].as_array().unwrap()[0],
-        "north = pd.to_numeric(by_region.loc[by_region.region == 'north', 'amount']).item()\n"
+        cells[4]["source"].as_array().unwrap()[..2],
+        [
+            "import pandas as pd\n",
+            "north = pd.to_numeric(by_region.loc[by_region.region == 'north', 'amount']).item()\n"
+        ]
     );
     world.sandbox.settle().await;
     world.assert_clean().await;

@@ -99,7 +99,7 @@ impl Attempts {
                 );
                 return self.reject_reply(reply, problem);
             }
-            Some(code) => code,
+            Some(code) => crate::text::with_conventional_imports(&code),
         };
         // A "repair" that returns a script which already failed would fail the same way: it
         // is not run again. The next write starts afresh from the step's request and the

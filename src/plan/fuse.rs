@@ -14,7 +14,8 @@ use super::{Plan, Step, StepKind};
 impl Plan {
     /// The plan with every such chain of action steps fused into one step (the last one's
     /// id, so its dependents still find it), its instructions numbered in order, as long as
-    /// the fused instruction stays within `max_instruction` characters. Returns the fused
+    /// the fused instruction stays within `max_instruction` characters; a file no other step
+    /// reads and the goal does not name is no longer required of its step. Returns the fused
     /// plan and, per fused step, the ids it absorbed.
     pub fn fuse_chains(&self, limits: &super::Limits) -> (Plan, Vec<(String, Vec<String>)>) {
         let mut steps = self.without_implied_edges().steps;
@@ -61,9 +62,12 @@ impl Plan {
             fused.push((id, absorbed));
             steps.remove(first);
         }
-        // A file a fused step's parts wrote to hand to each other is internal to one script
-        // now: it stays declared only when the goal names it, it is a chart (and the goal
-        // names none), or another step reads it.
+        // A file is declared for a hand-off or for the person: one that no other step reads
+        // and the goal does not name (a fused step's parts wrote it to hand to each other, or
+        // the model named an intermediate table nothing takes) is not required of its step,
+        // where a script that keeps the table as a variable would fail on it. It stays
+        // declared when the goal names it, it is a chart (and the goal names none), or
+        // another step reads it.
         let reads: Vec<(String, Vec<String>)> = steps
             .iter()
             .map(|s| (s.id.clone(), s.reads.clone()))
@@ -74,9 +78,6 @@ impl Plan {
             .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
             .any(|word| is_chart(word.trim_end_matches(['.', ';', ':'])));
         for step in steps.iter_mut() {
-            if !fused.iter().any(|(id, _)| id == &step.id) {
-                continue;
-            }
             step.writes.retain(|w| {
                 self.goal.contains(w.as_str())
                     || (is_chart(w) && !goal_names_a_chart)
@@ -259,6 +260,38 @@ mod tests {
             "the goal names its chart"
         );
         assert_eq!(fused.steps[0].reads, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_table_no_step_reads_is_not_required_of_an_unfused_step() {
+        // Two branches join at `report`: nothing fuses. `grouped.csv` is read by no step,
+        // `counts.csv` is read by `report`.
+        let mut group = step("group", &[], StepKind::Action);
+        group.writes = vec!["grouped.csv".into(), "counts.csv".into()];
+        let mut other = step("other", &[], StepKind::Action);
+        other.writes = vec!["extra.csv".into()];
+        let mut report = step("report", &["group", "other"], StepKind::Action);
+        report.reads = vec!["counts.csv".into(), "extra.csv".into()];
+        report.writes = vec!["report.csv".into(), "scratch.csv".into()];
+        let plan = Plan {
+            goal: "Write report.csv.".into(),
+            steps: vec![group, other, report],
+        };
+        let (fused, absorbed) = plan.fuse_chains(&super::super::Limits::default());
+        assert!(absorbed.is_empty());
+        let writes: Vec<(&str, Vec<&str>)> = fused
+            .steps
+            .iter()
+            .map(|s| (s.id.as_str(), s.writes.iter().map(String::as_str).collect()))
+            .collect();
+        assert_eq!(
+            writes,
+            vec![
+                ("group", vec!["counts.csv"]),
+                ("other", vec!["extra.csv"]),
+                ("report", vec!["report.csv"]),
+            ]
+        );
     }
 
     #[test]
