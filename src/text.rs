@@ -145,40 +145,59 @@ pub fn extract_code(reply: &str) -> Option<String> {
     (looks_like_code && !code.trim().is_empty()).then_some(code)
 }
 
-/// The aliases data scripts use by convention, with the import each stands for.
-const CONVENTIONAL_IMPORTS: &[(&str, &str)] = &[
-    ("pd", "import pandas as pd"),
-    ("np", "import numpy as np"),
-    ("plt", "import matplotlib.pyplot as plt"),
-    ("sns", "import seaborn as sns"),
-];
+/// The aliases data scripts use by convention: the alias, its import, a use of it as a module
+/// (`plt.bar`, not `df.plt` nor `nplt`), and a binding of it by the script itself.
+static CONVENTIONAL_IMPORTS: std::sync::LazyLock<Vec<(&str, regex::Regex, regex::Regex)>> =
+    std::sync::LazyLock::new(|| {
+        [
+            ("pd", "import pandas as pd"),
+            ("np", "import numpy as np"),
+            ("plt", "import matplotlib.pyplot as plt"),
+            ("sns", "import seaborn as sns"),
+        ]
+        .into_iter()
+        .map(|(alias, import)| {
+            let used = format!(r"(?m)(?:^|[^\w.]){alias}\.[A-Za-z_]");
+            let bound = format!(
+                r"(?m)\bas\s+{alias}\b|\bimport\s+{alias}\b|^\s*{alias}\s*(?:=|,)|\bfor\s+{alias}\b|\bglobal\s+{alias}\b"
+            );
+            (
+                import,
+                regex::Regex::new(&used).expect("valid regex"),
+                regex::Regex::new(&bound).expect("valid regex"),
+            )
+        })
+        .collect()
+    });
 
-/// `code` with the conventional import of each alias (`pd`, `np`, `plt`, `sns`) it uses as
-/// `alias.` but never binds, added before its first line (after any `from __future__`
-/// import): drawing with a `plt` it never imported is a small model's commonest slip, and
-/// each NameError costs a repair round. The script run, stored and exported holds the line.
+/// `code` with the conventional import of each alias (`pd`, `np`, `plt`, `sns`) it uses as a
+/// module but never binds, added as its first lines (after its `from __future__` imports,
+/// which must come first): drawing with a `plt` it never imported is a small model's
+/// commonest slip, and each NameError costs a repair round. The script run, stored and
+/// exported holds the lines.
 pub fn with_conventional_imports(code: &str) -> String {
     let missing: Vec<&str> = CONVENTIONAL_IMPORTS
         .iter()
-        .filter(|(alias, _)| {
-            let used = regex::Regex::new(&format!(r"(?m)(?:^|[^\w.]){alias}\.[A-Za-z_]"))
-                .expect("valid regex");
-            let bound = regex::Regex::new(&format!(
-                r"(?m)\bas\s+{alias}\b|\bimport\s+{alias}\b|^\s*{alias}\s*(?:=|,)|\bfor\s+{alias}\b|\bglobal\s+{alias}\b"
-            ))
-            .expect("valid regex");
-            used.is_match(code) && !bound.is_match(code)
-        })
-        .map(|(_, import)| *import)
+        .filter(|(_, used, bound)| used.is_match(code) && !bound.is_match(code))
+        .map(|(import, _, _)| *import)
         .collect();
     if missing.is_empty() {
         return code.to_string();
     }
     let mut lines: Vec<&str> = code.lines().collect();
-    let at = lines
-        .iter()
-        .rposition(|l| l.starts_with("from __future__"))
-        .map_or(0, |i| i + 1);
+    // After the last `from __future__` import, and after its closing parenthesis when it
+    // spans lines.
+    let mut at = 0;
+    let mut open = false;
+    for (i, line) in lines.iter().enumerate() {
+        if line.starts_with("from __future__") {
+            open = line.contains('(') && !line.contains(')');
+            at = i + 1;
+        } else if open {
+            open = !line.contains(')');
+            at = i + 1;
+        }
+    }
     lines.splice(at..at, missing);
     let mut with = lines.join("\n");
     if code.ends_with('\n') {
@@ -267,6 +286,12 @@ mod extraction_tests {
         assert_eq!(
             with_conventional_imports("from __future__ import annotations\nsns.histplot([1])"),
             "from __future__ import annotations\nimport seaborn as sns\nsns.histplot([1])"
+        );
+        assert_eq!(
+            with_conventional_imports(
+                "from __future__ import (\n    annotations,\n)\nnp.ones(2)\n"
+            ),
+            "from __future__ import (\n    annotations,\n)\nimport numpy as np\nnp.ones(2)\n"
         );
     }
 

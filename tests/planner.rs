@@ -259,10 +259,17 @@ async fn slips_with_a_clear_intent_are_mended_not_sent_back() {
 #[tokio::test]
 async fn a_file_every_step_rewrites_is_a_version_per_step() {
     // What the offline model plans for the demo: one `df.csv`, read and written again by
-    // each step, some steps naming no dependency.
+    // each step, some steps naming no dependency. The first writer keeps the name (in a
+    // replan, what a kept step wrote stays where it is).
     let llm = Scripted::new(vec![steps(vec![
-        step("load", &[], &["sales.csv"], &["df.csv"]),
-        step("filter", &[], &["df.csv"], &["df.csv"]),
+        // Writing an input means loading it: never versioned.
+        step("load", &[], &["sales.csv"], &["df.csv", "sales.csv"]),
+        step(
+            "filter",
+            &[],
+            &["df.csv", "sales.csv"],
+            &["df.csv", "sales.csv"],
+        ),
         step("group", &["filter"], &["df.csv"], &["df.csv"]),
         step("chart", &[], &["df.csv"], &["revenue.png"]),
     ])]);
@@ -274,21 +281,58 @@ async fn a_file_every_step_rewrites_is_a_version_per_step() {
     assert_eq!(
         files(&planned),
         vec![
-            ("load", vec![], vec!["sales.csv"], vec!["df_load.csv"]),
+            ("load", vec![], vec!["sales.csv"], vec!["df.csv"]),
             (
                 "filter",
                 vec!["load"],
-                vec!["df_load.csv"],
+                vec!["df.csv", "sales.csv"],
                 vec!["df_filter.csv"]
             ),
             (
                 "group",
                 vec!["filter"],
                 vec!["df_filter.csv"],
-                vec!["df.csv"]
+                vec!["df_group.csv"]
             ),
-            ("chart", vec!["group"], vec!["df.csv"], vec!["revenue.png"]),
+            (
+                "chart",
+                vec!["group"],
+                vec!["df_group.csv"],
+                vec!["revenue.png"]
+            ),
         ]
+    );
+}
+
+#[tokio::test]
+async fn a_replan_that_only_repeats_the_finished_steps_is_asked_again() {
+    let plan = planbox::plan::Plan::from_model(
+        "goal",
+        &steps(vec![
+            step("load", &[], &["sales.csv"], &[]),
+            step("sum", &["load"], &[], &[]),
+        ]),
+    )
+    .unwrap();
+    let llm = Scripted::new(vec![
+        steps(vec![step("load", &[], &["sales.csv"], &[])]),
+        steps(vec![
+            step("load", &[], &["sales.csv"], &[]),
+            step("total", &["load"], &[], &[]),
+        ]),
+    ]);
+    let replanned = unfused(&llm)
+        .replan(&plan, &inputs(), "sum", "KeyError: 'amount'")
+        .await
+        .unwrap();
+    let ids: Vec<&str> = replanned.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, vec!["load", "total"]);
+    assert_eq!(llm.requests().len(), 2);
+    assert!(
+        llm.last_user(1)
+            .contains("The plan adds no new step: replace the failed step \"sum\""),
+        "{}",
+        llm.last_user(1)
     );
 }
 

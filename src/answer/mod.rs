@@ -79,12 +79,26 @@ pub fn answer_values_where(text: &str, keep: impl Fn(&str, &str) -> bool) -> Vec
 /// `text` with every `@name[placeholder] value` read as `@name[value]`, where the placeholder
 /// is the one the goal writes between that name's brackets and a value follows on the line
 /// (up to the next `@name[`): a script that copied the goal's format and printed its value
-/// after it. A placeholder printed alone stays as it is (it can be the real answer).
+/// after it. A placeholder printed alone stays as it is (it can be the real answer), and so
+/// does a name the goal writes with several placeholders.
 pub fn values_after_placeholders(goal: &str, text: &str) -> String {
-    let placeholders: BTreeMap<String, String> = ANSWER_TOKEN
-        .captures_iter(goal)
-        .map(|c| (c[1].to_string(), c[2].trim().to_lowercase()))
-        .filter(|(_, placeholder)| !placeholder.is_empty())
+    // A name the goal gives several placeholders (`@answer[yes]` ... `@answer[no]`) lists
+    // its possible values: what follows one of them is no value of its own.
+    let mut written: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for c in ANSWER_TOKEN.captures_iter(goal) {
+        written
+            .entry(c[1].to_string())
+            .or_default()
+            .insert(c[2].trim().to_lowercase());
+    }
+    let placeholders: BTreeMap<String, String> = written
+        .into_iter()
+        .filter_map(
+            |(name, all)| match all.into_iter().collect::<Vec<_>>()[..] {
+                [ref one] if !one.is_empty() => Some((name, one.clone())),
+                _ => None,
+            },
+        )
         .collect();
     if placeholders.is_empty() {
         return text.to_string();
@@ -335,6 +349,12 @@ mod tests {
         assert_eq!(
             values_after_placeholders("What is the mean?", "@mean[value] 3\n"),
             "@mean[value] 3\n"
+        );
+        let choice = "Answer @answer[yes] if it holds, otherwise @answer[no].";
+        assert_eq!(
+            values_after_placeholders(choice, "@answer[no] (p=0.21)\n"),
+            "@answer[no] (p=0.21)\n",
+            "a name with several placeholders lists its values"
         );
     }
 

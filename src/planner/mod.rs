@@ -268,25 +268,27 @@ impl<'a, L: Llm> Planner<'a, L> {
             if shape == Shape::Linear {
                 chain(&mut plan);
             }
-            plan
+            (plan, None)
         })
         .await
     }
 
     /// The re-ask loop: `complete` turns the model's plan into the plan to check (a chain, a
-    /// merge with kept steps); its errors go back to the model until it is valid.
+    /// merge with kept steps), with a problem of its own when the plan cannot serve (a merge
+    /// that adds no step); that and the plan's errors go back to the model until it is valid.
     async fn ask_until_valid(
         &self,
         goal: &str,
         inputs: &[String],
         mut request: Request,
         limits: &Limits,
-        complete: impl Fn(Plan) -> Plan,
+        complete: impl Fn(Plan) -> (Plan, Option<String>),
     ) -> Result<Plan> {
         let mut last = Vec::new();
         for _ in 0..=self.reasks {
             let (value, reply) = complete_json(self.llm, &request, self.reasks).await?;
-            let mut plan = complete(Plan::from_model(goal, &value).map_err(Error::LlmReply)?);
+            let (mut plan, unfit) =
+                complete(Plan::from_model(goal, &value).map_err(Error::LlmReply)?);
             mend(&mut plan, inputs);
             for step in &mut plan.steps {
                 // Inputs are read-only: a step "writing" one means it loads it.
@@ -300,11 +302,15 @@ impl<'a, L: Llm> Planner<'a, L> {
                     step.kind = StepKind::Action;
                 }
             }
-            let errors = plan.validate(inputs, limits);
-            if errors.is_empty() {
+            let mut listed: Vec<String> = unfit.into_iter().collect();
+            listed.extend(
+                plan.validate(inputs, limits)
+                    .iter()
+                    .map(ToString::to_string),
+            );
+            if listed.is_empty() {
                 return Ok(plan);
             }
-            let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
             request
                 .messages
                 .push(Message::assistant(crate::text::truncate_middle(

@@ -89,8 +89,12 @@ impl<L: Llm> Planner<'_, L> {
             room,
         );
         let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
+        let unfit = format!(
+            "The plan adds no new step: replace the failed step \"{failed}\" with at least one \
+             new step (the finished steps are kept as they are; do not repeat them)."
+        );
         self.ask_until_valid(&plan.goal, &inputs, request, &self.limits, |fresh| {
-            self.after_kept(&kept, fresh, &plan.goal)
+            self.after_kept(&kept, fresh, &plan.goal, &unfit)
         })
         .await
     }
@@ -117,15 +121,25 @@ impl<L: Llm> Planner<'_, L> {
             room,
         );
         let inputs: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
+        let unfit = "The plan adds no new step: add at least one step that answers the question \
+                     (the finished steps are kept as they are; do not repeat them).";
         self.ask_until_valid(question, &inputs, request, &self.limits, |fresh| {
-            self.after_kept(&kept, fresh, question)
+            self.after_kept(&kept, fresh, question, unfit)
         })
         .await
     }
 
     /// The kept steps, then the model's new ones for `goal`: only the new steps are fused
-    /// (kept ones stay as they ran), once a kept step the model repeated is left out.
-    fn after_kept(&self, kept: &[&Step], fresh: Plan, goal: &str) -> Plan {
+    /// (kept ones stay as they ran), once a kept step the model repeated is left out. With no
+    /// new step left, the plan is unfit (`unfit` says why): it would end the run on the kept
+    /// steps alone, answered from whatever they printed.
+    fn after_kept(
+        &self,
+        kept: &[&Step],
+        fresh: Plan,
+        goal: &str,
+        unfit: &str,
+    ) -> (Plan, Option<String>) {
         let fresh = Plan {
             goal: fresh.goal,
             steps: fresh
@@ -139,12 +153,14 @@ impl<L: Llm> Planner<'_, L> {
         } else {
             fresh
         };
+        let none_new = fresh.steps.is_empty();
         let mut steps: Vec<Step> = kept.iter().map(|s| (*s).clone()).collect();
         steps.extend(fresh.steps);
-        Plan {
+        let plan = Plan {
             goal: goal.to_string(),
             steps,
-        }
+        };
+        (plan, none_new.then(|| unfit.to_string()))
     }
 }
 
@@ -185,7 +201,7 @@ pub(super) fn mend(plan: &mut Plan, inputs: &[String]) {
             }
         }
     }
-    version_rewritten_files(plan);
+    version_rewritten_files(plan, inputs);
     let writers: BTreeMap<String, String> = plan
         .steps
         .iter()
@@ -221,14 +237,15 @@ pub(super) fn mend(plan: &mut Plan, inputs: &[String]) {
 }
 
 /// A file several steps write (a small model's `df.csv`, updated step after step) becomes a
-/// version per writer, in plan order: the last writer keeps the name (it may be the goal's
-/// deliverable), each earlier one writes `<stem>_<step>.<ext>`, and a step reading the name
-/// reads the version of the last writer before it (a step that reads and rewrites a file reads
-/// the version before its own). A read before every writer is left to validation.
-fn version_rewritten_files(plan: &mut Plan) {
+/// version per writer, in plan order: the first writer keeps the name (in a replan, the
+/// kept steps come first, and what they wrote stays where it is), each later one writes
+/// `<stem>_<step>.<ext>`, and a step reading the name reads the version of the last writer
+/// listed before it (a step that reads and rewrites a file reads the version before its
+/// own). Inputs are left alone: a step "writing" one means it loads it.
+fn version_rewritten_files(plan: &mut Plan, inputs: &[String]) {
     let mut writers: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, step) in plan.steps.iter().enumerate() {
-        for file in &step.writes {
+        for file in step.writes.iter().filter(|f| !inputs.contains(f)) {
             let at = writers.entry(file.clone()).or_default();
             if !at.contains(&i) {
                 at.push(i);
@@ -239,27 +256,29 @@ fn version_rewritten_files(plan: &mut Plan) {
     if writers.is_empty() {
         return;
     }
-    let version = |file: &str, writer: usize, ids: &[String]| -> String {
-        let last = writers[file].last() == Some(&writer);
-        match (last, file.rsplit_once('.')) {
+    let ids: Vec<String> = plan.steps.iter().map(|s| s.id.clone()).collect();
+    let version = |file: &str, writer: usize| -> String {
+        match (
+            writers[file].first() == Some(&writer),
+            file.rsplit_once('.'),
+        ) {
             (true, _) => file.to_string(),
             (false, Some((stem, ext))) => format!("{stem}_{}.{ext}", ids[writer]),
             (false, None) => format!("{file}_{}", ids[writer]),
         }
     };
-    let ids: Vec<String> = plan.steps.iter().map(|s| s.id.clone()).collect();
     for (i, step) in plan.steps.iter_mut().enumerate() {
         for file in &mut step.reads {
             let before = writers
                 .get(file.as_str())
                 .and_then(|at| at.iter().rev().find(|w| **w < i));
             if let Some(&writer) = before {
-                *file = version(file, writer, &ids);
+                *file = version(file, writer);
             }
         }
         for file in &mut step.writes {
             if writers.contains_key(file.as_str()) {
-                *file = version(file, i, &ids);
+                *file = version(file, i);
             }
         }
     }

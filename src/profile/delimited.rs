@@ -43,8 +43,9 @@ pub(super) fn table(path: &Path, head: &[u8], profile: &mut Profile) -> std::io:
         .unwrap_or_default();
     if let Some(spaced) = headers.iter().find(|h| h.trim() != h.as_str()) {
         profile.notes.push(format!(
-            "column names keep the spaces around them when read ({spaced:?}): \
-             df.columns = df.columns.str.strip() removes them"
+            "column names keep the spaces around them when read ({spaced:?}): use them as \
+             shown, or strip them all first (df.columns = df.columns.str.strip()) and use the \
+             trimmed names"
         ));
     }
     let mut kinds = vec![ColumnType::Empty; headers.len()];
