@@ -100,6 +100,16 @@ fn unfused<L: planbox::llm::Llm>(llm: &L) -> Planner<'_, L> {
     planner
 }
 
+/// The plan `llm` gives for a graph, unfused, checked to come from one request (no re-ask).
+async fn planned_without_a_reask(llm: &Scripted) -> planbox::planner::Planned {
+    let planned = unfused(llm)
+        .plan("goal", &inputs(), Mode::Dag, 0)
+        .await
+        .unwrap();
+    assert_eq!(llm.requests().len(), 1, "no re-ask");
+    planned
+}
+
 type Files<'a> = (&'a str, Vec<&'a str>, Vec<&'a str>, Vec<&'a str>);
 
 /// Each step's id, dependencies, reads and writes.
@@ -230,13 +240,8 @@ async fn slips_with_a_clear_intent_are_mended_not_sent_back() {
             &["total.txt"],
         ),
     ])]);
-    let planned = unfused(&llm)
-        .plan("goal", &inputs(), Mode::Dag, 0)
-        .await
-        .unwrap();
-    assert_eq!(llm.requests().len(), 1, "no re-ask");
     assert_eq!(
-        files(&planned),
+        files(&planned_without_a_reask(&llm).await),
         vec![
             ("load", vec![], vec!["sales.csv"], vec!["sorted_df.csv"]),
             (
@@ -273,13 +278,8 @@ async fn a_file_every_step_rewrites_is_a_version_per_step() {
         step("group", &["filter"], &["df.csv"], &["df.csv"]),
         step("chart", &[], &["df.csv"], &["revenue.png"]),
     ])]);
-    let planned = unfused(&llm)
-        .plan("goal", &inputs(), Mode::Dag, 0)
-        .await
-        .unwrap();
-    assert_eq!(llm.requests().len(), 1, "no re-ask");
     assert_eq!(
-        files(&planned),
+        files(&planned_without_a_reask(&llm).await),
         vec![
             ("load", vec![], vec!["sales.csv"], vec!["df.csv"]),
             (
