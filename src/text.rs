@@ -1,6 +1,7 @@
 //! Text between planbox, models and people: pulling JSON or code out of a reply that may
-//! wrap it in prose or fences (a script's missing conventional imports added), truncating long text to its head and tail, and stripping
-//! terminal escapes from anything a script printed.
+//! wrap it in prose or fences (a script's missing conventional imports added), truncating
+//! long text to its head and tail, and stripping terminal escapes from anything a script
+//! printed.
 
 /// Remove ANSI/VT escape sequences (CSI, OSC, single-character escapes) and control
 /// characters other than newline and tab; carriage returns become newlines.
@@ -145,8 +146,8 @@ pub fn extract_code(reply: &str) -> Option<String> {
     (looks_like_code && !code.trim().is_empty()).then_some(code)
 }
 
-/// The aliases data scripts use by convention: the alias, its import, a use of it as a module
-/// (`plt.bar`, not `df.plt` nor `nplt`), and a binding of it by the script itself.
+/// The aliases data scripts use by convention, each as its import, a pattern for a use of the
+/// alias as a module (`plt.bar`, not `df.plt` nor `nplt`), and one for the script binding it.
 static CONVENTIONAL_IMPORTS: std::sync::LazyLock<Vec<(&str, regex::Regex, regex::Regex)>> =
     std::sync::LazyLock::new(|| {
         [
